@@ -1,0 +1,6 @@
+"""``python -m syncd`` runs the CLI."""
+
+from syncd.cli import main
+
+if __name__ == "__main__":
+    main()

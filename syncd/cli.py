@@ -1,0 +1,249 @@
+"""The ``syncd`` command: run | once | check | status | events | sandbox | demo.
+
+Exit codes (the contract in DESIGN.md): 0 success; 1 something failed at run
+time (a package failed, the platform unreachable, a token refused); 2 bad
+configuration or usage. Errors are one line on stderr, never a traceback
+(set ``SYNCD_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from syncd import __version__
+from syncd.config import Config, config_path, load_config
+from syncd.errors import AuthError, ConfigError, SyncdError
+from syncd.log import configure
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+config_option = click.option(
+    "--config",
+    "-c",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Config file (TOML). Default: $SYNCD_CONFIG.",
+)
+
+
+def die(message: str, code: int) -> NoReturn:
+    click.echo(f"syncd: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _load(config_file: str | None) -> Config:
+    cfg = load_config(config_path(config_file))
+    configure(cfg.log.format, cfg.log.level)
+    return cfg
+
+
+def guarded(fn: F) -> F:
+    """Turn our errors into one-line messages and exit codes."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            die(str(exc), 2)
+        except SyncdError as exc:
+            if os.environ.get("SYNCD_DEBUG"):
+                raise
+            die(str(exc), 1)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception as exc:
+            if os.environ.get("SYNCD_DEBUG"):
+                raise
+            die(f"unexpected {type(exc).__name__}: {exc} (set SYNCD_DEBUG=1 for details)", 1)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="syncd")
+def cli() -> None:
+    """Keep local sensor-data folders and annotation platforms in sync."""
+
+
+@cli.command()
+@config_option
+@guarded
+def run(config_file: str | None) -> None:
+    """Run the daemon in the foreground until SIGTERM or Ctrl-C."""
+    from syncd.daemon import Daemon
+
+    cfg = _load(config_file)
+    daemon = Daemon(cfg)
+    try:
+        _preflight(daemon, fatal_unreachable=False)
+        code = daemon.run()
+    finally:
+        daemon.close()
+    sys.exit(code)
+
+
+@cli.command()
+@config_option
+@click.option("--timeout", default="1h", show_default=True, help="Give up waiting after this long.")
+@guarded
+def once(config_file: str | None, timeout: str) -> None:
+    """One full cycle: upload every settled unit, wait for processing, pull; then exit.
+
+    Exit code 0 when everything is done, 1 when something failed.
+    """
+    from syncd.config import parse_duration
+    from syncd.daemon import Daemon
+
+    try:
+        seconds = parse_duration(timeout)
+    except ValueError as exc:
+        raise ConfigError(f"--timeout: {exc}") from None
+    cfg = _load(config_file)
+    daemon = Daemon(cfg)
+    try:
+        _preflight(daemon, fatal_unreachable=True)
+        code = daemon.once(timeout=seconds)
+    finally:
+        daemon.close()
+    sys.exit(code)
+
+
+def _preflight(daemon: Any, *, fatal_unreachable: bool) -> None:
+    """Reach every remote once: a refused token is always fatal; unreachable only for ``once``."""
+    from syncd.remotes import build_remote
+
+    for name, rc in daemon.cfg.remotes.items():
+        probe = build_remote(name, rc, max_retries=1)
+        try:
+            probe.check()
+        except AuthError as exc:
+            raise AuthError(f"remote {name!r}: {exc}") from None
+        except SyncdError as exc:
+            if fatal_unreachable:
+                raise type(exc)(f"remote {name!r}: {exc}") from None
+            daemon.log.warning("remote.unreachable", remote=name, error=str(exc))
+        finally:
+            probe.close()
+
+
+@cli.command()
+@config_option
+@guarded
+def check(config_file: str | None) -> None:
+    """Check the config, the folders, the state dir, and reach every remote with its token."""
+    from syncd.remotes import build_remote
+
+    cfg = _load(config_file)
+    problems = 0
+    for s in cfg.syncs:
+        if s.push and s.folder is not None and not s.folder.is_dir():
+            click.echo(f"FAIL sync {s.name}: folder {str(s.folder)!r} does not exist", err=True)
+            problems += 1
+        elif s.push and s.folder is not None and not os.access(s.folder, os.R_OK | os.X_OK):
+            click.echo(f"FAIL sync {s.name}: folder {str(s.folder)!r} is not readable", err=True)
+            problems += 1
+        else:
+            click.echo(
+                f"ok   sync {s.name}: {s.folder if s.push else 'pull only'} → {s.remote}/{s.dataset}"
+            )
+    for name, rc in cfg.remotes.items():
+        remote = build_remote(name, rc, max_retries=1)
+        try:
+            click.echo(f"ok   remote {name}: {remote.check()}")
+        except SyncdError as exc:
+            click.echo(f"FAIL remote {name}: {exc}", err=True)
+            problems += 1
+        finally:
+            remote.close()
+    if problems:
+        sys.exit(1)
+
+
+@cli.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@guarded
+def status(config_file: str | None, as_json: bool) -> None:
+    """Packages by state, the last pull of every sync, and recent errors."""
+    from syncd.status import collect, render
+
+    cfg = _load(config_file)
+    report = collect(cfg)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        click.echo(render(report))
+
+
+@cli.command()
+@config_option
+@click.option("--limit", "-n", default=50, show_default=True, help="How many recent events.")
+@click.option("--sync", "sync_name", default=None, help="Only this sync.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events.")
+@guarded
+def events(config_file: str | None, limit: int, sync_name: str | None, follow: bool) -> None:
+    """Print recent events from the mirror's events table (JSON lines)."""
+    from syncd.status import read_events
+
+    cfg = _load(config_file)
+    last = 0
+    for row in read_events(cfg, limit=limit, sync=sync_name):
+        click.echo(json.dumps(row, default=str))
+        last = max(last, int(row["id"]))
+    while follow:
+        time.sleep(1.0)
+        for row in read_events(cfg, after=last, sync=sync_name, limit=1000):
+            click.echo(json.dumps(row, default=str))
+            last = max(last, int(row["id"]))
+
+
+@cli.command()
+@click.argument("platform", type=click.Choice(["xtreme1"]))
+@click.option("--port", default=0, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option(
+    "--token", default="sandbox-token", show_default=True, help="The API token it accepts."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where uploaded objects go (default: a temp dir).",
+)
+@guarded
+def sandbox(platform: str, port: int, token: str, data_dir: str | None) -> None:
+    """Serve a local stand-in for PLATFORM on 127.0.0.1; prints `READY <url>` when it serves."""
+    from syncd.sandbox import serve
+
+    serve(platform, port=port, token=token, data_dir=Path(data_dir) if data_dir else None)
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "work_dir",
+    type=click.Path(file_okay=False),
+    default="demo-run",
+    show_default=True,
+    help="Where the demo keeps its state and data.",
+)
+@guarded
+def demo(work_dir: str) -> None:
+    """Sandbox + daemon + sample data + annotator: labels end up in the mirror (about a minute)."""
+    from syncd.demo import run_demo
+
+    sys.exit(run_demo(Path(work_dir)))
+
+
+def main() -> None:
+    cli(prog_name="syncd")

@@ -1,0 +1,342 @@
+"""Configuration: TOML → ``${VAR}`` expansion → one validation pass → :class:`Config`.
+
+Contract:
+
+* :func:`load_config` reads the file named by ``--config`` or ``SYNCD_CONFIG``;
+  every problem raises :class:`~syncd.errors.ConfigError` whose message starts
+  with the key path and names the bad value, e.g.
+  ``syncs[front-lidar].remote: no remote named 'lab2'``.
+* ``${VAR}`` in any string is replaced by the environment variable (``$$``
+  stands for a literal ``$``); an unset variable is an error naming the key.
+* A remote takes ``token`` or ``token_file`` (a path; relative paths resolve
+  against ``$CREDENTIALS_DIRECTORY`` when systemd sets it, else against the
+  config file's folder). The file's content, stripped, is the token.
+* Durations are ``"90s"``, ``"5m"``, ``"1h30m"`` or a number of seconds;
+  sizes are ``"512MiB"``, ``"2GB"`` or a number of bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from syncd.errors import ConfigError
+
+_DURATION_RE = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$"
+)
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_VAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+DEFAULT_EXCLUDE = (".*", "*~", "*.tmp", "*.part", "*.partial", "*.swp", "~$*", "__MACOSX")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``"90s"``, ``"5m"``, ``"1h30m"`` or a plain number."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative: {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m and any(m.groups()):
+            h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+            return h * 3600 + mi * 60 + s
+        try:
+            return parse_duration(float(value))
+        except ValueError:
+            pass
+    raise ValueError(f"not a duration: {value!r} (use e.g. '90s', '5m', '1h30m')")
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from ``"512MiB"``, ``"2GB"`` or a plain number."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a size cannot be negative: {value!r}")
+        return value
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m:
+            unit = (m.group(2) or "b").lower()
+            return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    raise ValueError(f"not a size: {value!r} (use e.g. '512MiB', '4GiB')")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StateConfig(_Model):
+    """``[state]``: where the database and the spool live."""
+
+    dir: Path = Path("/var/lib/syncd")
+
+    @property
+    def db_path(self) -> Path:
+        return self.dir / "syncd.db"
+
+
+class LogConfig(_Model):
+    """``[log]``: ``auto`` renders for people on a TTY and JSON lines otherwise."""
+
+    format: Literal["json", "console", "auto"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class RemoteConfig(_Model):
+    """``[remotes.NAME]``: one platform endpoint and its credentials."""
+
+    platform: Literal["xtreme1"]
+    url: str
+    token: str | None = Field(default=None, repr=False)
+    token_file: Path | None = None
+    timeout: Duration = 30.0
+    max_retries: int = Field(default=6, ge=0, le=100)
+    requests_per_second: float = Field(default=20.0, gt=0)
+    poll_interval: Duration = 3.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"not an http(s) URL: {v!r}")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_token(self) -> RemoteConfig:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("give exactly one of 'token' or 'token_file'")
+        return self
+
+    def resolved_token(self) -> str:
+        """The token, reading ``token_file`` now; raises ConfigError if unreadable."""
+        if self.token is not None:
+            return self.token
+        assert self.token_file is not None
+        try:
+            token = self.token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"token_file {str(self.token_file)!r}: {exc.strerror}") from exc
+        if not token:
+            raise ConfigError(f"token_file {str(self.token_file)!r}: the file is empty")
+        return token
+
+
+class SyncConfig(_Model):
+    """``[[syncs]]``: one watched folder bound to one dataset of one remote."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    remote: str
+    dataset: str = Field(min_length=1, max_length=200)
+    dataset_type: Literal["LIDAR_FUSION", "LIDAR_BASIC", "IMAGE"] = "LIDAR_FUSION"
+    folder: Path | None = None
+    push: bool = True
+    pull: bool = True
+    settle_seconds: Duration = 10.0
+    ready_marker: str | None = None
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    max_package_bytes: Size = 4 * 2**30
+    name_collision: Literal["rename", "refuse"] = "rename"
+    result_type: Literal["GROUND_TRUTH", "MODEL_RUN"] = "GROUND_TRUTH"
+    pull_interval: Duration = 60.0
+    full_sweep_interval: Duration = 3600.0
+    processing_timeout: Duration = 1800.0
+
+    @model_validator(mode="after")
+    def _folder_when_push(self) -> SyncConfig:
+        if self.push and self.folder is None:
+            raise ValueError("'folder' is required when push is on (set push = false to only pull)")
+        if self.max_package_bytes < 1024:
+            raise ValueError(f"max_package_bytes: {self.max_package_bytes} is too small")
+        return self
+
+
+class Config(_Model):
+    """The whole validated configuration."""
+
+    state: StateConfig = StateConfig()
+    log: LogConfig = LogConfig()
+    remotes: dict[str, RemoteConfig] = Field(default_factory=dict)
+    syncs: list[SyncConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross(self) -> Config:
+        seen: set[str] = set()
+        for s in self.syncs:
+            if s.name in seen:
+                raise _KeyError(f"syncs[{s.name}].name", f"the name {s.name!r} is used twice")
+            seen.add(s.name)
+            if s.remote not in self.remotes:
+                known = ", ".join(sorted(self.remotes)) or "none defined"
+                raise _KeyError(
+                    f"syncs[{s.name}].remote", f"no remote named {s.remote!r} (known: {known})"
+                )
+        return self
+
+    def sync(self, name: str) -> SyncConfig:
+        for s in self.syncs:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+class _KeyError(ValueError):
+    """A cross-field error that knows its own key path."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+def _expand(value: Any, key: str) -> Any:
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            var = m.group(1)
+            if var not in os.environ:
+                raise ConfigError(f"{key}: environment variable {var} is not set")
+            return os.environ[var]
+
+        return _VAR_RE.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{key}.{k}" if key else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _key_path(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
+    """``('syncs', 0, 'remote')`` → ``syncs[front-lidar].remote`` (the sync's name, if any)."""
+    parts: list[str] = []
+    node: Any = raw
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            label = str(part)
+            if isinstance(node, list) and 0 <= part < len(node):
+                item = node[part]
+                if isinstance(item, dict) and isinstance(item.get("name"), str):
+                    label = item["name"]
+                node = item
+            else:
+                node = None
+            parts.append(f"[{label}]")
+        else:
+            if i == 0 or not parts:
+                parts.append(str(part))
+            else:
+                parts.append(f".{part}")
+            node = node.get(part) if isinstance(node, dict) else None
+    return "".join(parts)
+
+
+def _format_validation(exc: ValidationError, raw: dict[str, Any]) -> str:
+    lines = []
+    for err in exc.errors():
+        ctx_err = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_err, _KeyError):
+            lines.append(f"{ctx_err.key}: {ctx_err.message}")
+            continue
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        key = _key_path(loc, raw) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling against config/syncd.example.toml)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in err and repr(err["input"]) not in msg and err["type"] != "model_type":
+            msg = f"{msg} (got {err['input']!r})"
+        lines.append(f"{key}: {msg}")
+    return "; ".join(lines)
+
+
+def config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """The config file to use: ``--config``, else ``$SYNCD_CONFIG``, else an error."""
+    value = explicit or os.environ.get("SYNCD_CONFIG")
+    if not value:
+        raise ConfigError("no configuration: pass --config FILE or set SYNCD_CONFIG")
+    return Path(value)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, expand and validate a TOML config file; raise ConfigError on any problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {str(p)!r} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text") from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from exc
+    return parse_config(raw, base_dir=p.resolve().parent)
+
+
+def parse_config(raw: dict[str, Any], *, base_dir: Path) -> Config:
+    """Validate an already-parsed TOML document (see :func:`load_config`)."""
+    expanded = _expand(raw, "")
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    for name, remote in (expanded.get("remotes") or {}).items():
+        if isinstance(remote, dict) and isinstance(remote.get("token_file"), str):
+            tf = Path(remote["token_file"])
+            if not tf.is_absolute():
+                tf = Path(cred_dir) / tf if cred_dir else base_dir / tf
+            remote["token_file"] = str(tf)
+        del name
+    state = expanded.get("state")
+    if isinstance(state, dict) and isinstance(state.get("dir"), str):
+        d = Path(state["dir"])
+        state["dir"] = str(d if d.is_absolute() else base_dir / d)
+    for sync in expanded.get("syncs") or []:
+        if isinstance(sync, dict) and isinstance(sync.get("folder"), str):
+            f = Path(sync["folder"])
+            sync["folder"] = str(f if f.is_absolute() else base_dir / f)
+    try:
+        cfg = Config.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, expanded)) from None
+    for name, remote in cfg.remotes.items():
+        try:
+            remote.resolved_token()
+        except ConfigError as exc:
+            raise ConfigError(f"remotes.{name}.{exc}") from None
+    return cfg

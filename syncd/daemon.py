@@ -1,0 +1,232 @@
+"""The composition root: builds the store, remotes and stages, and drives them.
+
+Contract:
+
+* :meth:`Daemon.run` is ``syncd run``: watches every push folder (watchdog
+  plus a full scan at start and every ``RESCAN_SECONDS``), runs the push
+  stages in one loop thread and the pulls on their APScheduler schedule, until
+  SIGTERM/SIGINT. The first signal drains (the step in flight finishes; its
+  state is committed), a second one exits at once.
+* :meth:`Daemon.once` is ``syncd once``: one full scan, every settled unit
+  uploaded and followed until its processing ends, then one pull per sync.
+* Stage errors never kill the daemon: each is logged (and recorded) as
+  ``daemon.stage_error`` at most every ``QUIET_SECONDS`` per stage, with a
+  count, and once ``daemon.stage_recovered`` when the stage works again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, TypeVar
+
+from sqlmodel import col, select
+
+from syncd.config import Config
+from syncd.errors import SyncdError
+from syncd.log import get_logger
+from syncd.pipeline import pack, pull, upload, watch
+from syncd.pipeline.context import SyncContext
+from syncd.pipeline.schedule import build_scheduler
+from syncd.remotes import build_remote
+from syncd.remotes.base import Remote
+from syncd.store import FINAL_STATES, Package, Store
+
+T = TypeVar("T")
+RESCAN_SECONDS = 300.0
+QUIET_SECONDS = 30.0
+LOOP_SECONDS = 1.0
+
+
+class Daemon:
+    """All syncs of one configuration, sharing one store."""
+
+    def __init__(self, cfg: Config, *, max_retries: int | None = None) -> None:
+        self.cfg = cfg
+        self.log = get_logger()
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.store = Store(cfg.state.dir)
+        self.remotes: dict[str, Remote] = {
+            name: build_remote(name, rc, max_retries=max_retries)
+            for name, rc in cfg.remotes.items()
+        }
+        self.contexts = [
+            SyncContext(
+                cfg=s,
+                remote=self.remotes[s.remote],
+                store=self.store,
+                stop=self.stop,
+                poll_interval=cfg.remotes[s.remote].poll_interval,
+            )
+            for s in cfg.syncs
+        ]
+        self.tracker = watch.SettleTracker()
+        self._errors: dict[str, dict[str, Any]] = {}
+        self._errors_lock = threading.Lock()
+        self.failed_in_run = False
+
+    def close(self) -> None:
+        for r in self.remotes.values():
+            r.close()
+        self.store.close()
+
+    # --- error handling ------------------------------------------------------------
+
+    def guard(self, stage: str, fn: Callable[[], T]) -> T | None:
+        """Run one stage step; report errors quietly instead of raising."""
+        try:
+            result = fn()
+        except SyncdError as exc:
+            self._report(stage, str(exc))
+            return None
+        except Exception as exc:  # a bug: keep the daemon alive, say where
+            tb = traceback.extract_tb(exc.__traceback__)[-1]
+            self._report(
+                stage, f"unexpected {type(exc).__name__}: {exc} (at {tb.filename}:{tb.lineno})"
+            )
+            return None
+        with self._errors_lock:
+            state = self._errors.pop(stage, None)
+        if state is not None:
+            self._record("daemon.stage_recovered", "info", stage=stage, after_errors=state["count"])
+        return result
+
+    def _report(self, stage: str, message: str) -> None:
+        self.failed_in_run = True
+        now = time.monotonic()
+        with self._errors_lock:
+            state = self._errors.setdefault(stage, {"count": 0, "logged": 0.0, "message": ""})
+            state["count"] += 1
+            due = state["message"] != message or now - state["logged"] >= QUIET_SECONDS
+            if due:
+                state["logged"], state["message"] = now, message
+            count = state["count"]
+        if due:
+            self._record(
+                "daemon.stage_error", "error", stage=stage, error=message, consecutive_errors=count
+            )
+
+    def _record(self, name: str, level: str, **fields: Any) -> None:
+        try:
+            with self.store.tx() as tx:
+                tx.event(name, level=level, **fields)
+        except SyncdError:
+            getattr(self.log, level)(name, **fields)
+
+    # --- the stages ------------------------------------------------------------------
+
+    def push_cycle(self, dirty: dict[str, set[str]] | None = None) -> None:
+        """One pass of watch → pack → upload over every sync."""
+        for ctx in self.contexts:
+            if self.stop.is_set():
+                return
+            if not ctx.cfg.push:
+                continue
+            units = None if dirty is None else dirty.get(ctx.name, set())
+            self.guard(
+                f"watch:{ctx.name}", lambda c=ctx, u=units: watch.run_once(c, self.tracker, u)
+            )  # type: ignore[misc]
+            self.guard(f"pack:{ctx.name}", lambda c=ctx: pack.run_once(c))  # type: ignore[misc]
+            self.guard(f"upload:{ctx.name}", lambda c=ctx: upload.run_once(c))  # type: ignore[misc]
+
+    def pull(self, ctx: SyncContext) -> pull.PullStats | None:
+        return self.guard(f"pull:{ctx.name}", lambda: pull.run_once(ctx))
+
+    def pending_packages(self) -> list[Package]:
+        """Packages that are past ``settled`` and not final (work the daemon still owes)."""
+        with self.store.read() as s:
+            return list(
+                s.exec(
+                    select(Package).where(col(Package.state).not_in((*FINAL_STATES, "detected")))
+                ).all()
+            )
+
+    # --- drivers -------------------------------------------------------------------------
+
+    def once(self, *, timeout: float = 3600.0) -> int:
+        """``syncd once``: returns the exit code (0 all done, 1 something failed)."""
+        started = time.monotonic()
+        with self.store.read() as s:
+            before = {p.id: p.state for p in s.exec(select(Package)).all()}
+        # A first scan only records what is there; a second one (same content)
+        # settles units whose files are older than settle_seconds.
+        self.push_cycle()
+        while not self.stop.is_set():
+            self.push_cycle()
+            if not self.pending_packages():
+                break
+            if time.monotonic() - started > timeout:
+                self.log.error(
+                    "once.timeout", seconds=timeout, pending=len(self.pending_packages())
+                )
+                self.failed_in_run = True
+                break
+            time.sleep(0.2)
+        for ctx in self.contexts:
+            if ctx.cfg.pull and self.pull(ctx) is None:
+                self.failed_in_run = True
+        with self.store.read() as s:
+            failed_now = [
+                p
+                for p in s.exec(select(Package).where(Package.state == "failed")).all()
+                if before.get(p.id) != "failed"
+            ]
+        return 1 if failed_now or self.failed_in_run else 0
+
+    def run(self) -> int:
+        """``syncd run``: the foreground daemon (see module docstring)."""
+        self._install_signals()
+        from syncd.pipeline.watch import FolderWatcher
+
+        watcher = FolderWatcher(self.wake)
+        for ctx in self.contexts:
+            if ctx.cfg.push and ctx.cfg.folder is not None:
+                try:
+                    watcher.add(ctx.name, ctx.cfg.folder)
+                except OSError as exc:
+                    self._report(f"watch:{ctx.name}", f"cannot watch {ctx.cfg.folder}: {exc}")
+        watcher.start()
+        scheduler = build_scheduler(self.contexts, self.pull)
+        scheduler.start()
+        self._record(
+            "daemon.started",
+            "info",
+            pid=os.getpid(),
+            syncs=[c.name for c in self.contexts],
+            db=str(self.store.path),
+        )
+        last_full = 0.0
+        try:
+            while not self.stop.is_set():
+                now = time.monotonic()
+                if now - last_full >= RESCAN_SECONDS:
+                    last_full = now
+                    for ctx in self.contexts:
+                        watcher.take(ctx.name)
+                    self.push_cycle(None)
+                else:
+                    self.push_cycle({c.name: watcher.take(c.name) for c in self.contexts})
+                self.wake.wait(LOOP_SECONDS)
+                self.wake.clear()
+        finally:
+            self._record("daemon.stopping", "info")
+            scheduler.shutdown(wait=True)
+            watcher.stop()
+            self._record("daemon.stopped", "info")
+        return 0
+
+    def _install_signals(self) -> None:
+        def handler(signum: int, _: FrameType | None) -> None:
+            if self.stop.is_set():
+                os._exit(128 + signum)  # second signal: stop at once
+            self.stop.set()
+            self.wake.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,102 @@
+"""The error tree of syncd.
+
+Every error that reaches a user is one of these, with a message that says
+what happened and what to do next::
+
+    SyncdError
+    ├── ConfigError            bad configuration or usage (exit code 2)
+    ├── StoreError             the state database cannot be opened or written
+    ├── LocalDataError         a unit's files vanished, changed or cannot be read
+    └── RemoteError            anything the platform (or the way to it) said
+        ├── TransientError     worth retrying: network, timeouts, 429, 5xx
+        │   └── RateLimited    429 / a rate-limit code; carries retry_after
+        └── PermanentError     retrying will not help: the reason is kept
+            ├── AuthError      401 / bad token
+            ├── NotFoundError  the dataset, item or serial does not exist
+            └── RemoteRejected a business error or a failed processing
+
+Lower-level exceptions (httpx, OSError, sqlite3) are mapped to the most
+specific class with ``raise … from exc`` so the cause stays in the chain.
+"""
+
+from __future__ import annotations
+
+
+class SyncdError(Exception):
+    """Base of every error syncd raises on purpose."""
+
+
+class ConfigError(SyncdError):
+    """The configuration or the command line is wrong. The CLI exits with 2."""
+
+
+class StoreError(SyncdError):
+    """The state database could not be opened, migrated or written."""
+
+
+class LocalDataError(SyncdError):
+    """A unit's files vanished, changed while being read, or are unreadable."""
+
+
+class RemoteError(SyncdError):
+    """The platform answered with an error, or could not be reached.
+
+    ``platform`` names the backend, ``code`` is the platform's own error code
+    (or the HTTP status) when there is one.
+    """
+
+    def __init__(self, message: str, *, platform: str = "", code: str | None = None) -> None:
+        super().__init__(message)
+        self.platform = platform
+        self.code = code
+
+
+class TransientError(RemoteError):
+    """Retrying later may succeed: network errors, timeouts, 5xx, 429.
+
+    ``request_sent`` is False only when the request certainly never reached
+    the platform (connection refused, 429): callers of non-idempotent calls
+    use it to know whether the platform may have acted.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        platform: str = "",
+        code: str | None = None,
+        request_sent: bool = True,
+    ) -> None:
+        super().__init__(message, platform=platform, code=code)
+        self.request_sent = request_sent
+
+
+class RateLimited(TransientError):
+    """The platform asked us to slow down; ``retry_after`` is in seconds, if given."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        platform: str = "",
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, platform=platform, code=code, request_sent=False)
+        self.retry_after = retry_after
+
+
+class PermanentError(RemoteError):
+    """Retrying the same request will fail again; the package goes to ``failed``."""
+
+
+class AuthError(PermanentError):
+    """The token is missing, wrong, revoked or expired."""
+
+
+class NotFoundError(PermanentError):
+    """The dataset, item or record does not exist on the platform."""
+
+
+class RemoteRejected(PermanentError):
+    """The platform refused the request (business error) or processing failed."""

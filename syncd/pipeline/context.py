@@ -1,0 +1,61 @@
+"""What every stage needs for one sync: its config, the store and its remote."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from syncd.config import SyncConfig
+from syncd.remotes.base import Remote
+from syncd.store import Dataset, Store, utcnow
+
+
+@dataclass
+class SyncContext:
+    """One ``[[syncs]]`` entry, bound to its store and remote.
+
+    ``stop`` is set when the daemon drains: long loops check it between steps.
+    """
+
+    cfg: SyncConfig
+    remote: Remote
+    store: Store
+    stop: threading.Event = field(default_factory=threading.Event)
+    poll_interval: float = 3.0
+    _dataset_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    def dataset_id(self) -> str:
+        """The remote dataset id, looked up or created once, and recorded in ``datasets``."""
+        if self._dataset_id is not None:
+            return self._dataset_id
+        ds, created = self.remote.ensure_dataset(self.cfg.dataset, self.cfg.dataset_type)
+        if ds.type and ds.type != self.cfg.dataset_type:
+            from syncd.errors import ConfigError
+
+            raise ConfigError(
+                f"syncs[{self.name}].dataset_type: {self.cfg.dataset_type!r} but dataset "
+                f"{ds.name!r} on the platform is {ds.type!r}"
+            )
+        with self.store.tx() as tx:
+            row = (
+                tx.session.query(Dataset)
+                .filter_by(remote=self.remote.name, remote_id=ds.id)
+                .first()
+            )
+            if row is None:
+                row = Dataset(remote=self.remote.name, remote_id=ds.id, name=ds.name, updated_at="")
+            row.name, row.type, row.updated_at = ds.name, ds.type, utcnow()
+            tx.session.add(row)
+            tx.event(
+                "dataset.created" if created else "dataset.resolved",
+                sync=self.name,
+                dataset=ds.name,
+                dataset_id=ds.id,
+                dataset_type=ds.type,
+            )
+        self._dataset_id = ds.id
+        return ds.id

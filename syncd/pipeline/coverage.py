@@ -1,0 +1,45 @@
+"""Which local files are already on their way (or up): the link between disk and packages.
+
+A file version ``(unit, rel_path, size, mtime_ns)`` is *covered* when a
+package that has not failed holds it, or a package failed *permanently* with
+it (so a file the platform rejects is not sent again and again; changing the
+file makes a new version, which is sent). Packages in ``detected``/``settled``
+hold no files yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlmodel import Session, col, select
+
+from syncd.store import Package, PackageFile
+
+
+def covered_versions(
+    session: Session, sync: str, unit: str, *, exclude_package: int | None = None
+) -> set[tuple[str, int, int]]:
+    """``{(rel_path, size, mtime_ns)}`` of the unit's files that need no new package."""
+    rows = session.exec(
+        select(PackageFile.rel_path, PackageFile.size, PackageFile.mtime_ns, PackageFile.package_id)
+        .join(Package, col(Package.id) == col(PackageFile.package_id))
+        .where(PackageFile.sync == sync, PackageFile.unit == unit)
+    ).all()
+    return {(r[0], r[1], r[2]) for r in rows if r[3] != exclude_package}
+
+
+def claimed_names(session: Session, sync: str, *, exclude_package: int | None = None) -> set[str]:
+    """Top-level platform names that live packages of this sync hold (case kept)."""
+    rows = session.exec(
+        select(PackageFile.item_key, PackageFile.package_id)
+        .join(Package, col(Package.id) == col(PackageFile.package_id))
+        .where(PackageFile.sync == sync, Package.state != "failed")
+        .distinct()
+    ).all()
+    return {r[0] for r in rows if r[1] != exclude_package and r[0]}
+
+
+def uncovered(
+    files: Iterable[tuple[str, int, int]], covered: set[tuple[str, int, int]]
+) -> list[tuple[str, int, int]]:
+    return [f for f in files if f not in covered]

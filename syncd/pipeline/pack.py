@@ -1,0 +1,270 @@
+"""Pack: turn a settled unit into one or more packages with a frozen file list.
+
+Contract of :func:`run_once` (for each ``settled`` package, and ``packing``
+ones left by a crash):
+
+1. ``settled → packing`` is committed first;
+2. the unit is scanned again; files no other package covers are taken; if
+   any file changed within ``settle_seconds`` the package waits (retry);
+3. files are grouped into data items (:mod:`syncd.pipeline.layout`), names
+   colliding with the dataset's (or other packages') are renamed or the unit
+   refused (``name_collision``), pre-label classes are bound to the
+   dataset's classes, and the groups are split into parts of at most
+   ``max_package_bytes``;
+4. in one transaction: the file rows of every part, one extra package per
+   extra part, the exact archive size, and ``packing → packed``.
+
+Nothing is written to disk: the archive is streamed at upload time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from sqlmodel import col, delete, select
+
+from syncd.errors import LocalDataError, PermanentError, TransientError
+from syncd.pipeline.archive import archive_size, load_result, result_classes
+from syncd.pipeline.context import SyncContext
+from syncd.pipeline.coverage import claimed_names, covered_versions
+from syncd.pipeline.layout import (
+    Group,
+    arcname_for,
+    group_items,
+    is_result,
+    plan_names,
+    split_groups,
+)
+from syncd.pipeline.retry import schedule_retry
+from syncd.pipeline.units import scan_unit
+from syncd.store import Package, PackageFile, utcnow
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:60] or "unit"
+
+
+def run_once(ctx: SyncContext) -> int:
+    """Pack every due settled package of this sync; returns the number packed."""
+    if not ctx.cfg.push:
+        return 0
+    with ctx.store.read() as s:
+        due = s.exec(
+            select(Package)
+            .where(
+                Package.sync == ctx.name,
+                col(Package.state).in_(("settled", "packing")),
+                Package.next_attempt_at <= time.time(),
+            )
+            .order_by(col(Package.id))
+        ).all()
+    done = 0
+    for pkg in due:
+        if ctx.stop.is_set():
+            break
+        try:
+            pack_one(ctx, pkg)
+            done += 1
+        except LocalDataError as exc:
+            schedule_retry(ctx, pkg, str(exc), delay=max(ctx.cfg.settle_seconds, 2.0))
+        except TransientError as exc:
+            schedule_retry(ctx, pkg, str(exc))
+        except PermanentError as exc:
+            fail(ctx, pkg, str(exc))
+    return done
+
+
+def fail(ctx: SyncContext, pkg: Package, reason: str, **fields: object) -> None:
+    with ctx.store.tx() as tx:
+        fresh = tx.session.get(Package, pkg.id)
+        if fresh is None or fresh.state in ("done", "failed"):
+            return
+        fresh.last_error = reason
+        tx.transition(fresh, "failed", reason=reason, **fields)
+
+
+def pack_one(ctx: SyncContext, pkg: Package) -> None:
+    assert ctx.cfg.folder is not None
+    if pkg.state == "settled":
+        with ctx.store.tx() as tx:
+            fresh = tx.session.get(Package, pkg.id)
+            assert fresh is not None
+            tx.transition(fresh, "packing")
+            pkg = fresh
+    snap = scan_unit(ctx.cfg.folder, pkg.unit, ctx.cfg.exclude, ctx.cfg.ready_marker)
+    if snap is None:
+        fail(ctx, pkg, f"unit {pkg.unit!r} vanished before it could be packed")
+        return
+    if not ctx.cfg.ready_marker:
+        age = time.time() - snap.newest_mtime_ns / 1e9
+        if age < ctx.cfg.settle_seconds:
+            raise LocalDataError(f"unit {pkg.unit!r} is still changing")
+    with ctx.store.read() as s:
+        covered = covered_versions(s, ctx.name, pkg.unit, exclude_package=pkg.id)
+        claimed = claimed_names(s, ctx.name, exclude_package=pkg.id)
+    files = [f for f in snap.files if (f.rel_path, f.size, f.mtime_ns) not in covered]
+    if not files:
+        with ctx.store.tx() as tx:
+            fresh = tx.session.get(Package, pkg.id)
+            assert fresh is not None
+            fresh.file_count, fresh.total_bytes = 0, 0
+            tx.transition(
+                fresh,
+                "failed",
+                reason="nothing left to upload: every file is already in another package",
+            )
+        return
+    unit_is_scene = pkg.unit.lower().startswith("scene_") and not snap.is_file
+    groups = group_items(files, pkg.unit, unit_is_scene)
+    dataset_id = ctx.dataset_id()
+
+    names = [g.name for g in groups if g.name]
+    taken = ctx.remote.existing_names(dataset_id, names) if names else set()
+    taken |= {c for c in claimed if c.lower() in {n.lower() for n in names}}
+    renames = plan_names(groups, taken, pkg.unit)
+    if renames and ctx.cfg.name_collision == "refuse":
+        reason = (
+            f"names already exist in dataset {ctx.cfg.dataset!r}: "
+            f"{', '.join(sorted(renames))} (the platform would silently skip them; "
+            'rename them, or set name_collision = "rename")'
+        )
+        with ctx.store.tx() as tx:
+            tx.event(
+                "unit.refused",
+                level="error",
+                sync=ctx.name,
+                package_id=pkg.id,
+                unit=pkg.unit,
+                reason=reason,
+            )
+        fail(ctx, pkg, reason)
+        return
+
+    class_ids = _bind_classes(ctx, dataset_id, pkg.unit, groups)
+    parts = split_groups(groups, ctx.cfg.max_package_bytes)
+    _commit_parts(ctx, pkg, parts, renames, class_ids, dataset_id)
+
+
+def _bind_classes(
+    ctx: SyncContext, dataset_id: str, unit: str, groups: list[Group]
+) -> dict[str, str]:
+    """Look up or create the dataset's classes named by the pre-labels; ``name → id``.
+
+    An unreadable or invalid result file fails the package (PermanentError):
+    sending it would lose its labels silently.
+    """
+    assert ctx.cfg.folder is not None
+    wanted: dict[str, str] = {}
+    for g in groups:
+        for f in g.files:
+            if g.name is not None and is_result(f.rel_path):
+                try:
+                    doc = load_result(ctx.cfg.folder / unit / f.rel_path)
+                except LocalDataError as exc:
+                    raise PermanentError(f"pre-labels of {unit}: {exc}") from exc
+                for name, tool in result_classes(doc).items():
+                    wanted.setdefault(name, tool)
+    if not wanted:
+        return {}
+    ids = ctx.remote.bind_classes(dataset_id, wanted)
+    with ctx.store.tx() as tx:
+        tx.event("classes.bound", sync=ctx.name, dataset_id=dataset_id, classes=ids)
+    return ids
+
+
+def _commit_parts(
+    ctx: SyncContext,
+    pkg: Package,
+    parts: list[list[Group]],
+    renames: dict[str, str],
+    class_ids: dict[str, str],
+    dataset_id: str,
+) -> None:
+    assert ctx.cfg.folder is not None
+    folder = ctx.cfg.folder
+    wrapper = _slug(pkg.unit) if not pkg.unit.lower().startswith("scene_") else pkg.unit
+    with ctx.store.tx() as tx:
+        session = tx.session
+        session.exec(delete(PackageFile).where(col(PackageFile.package_id) == pkg.id))  # type: ignore[call-overload]
+        first = session.get(Package, pkg.id)
+        assert first is not None
+        targets: list[Package] = [first]
+        now = utcnow()
+        for n in range(2, len(parts) + 1):
+            extra = Package(
+                sync=ctx.name,
+                unit=pkg.unit,
+                part=n,
+                state="packing",
+                created_at=now,
+                updated_at=now,
+                state_changed_at=now,
+            )
+            session.add(extra)
+            targets.append(extra)
+        session.flush()
+        if len(parts) > 1:
+            tx.event(
+                "package.split",
+                sync=ctx.name,
+                package_id=first.id,
+                unit=pkg.unit,
+                parts=len(parts),
+                package_ids=[t.id for t in targets],
+                max_package_bytes=ctx.cfg.max_package_bytes,
+            )
+        if renames:
+            tx.event(
+                "package.renamed",
+                level="warning",
+                sync=ctx.name,
+                package_id=first.id,
+                unit=pkg.unit,
+                renames=renames,
+            )
+        for target, groups in zip(targets, parts, strict=True):
+            rows: list[PackageFile] = []
+            for g in groups:
+                for f in g.files:
+                    rows.append(
+                        PackageFile(
+                            package_id=target.id or 0,
+                            sync=ctx.name,
+                            unit=pkg.unit,
+                            rel_path=f.rel_path,
+                            arcname=arcname_for(f, g, renames, wrapper),
+                            item_key=renames.get(g.name, g.name) if g.name else "",
+                            size=f.size,
+                            mtime_ns=f.mtime_ns,
+                            bind_classes=bool(class_ids)
+                            and g.name is not None
+                            and is_result(f.rel_path),
+                        )
+                    )
+            session.add_all(rows)
+            target.archive_name = f"p{target.id}-{_slug(pkg.unit)}.zip"
+            target.archive_bytes = archive_size(folder, rows, class_ids)
+            target.file_count = len(rows)
+            target.total_bytes = sum(r.size for r in rows)
+            target.item_count = sum(
+                len(g.item_names) if g.scene else (1 if g.name else 0) for g in groups
+            )
+            target.has_results = any(g.has_results for g in groups)
+            target.remote_dataset_id = dataset_id
+            target.upload_ref = json.dumps({"classes": class_ids})
+            target.last_error = None
+            target.attempts = 0
+            target.next_attempt_at = 0.0
+            tx.transition(
+                target,
+                "packed",
+                files=target.file_count,
+                bytes=target.total_bytes,
+                archive=target.archive_name,
+                archive_bytes=target.archive_bytes,
+                items=target.item_count,
+                part=target.part,
+                parts=len(parts),
+            )

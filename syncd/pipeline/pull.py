@@ -1,0 +1,386 @@
+"""Pull: datasets, items and labels from the platform into the mirror.
+
+Contract of :func:`run_once` for one sync:
+
+1. **New items** by cursor (the highest top-level id seen, where the platform
+   has no ``lastId``): each page of items and their labels is upserted and
+   the cursor moved in one transaction (``pull.page_committed``). A crash
+   loses at most the page in flight, which is read again.
+2. **Unfinished items** (not yet annotated) are re-checked every cycle: their
+   status and their labels, compared by content hash; only changes are
+   written. Scenes not yet annotated have their frames listed again.
+3. **Full sweep** every ``full_sweep_interval``: every item is listed and
+   every label re-read, so edits to finished items arrive and items gone
+   from the platform get ``deleted_at`` (rows are never dropped).
+
+Labels are one row per item × source (raw JSON + sha256 of its canonical
+form); a changed label has its ``objects`` rows replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, col, delete, select
+
+from syncd.pipeline.context import SyncContext
+from syncd.remotes.base import RemoteItem, RemoteLabel
+from syncd.store import Cursor, Item, Label, Object, Tx, utcnow
+
+BATCH = 100
+FINISHED = ("ANNOTATED", "INVALID")
+CURSOR_ITEMS = "items"
+CURSOR_SWEEP = "full_sweep_at"
+CURSOR_LAST_PULL = "last_pull_at"
+
+
+@dataclass
+class PullStats:
+    """What one pull did (returned, and logged in ``pull.finished``)."""
+
+    pages: int = 0
+    new_items: int = 0
+    labels_changed: int = 0
+    deleted: int = 0
+    swept: bool = False
+    requests: int = 0
+    changed_items: set[str] = field(default_factory=set)
+
+    def changed(self) -> bool:
+        return bool(self.new_items or self.labels_changed or self.deleted)
+
+
+def label_hash(raw: dict[str, object]) -> str:
+    return hashlib.sha256(
+        json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def _get_cursor(session: Session, sync: str, name: str) -> str | None:
+    row = session.get(Cursor, (sync, name))
+    return row.value if row else None
+
+
+def _set_cursor(tx: Tx, sync: str, name: str, value: str) -> None:
+    row = tx.session.get(Cursor, (sync, name))
+    if row is None:
+        row = Cursor(sync=sync, name=name, value=value, updated_at=utcnow())
+    row.value, row.updated_at = value, utcnow()
+    tx.session.add(row)
+
+
+def upsert_items(
+    tx: Tx, ctx: SyncContext, items: Iterable[RemoteItem]
+) -> tuple[dict[str, Item], int]:
+    """Insert or update items; returns ``remote_id → row`` and the number of new rows."""
+    remote = ctx.remote.name
+    items = list(items)
+    ids = [i.id for i in items]
+    existing = {
+        r.remote_id: r
+        for r in tx.session.exec(
+            select(Item).where(Item.remote == remote, col(Item.remote_id).in_(ids))
+        ).all()
+    }
+    now = utcnow()
+    new = 0
+    for it in items:
+        row = existing.get(it.id)
+        if row is None:
+            row = Item(
+                remote=remote,
+                sync=ctx.name,
+                dataset_remote_id=it.dataset_id,
+                remote_id=it.id,
+                name=it.name,
+                kind=it.kind,
+                first_seen_at=now,
+                updated_at=now,
+            )
+            existing[it.id] = row
+            new += 1
+        row.name = it.name or row.name
+        row.kind = it.kind or row.kind
+        row.parent_remote_id = it.parent_id if it.kind else row.parent_remote_id
+        row.annotation_status = it.annotation_status or row.annotation_status
+        row.status = it.status or row.status
+        row.zip_path = it.zip_path or row.zip_path
+        row.dataset_remote_id = it.dataset_id or row.dataset_remote_id
+        if it.kind:
+            row.raw = json.dumps(it.raw, sort_keys=True, default=str)
+        row.deleted_at = None
+        row.updated_at = now
+        tx.session.add(row)
+    tx.session.flush()
+    return existing, new
+
+
+def apply_labels(
+    tx: Tx, rows: dict[str, Item], fetched: Sequence[str], labels: Sequence[RemoteLabel]
+) -> int:
+    """Write the labels of the ``fetched`` items; returns how many labels changed.
+
+    A source that no longer comes back for a fetched item is marked deleted.
+    """
+    by_item: dict[str, list[RemoteLabel]] = {}
+    for lab in labels:
+        by_item.setdefault(lab.item_id, []).append(lab)
+    item_ids = [rows[i].id for i in fetched if i in rows]
+    current = {
+        (lab.item_id, lab.source): lab
+        for lab in tx.session.exec(select(Label).where(col(Label.item_id).in_(item_ids))).all()
+    }
+    now = utcnow()
+    changed = 0
+    for rid in fetched:
+        item = rows.get(rid)
+        if item is None or item.id is None:
+            continue
+        seen_sources = set()
+        for lab in by_item.get(rid, []):
+            seen_sources.add(lab.source)
+            h = label_hash(lab.raw)
+            row = current.get((item.id, lab.source))
+            if row is not None and row.hash == h and row.deleted_at is None:
+                continue
+            if row is None:
+                row = Label(
+                    item_id=item.id,
+                    remote=item.remote,
+                    remote_item_id=rid,
+                    source=lab.source,
+                    hash=h,
+                    updated_at=now,
+                )
+            row.hash, row.raw, row.updated_at, row.deleted_at = (
+                h,
+                json.dumps(lab.raw, sort_keys=True),
+                now,
+                None,
+            )
+            row.object_count = len(lab.objects)
+            tx.session.add(row)
+            tx.session.flush()
+            tx.session.exec(delete(Object).where(col(Object.label_id) == row.id))  # type: ignore[call-overload]
+            tx.session.add_all(
+                Object(
+                    label_id=row.id or 0,
+                    item_id=item.id,
+                    remote_object_id=o.remote_id,
+                    class_name=o.class_name,
+                    class_id=o.class_id,
+                    shape_type=o.shape_type,
+                    track_id=o.track_id,
+                    track_name=o.track_name,
+                    confidence=o.confidence,
+                    geometry=json.dumps(o.geometry, sort_keys=True),
+                    attributes=json.dumps(o.attributes, sort_keys=True),
+                )
+                for o in lab.objects
+            )
+            changed += 1
+        for (item_pk, source), row in current.items():
+            if item_pk == item.id and source not in seen_sources and row.deleted_at is None:
+                row.deleted_at = now
+                row.object_count = 0
+                tx.session.add(row)
+                tx.session.exec(delete(Object).where(col(Object.label_id) == row.id))  # type: ignore[call-overload]
+                changed += 1
+        item.checked_at = now
+        tx.session.add(item)
+    return changed
+
+
+def _label_targets(items: Iterable[RemoteItem | Item]) -> list[str]:
+    out = []
+    for it in items:
+        kind = it.kind
+        rid = it.id if isinstance(it, RemoteItem) else it.remote_id
+        if kind != "SCENE":
+            out.append(str(rid))
+    return out
+
+
+def _commit_batch(
+    ctx: SyncContext,
+    dataset_id: str,
+    items: list[RemoteItem],
+    stats: PullStats,
+    *,
+    cursor: str | None = None,
+    label_ids: list[str] | None = None,
+) -> None:
+    """Fetch labels for a batch and write items, labels and (optionally) the cursor together."""
+    targets = label_ids if label_ids is not None else _label_targets(items)
+    labels: list[RemoteLabel] = []
+    for start in range(0, len(targets), BATCH):
+        labels += ctx.remote.labels(dataset_id, targets[start : start + BATCH])
+    with ctx.store.tx() as tx:
+        rows, new = upsert_items(tx, ctx, items)
+        if label_ids is not None:
+            missing = [i for i in targets if i not in rows]
+            if missing:
+                rows.update(
+                    {
+                        r.remote_id: r
+                        for r in tx.session.exec(
+                            select(Item).where(
+                                Item.remote == ctx.remote.name, col(Item.remote_id).in_(missing)
+                            )
+                        ).all()
+                    }
+                )
+        changed = apply_labels(tx, rows, targets, labels)
+        if cursor is not None:
+            _set_cursor(tx, ctx.name, CURSOR_ITEMS, cursor)
+        stats.new_items += new
+        stats.labels_changed += changed
+        stats.pages += 1
+        if new or changed or cursor is not None:
+            tx.event(
+                "pull.page_committed",
+                sync=ctx.name,
+                items=len(items),
+                new_items=new,
+                labels_changed=changed,
+                cursor=cursor,
+            )
+
+
+def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
+    """One pull cycle for this sync (see module docstring)."""
+    stats = PullStats()
+    if not ctx.cfg.pull:
+        return stats
+    dataset_id = ctx.dataset_id()
+    with ctx.store.read() as s:
+        cursor = _get_cursor(s, ctx.name, CURSOR_ITEMS)
+        last_sweep = _get_cursor(s, ctx.name, CURSOR_SWEEP)
+    # 1. new items, page by page, cursor committed with each page
+    fetched: set[str] = set()
+    for page in ctx.remote.new_items(dataset_id, cursor):
+        if ctx.stop.is_set():
+            return stats
+        with ctx.store.read() as s:
+            known = set(
+                s.exec(
+                    select(Item.remote_id).where(
+                        Item.remote == ctx.remote.name,
+                        col(Item.remote_id).in_([i.id for i in page.items]),
+                    )
+                ).all()
+            )
+        fresh = [i for i in page.items if i.id not in known or i.kind == "SCENE"]
+        _commit_batch(ctx, dataset_id, fresh, stats, cursor=page.cursor)
+        fetched.update(i.id for i in page.items)
+    # 2. unfinished items: status and labels again
+    _recheck(ctx, dataset_id, stats, skip=fetched)
+    # 3. the full sweep
+    due = last_sweep is None or time.time() - float(last_sweep) >= ctx.cfg.full_sweep_interval
+    if full_sweep if full_sweep is not None else (due and cursor is not None):
+        _sweep(ctx, dataset_id, stats)
+    with ctx.store.tx() as tx:
+        _set_cursor(tx, ctx.name, CURSOR_LAST_PULL, utcnow())
+        if last_sweep is None:
+            _set_cursor(tx, ctx.name, CURSOR_SWEEP, str(time.time()))
+        if stats.changed():
+            tx.event(
+                "pull.finished",
+                sync=ctx.name,
+                pages=stats.pages,
+                new_items=stats.new_items,
+                labels_changed=stats.labels_changed,
+                deleted=stats.deleted,
+                full_sweep=stats.swept,
+            )
+    return stats
+
+
+def _recheck(ctx: SyncContext, dataset_id: str, stats: PullStats, *, skip: set[str]) -> None:
+    with ctx.store.read() as s:
+        rows = s.exec(
+            select(Item)
+            .where(
+                Item.sync == ctx.name,
+                Item.remote == ctx.remote.name,
+                col(Item.deleted_at).is_(None),
+                (col(Item.annotation_status).is_(None))
+                | (col(Item.annotation_status).not_in(FINISHED)),
+            )
+            .order_by(col(Item.id))
+        ).all()
+    rows = [r for r in rows if r.remote_id not in skip]
+    scenes = [r for r in rows if r.kind == "SCENE"]
+    for scene in scenes:
+        frames = ctx.remote.frames(dataset_id, scene.remote_id)
+        with ctx.store.read() as s:
+            known = set(
+                s.exec(
+                    select(Item.remote_id).where(
+                        Item.remote == ctx.remote.name,
+                        col(Item.remote_id).in_([f.id for f in frames]),
+                    )
+                ).all()
+            )
+        new_frames = [f for f in frames if f.id not in known]
+        if new_frames:
+            _commit_batch(ctx, dataset_id, new_frames, stats)
+    ids = [r.remote_id for r in rows]
+    for start in range(0, len(ids), BATCH):
+        if ctx.stop.is_set():
+            return
+        batch = ids[start : start + BATCH]
+        states = ctx.remote.item_states(dataset_id, batch)
+        changed_status = [s for rid, s in states.items() if s.annotation_status]
+        items = [
+            RemoteItem(
+                id=s.id,
+                dataset_id=dataset_id,
+                name=s.name,
+                kind="",
+                parent_id=None,
+                annotation_status=s.annotation_status,
+                status=s.status,
+                zip_path=None,
+            )
+            for s in changed_status
+        ]
+        label_ids = [r.remote_id for r in rows[start : start + BATCH] if r.kind != "SCENE"]
+        _commit_batch(ctx, dataset_id, items, stats, label_ids=label_ids)
+
+
+def _sweep(ctx: SyncContext, dataset_id: str, stats: PullStats) -> None:
+    live: set[str] = set()
+    for items in ctx.remote.all_items(dataset_id):
+        if ctx.stop.is_set():
+            return
+        live.update(i.id for i in items)
+        _commit_batch(ctx, dataset_id, items, stats)
+    with ctx.store.tx() as tx:
+        gone = tx.session.exec(
+            select(Item).where(
+                Item.sync == ctx.name,
+                Item.remote == ctx.remote.name,
+                Item.dataset_remote_id == dataset_id,
+                col(Item.deleted_at).is_(None),
+            )
+        ).all()
+        now = utcnow()
+        deleted = [r for r in gone if r.remote_id not in live]
+        for r in deleted:
+            r.deleted_at = now
+            tx.session.add(r)
+        stats.deleted += len(deleted)
+        stats.swept = True
+        _set_cursor(tx, ctx.name, CURSOR_SWEEP, str(time.time()))
+        if deleted:
+            tx.event(
+                "pull.items_deleted",
+                sync=ctx.name,
+                count=len(deleted),
+                item_ids=[r.remote_id for r in deleted][:100],
+            )

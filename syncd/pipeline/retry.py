@@ -1,0 +1,41 @@
+"""Retrying a package in the same state: attempts, backoff, and one event per retry."""
+
+from __future__ import annotations
+
+import time
+
+from syncd.pipeline.context import SyncContext
+from syncd.store import Package
+from syncd.store.store import backoff_delay
+
+
+def schedule_retry(
+    ctx: SyncContext, pkg: Package, reason: str, *, delay: float | None = None
+) -> float:
+    """Record a transient failure: keep the state, count the attempt, wait with backoff.
+
+    Returns the delay chosen (seconds). The event ``package.retry`` carries the
+    reason and the attempt number, so a flapping platform is visible.
+    """
+    with ctx.store.tx() as tx:
+        fresh = tx.session.get(Package, pkg.id)
+        if fresh is None or fresh.state in ("done", "failed"):
+            return 0.0
+        fresh.attempts += 1
+        wait = delay if delay is not None else backoff_delay(fresh.attempts)
+        fresh.next_attempt_at = time.time() + wait
+        fresh.last_error = reason
+        tx.session.add(fresh)
+        tx.event(
+            "package.retry",
+            level="warning",
+            sync=ctx.name,
+            package_id=fresh.id,
+            unit=fresh.unit,
+            from_state=fresh.state,
+            to_state=fresh.state,
+            reason=reason,
+            attempt=fresh.attempts,
+            retry_in=round(wait, 1),
+        )
+    return wait

@@ -1,0 +1,129 @@
+"""Units on disk: what a watched folder holds, file by file.
+
+A *unit* is one immediate sub-folder of a watched folder; a loose file at the
+root is a unit of its own. Hidden and temporary files (the ``exclude`` globs,
+matched against every path component) and the ready marker are never part of
+a unit's content.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from syncd.errors import LocalDataError
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """One file of a unit: its path relative to the unit, size and mtime."""
+
+    rel_path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class UnitSnapshot:
+    """A unit as scanned: its files and whether its ready marker is there."""
+
+    name: str
+    path: Path
+    is_file: bool
+    files: tuple[FileStat, ...]
+    marker: bool
+
+    @property
+    def newest_mtime_ns(self) -> int:
+        return max((f.mtime_ns for f in self.files), default=0)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def signature(self) -> tuple[tuple[str, int, int], ...]:
+        return tuple((f.rel_path, f.size, f.mtime_ns) for f in self.files)
+
+
+def excluded(name: str, patterns: tuple[str, ...]) -> bool:
+    """True when a path component matches one of the ``exclude`` globs."""
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def unit_of(folder: Path, path: str | os.PathLike[str]) -> str | None:
+    """The unit a path inside ``folder`` belongs to (its first component), or None."""
+    try:
+        rel = Path(path).resolve().relative_to(folder.resolve())
+    except ValueError:
+        return None
+    return rel.parts[0] if rel.parts else None
+
+
+def list_units(folder: Path, exclude: tuple[str, ...]) -> list[str]:
+    """Names of the units directly in ``folder`` (sorted; excluded names left out)."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(e.name for e in it if not excluded(e.name, exclude))
+    except FileNotFoundError as exc:
+        raise LocalDataError(f"watched folder {str(folder)!r} does not exist") from exc
+    except OSError as exc:
+        raise LocalDataError(
+            f"watched folder {str(folder)!r} cannot be read: {exc.strerror}"
+        ) from exc
+
+
+def scan_unit(
+    folder: Path, name: str, exclude: tuple[str, ...], marker: str | None
+) -> UnitSnapshot | None:
+    """Stat every file of one unit; None if the unit vanished.
+
+    Files that vanish during the scan are skipped (the next scan sees the new
+    state); unreadable directories raise LocalDataError naming the path.
+    """
+    root = folder / name
+    try:
+        st = root.stat()
+    except FileNotFoundError:
+        return None
+    if not os.path.isdir(root):
+        if excluded(name, exclude):
+            return None
+        return UnitSnapshot(
+            name=name,
+            path=root,
+            is_file=True,
+            files=(FileStat(name, st.st_size, st.st_mtime_ns),),
+            marker=False,
+        )
+    files: list[FileStat] = []
+    has_marker = False
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise LocalDataError(f"{str(current)!r} cannot be read: {exc.strerror}") from exc
+        for entry in entries:
+            if excluded(entry.name, exclude):
+                continue
+            rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
+            if marker and rel == marker:
+                has_marker = True
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                    continue
+                if not entry.is_file(follow_symlinks=True):
+                    continue  # sockets, fifos, dangling links: not data
+                est = entry.stat(follow_symlinks=True)
+            except FileNotFoundError:
+                continue
+            files.append(FileStat(rel, est.st_size, est.st_mtime_ns))
+    files.sort(key=lambda f: f.rel_path)
+    return UnitSnapshot(name=name, path=root, is_file=False, files=tuple(files), marker=has_marker)

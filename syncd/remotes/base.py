@@ -1,0 +1,175 @@
+"""The Remote protocol: what the pipeline may ask of any platform.
+
+The pipeline sees only this protocol, the neutral types below and the errors
+of :mod:`syncd.errors`. Each backend maps its vendor's replies to these in one
+place. Every method may raise :class:`~syncd.errors.TransientError` (retry
+later, same state) or :class:`~syncd.errors.PermanentError` (give up, keep the
+reason); the docstrings say what else holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+ProcessingState = Literal["pending", "done", "failed"]
+
+
+@dataclass(frozen=True)
+class RemoteDataset:
+    id: str
+    name: str
+    type: str | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class RemoteItem:
+    """One data item as listed by the platform (a frame, an image or a scene)."""
+
+    id: str
+    dataset_id: str
+    name: str
+    kind: str  # SINGLE_DATA | SCENE
+    parent_id: str | None
+    annotation_status: str | None
+    status: str | None
+    zip_path: str | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    """One annotated object, flattened."""
+
+    remote_id: str | None
+    class_name: str | None
+    class_id: str | None
+    shape_type: str | None
+    track_id: str | None
+    track_name: str | None
+    confidence: float | None
+    geometry: dict[str, Any]
+    attributes: list[Any]
+
+
+@dataclass(frozen=True)
+class RemoteLabel:
+    """The result of one item from one source; ``raw`` is hashed for change detection."""
+
+    item_id: str
+    source: str
+    raw: dict[str, Any]
+    objects: list[RemoteObject]
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Where an archive was put; opaque to the pipeline, stored as JSON in ``packages.upload_ref``."""
+
+    ref: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Processing:
+    """The platform's processing of a submitted archive."""
+
+    state: ProcessingState
+    status: str  # the platform's own status word
+    message: str = ""  # errors the platform reported (may be set with state "done")
+    items_total: int | None = None
+    items_parsed: int | None = None
+
+
+@dataclass(frozen=True)
+class ItemPage:
+    """A batch of newly discovered items, ascending by id; commit it with ``cursor``."""
+
+    items: list[RemoteItem]
+    cursor: str
+
+
+ByteSource = Callable[[], Iterable[bytes]]
+
+
+class Remote(Protocol):
+    """One platform endpoint. Implementations: :mod:`syncd.remotes.xtreme1`."""
+
+    platform: str
+    name: str
+
+    def check(self) -> str:
+        """Reach the platform and verify the token; return a one-line description.
+
+        Raises AuthError for a bad token and TransientError when unreachable.
+        """
+        ...
+
+    def ensure_dataset(self, name: str, dataset_type: str) -> tuple[RemoteDataset, bool]:
+        """Find the dataset by exact name or create it; idempotent. Returns (dataset, created)."""
+        ...
+
+    def find_dataset(self, name: str) -> RemoteDataset | None:
+        """The dataset with exactly this name, or None."""
+        ...
+
+    def bind_classes(self, dataset_id: str, classes: dict[str, str]) -> dict[str, str]:
+        """Make sure the dataset has a class per name (``name → tool type``); return name → id.
+
+        Idempotent: existing classes are reused, names compare exactly.
+        """
+        ...
+
+    def existing_names(self, dataset_id: str, names: Sequence[str]) -> set[str]:
+        """Which of ``names`` already exist at the top level of the dataset (platform's rules)."""
+        ...
+
+    def upload_archive(
+        self, dataset_id: str, file_name: str, size: int, body: ByteSource
+    ) -> Upload:
+        """Store an archive of exactly ``size`` bytes; ``body()`` yields it (may be called per try).
+
+        Not idempotent on its own, but harmless to repeat: each call stores a new object.
+        """
+        ...
+
+    def submit(self, dataset_id: str, upload: Upload, *, with_results: str | None) -> str:
+        """Ask the platform to import the archive; return the platform's serial number.
+
+        Not idempotent: callers must record that they are about to submit and,
+        after a crash, use :meth:`find_import` before submitting again.
+        """
+        ...
+
+    def processing(self, serial: str) -> Processing:
+        """The state of the import with this serial (NotFoundError if unknown)."""
+        ...
+
+    def find_import(self, dataset_id: str, archive_stem: str) -> list[RemoteItem]:
+        """Items that an import of the archive named ``archive_stem`` created (may be empty)."""
+        ...
+
+    def new_items(self, dataset_id: str, cursor: str | None) -> Iterator[ItemPage]:
+        """Items not yet seen after ``cursor``, in pages ascending by cursor order."""
+        ...
+
+    def frames(self, dataset_id: str, scene_id: str) -> list[RemoteItem]:
+        """Every frame of one scene (frames may still be arriving while it is processed)."""
+        ...
+
+    def all_items(self, dataset_id: str) -> Iterator[list[RemoteItem]]:
+        """Every live item of the dataset (scenes and their frames), for the full sweep."""
+        ...
+
+    def item_states(self, dataset_id: str, item_ids: Sequence[str]) -> dict[str, RemoteItem]:
+        """The current listing of these items (missing ones are deleted)."""
+        ...
+
+    def labels(self, dataset_id: str, item_ids: Sequence[str]) -> list[RemoteLabel]:
+        """Annotation results of at most 100 items, one entry per item and source."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,173 @@
+"""HTTP for every backend: one client factory, one retry policy, one rate limiter.
+
+Contract:
+
+* :func:`make_client` builds the httpx client every backend uses (timeouts,
+  connection limits, a User-Agent; auth headers are added by the backend).
+* :meth:`Http.request` sends one logical request: it waits for the rate
+  limiter, retries :class:`~syncd.errors.TransientError` with exponential
+  backoff and full jitter (tenacity), obeys ``Retry-After``, and gives up
+  after ``max_retries`` tries by raising the last TransientError. It never
+  retries a PermanentError or a cancellation (KeyboardInterrupt, SystemExit).
+* ``classify`` (the backend's one mapping function) turns a response into the
+  parsed payload or raises one of our errors; transport failures are mapped
+  here (connect errors, timeouts, resets → TransientError).
+* Nothing here logs a URL's query string or a header value: errors carry the
+  method and path only.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+import tenacity
+from pyrate_limiter import Duration, Limiter, Rate
+
+from syncd import __version__
+from syncd.errors import RateLimited, TransientError
+
+T = TypeVar("T")
+
+USER_AGENT = f"syncd/{__version__}"
+
+
+def make_client(*, timeout: float, base_url: str = "") -> httpx.Client:
+    """The httpx client every backend uses. Uploads pass their own longer timeouts."""
+    return httpx.Client(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+        limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        follow_redirects=False,
+    )
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """``Retry-After`` as seconds (delta or HTTP date), or None."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def describe(request: httpx.Request) -> str:
+    """``GET /api/data/findByPage``: method and path only, never the query or headers."""
+    return f"{request.method} {request.url.path}"
+
+
+class Http:
+    """Rate-limited, retrying request runner shared by all backends."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        platform: str,
+        max_retries: int = 6,
+        requests_per_second: float = 20.0,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        rates: list[Rate] | None = None,
+    ) -> None:
+        self.client = client
+        self.platform = platform
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        per_second = max(1, int(requests_per_second))
+        self.limiter = Limiter(rates or [Rate(per_second, Duration.SECOND)])
+        self.requests_sent = 0
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            return min(exc.retry_after, 300.0)
+        backoff = tenacity.wait_random_exponential(
+            multiplier=self.backoff_base, max=self.backoff_cap
+        )
+        return float(backoff(state))
+
+    def call(self, send: Callable[[], T]) -> T:
+        """Run ``send`` (one try of a request, mapping its own errors) under the retry policy."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientError),
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            reraise=True,
+            sleep=time.sleep,
+        )
+        return retrying(send)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        classify: Callable[[httpx.Response], T],
+        **kwargs: Any,
+    ) -> T:
+        """Send a request with rate limiting and retries; ``classify`` maps the response."""
+
+        def once() -> T:
+            self.limiter.try_acquire(self.platform)
+            self.requests_sent += 1
+            try:
+                response = self.client.request(method, url, **kwargs)
+            except httpx.TimeoutException as exc:
+                raise TransientError(
+                    f"{method} {httpx.URL(url).path}: timed out ({type(exc).__name__})",
+                    platform=self.platform,
+                ) from exc
+            except httpx.TransportError as exc:
+                raise TransientError(
+                    f"{method} {httpx.URL(url).path}: {transport_reason(exc)}",
+                    platform=self.platform,
+                    request_sent=not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout),
+                ) from exc
+            return classify(response)
+
+        return self.call(once)
+
+
+def transport_reason(exc: httpx.TransportError) -> str:
+    """A short human reason for a transport failure, without URLs."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError):
+        if "refused" in text.lower():
+            return "connection refused (is the platform running and the url right?)"
+        if "name or service not known" in text.lower() or "nodename" in text.lower():
+            return "host name not found (check the url)"
+        return f"cannot connect ({text})"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"connection broken ({text})"
+    return f"{type(exc).__name__}: {text}"
+
+
+def status_error(response: httpx.Response, platform: str) -> TransientError | None:
+    """The transient error for 429 / 5xx / 408 responses, else None."""
+    code = response.status_code
+    where = describe(response.request)
+    if code == 429:
+        return RateLimited(
+            f"{where}: rate limited (HTTP 429)",
+            platform=platform,
+            code="429",
+            retry_after=retry_after_seconds(response),
+        )
+    if code in (408, 425) or code >= 500:
+        return TransientError(f"{where}: HTTP {code}", platform=platform, code=str(code))
+    return None

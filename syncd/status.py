@@ -1,0 +1,146 @@
+"""``syncd status`` and ``syncd events``: read-only views of the state database.
+
+They open the database read-only with plain sqlite3 (never migrating or
+writing), so they are safe to run while the daemon works.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from syncd.config import Config
+from syncd.errors import StoreError
+
+
+def _connect(cfg: Config) -> sqlite3.Connection:
+    path = cfg.state.db_path
+    if not path.exists():
+        raise StoreError(
+            f"no state database at {str(path)!r} yet: start the daemon first (syncd run)"
+        )
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {str(path)!r}: {exc}") from exc
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def collect(cfg: Config) -> dict[str, Any]:
+    """Everything ``syncd status`` shows, as plain data."""
+    conn = _connect(cfg)
+    try:
+        syncs: dict[str, Any] = {}
+        for s in cfg.syncs:
+            states = {
+                r["state"]: r["n"]
+                for r in conn.execute(
+                    "SELECT state, COUNT(*) AS n FROM packages WHERE sync = ? GROUP BY state",
+                    (s.name,),
+                )
+            }
+            cursors = {
+                r["name"]: r["value"]
+                for r in conn.execute("SELECT name, value FROM cursors WHERE sync = ?", (s.name,))
+            }
+            items = conn.execute(
+                "SELECT COUNT(*) AS n, SUM(annotation_status = 'ANNOTATED') AS annotated FROM items "
+                "WHERE sync = ? AND deleted_at IS NULL",
+                (s.name,),
+            ).fetchone()
+            objects = conn.execute(
+                "SELECT COUNT(*) FROM objects o JOIN items i ON i.id = o.item_id WHERE i.sync = ?",
+                (s.name,),
+            ).fetchone()[0]
+            warnings = [
+                dict(r)
+                for r in conn.execute(
+                    "SELECT id, unit, state, platform_errors FROM packages "
+                    "WHERE sync = ? AND platform_errors IS NOT NULL ORDER BY id DESC LIMIT 10",
+                    (s.name,),
+                )
+            ]
+            failed = [
+                dict(r)
+                for r in conn.execute(
+                    "SELECT id, unit, last_error, updated_at FROM packages WHERE sync = ? AND state = 'failed' "
+                    "ORDER BY id DESC LIMIT 10",
+                    (s.name,),
+                )
+            ]
+            syncs[s.name] = {
+                "remote": s.remote,
+                "dataset": s.dataset,
+                "packages": states,
+                "last_pull_at": cursors.get("last_pull_at"),
+                "items_cursor": cursors.get("items"),
+                "items": items["n"] or 0,
+                "items_annotated": items["annotated"] or 0,
+                "objects": objects,
+                "failed_packages": failed,
+                "platform_errors": warnings,
+            }
+        errors = [
+            dict(r)
+            for r in conn.execute(
+                "SELECT ts, event, sync, package_id, unit, message, fields FROM events "
+                "WHERE level = 'error' ORDER BY id DESC LIMIT 10"
+            )
+        ]
+        return {"database": str(cfg.state.db_path), "syncs": syncs, "recent_errors": errors}
+    finally:
+        conn.close()
+
+
+def render(report: dict[str, Any]) -> str:
+    """The human view of :func:`collect`."""
+    lines = [f"database: {report['database']}"]
+    for name, s in report["syncs"].items():
+        pk = ", ".join(f"{k} {v}" for k, v in sorted(s["packages"].items())) or "none"
+        lines.append(f"sync {name} → {s['remote']}/{s['dataset']}")
+        lines.append(f"  packages: {pk}")
+        lines.append(
+            f"  mirror:   {s['items']} items ({s['items_annotated']} annotated), {s['objects']} objects"
+        )
+        lines.append(f"  last pull: {s['last_pull_at'] or 'never'}")
+        for f in s["failed_packages"]:
+            lines.append(f"  FAILED package {f['id']} ({f['unit']}): {f['last_error']}")
+        for w in s["platform_errors"]:
+            lines.append(
+                f"  platform reported errors for package {w['id']} ({w['unit']}): {w['platform_errors']}"
+            )
+    if report["recent_errors"]:
+        lines.append("recent errors:")
+        for e in report["recent_errors"]:
+            fields = json.loads(e["fields"] or "{}")
+            detail = e["message"] or fields.get("reason") or fields.get("error") or ""
+            lines.append(
+                f"  {e['ts']} {e['event']} {e['sync'] or ''} {e['unit'] or ''} {detail}".rstrip()
+            )
+    return "\n".join(lines)
+
+
+def read_events(
+    cfg: Config, *, limit: int = 50, sync: str | None = None, after: int = 0
+) -> list[dict[str, Any]]:
+    """Events in id order: the last ``limit`` ones, or those after id ``after``."""
+    conn = _connect(cfg)
+    try:
+        where, args = ["id > ?"], [after]
+        if sync:
+            where.append("sync = ?")
+            args.append(sync)  # type: ignore[arg-type]
+        rows = conn.execute(
+            f"SELECT * FROM (SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?) ORDER BY id",
+            (*args, limit),
+        ).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["fields"] = json.loads(d["fields"] or "{}")
+            out.append(d)
+        return out
+    finally:
+        conn.close()

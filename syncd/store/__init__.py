@@ -1,0 +1,31 @@
+"""State database and mirror: tables, migrations and the Store (one place for transactions)."""
+
+from syncd.store.models import (
+    FINAL_STATES,
+    PACKAGE_STATES,
+    Cursor,
+    Dataset,
+    Event,
+    Item,
+    Label,
+    Object,
+    Package,
+    PackageFile,
+)
+from syncd.store.store import Store, Tx, utcnow
+
+__all__ = [
+    "FINAL_STATES",
+    "PACKAGE_STATES",
+    "Cursor",
+    "Dataset",
+    "Event",
+    "Item",
+    "Label",
+    "Object",
+    "Package",
+    "PackageFile",
+    "Store",
+    "Tx",
+    "utcnow",
+]

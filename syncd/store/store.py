@@ -1,0 +1,218 @@
+"""The Store: the one place that opens the database and owns transactions.
+
+Contract:
+
+* ``with store.tx() as tx:`` is one write transaction (SQLite ``BEGIN
+  IMMEDIATE``, so two writers never deadlock on a lock upgrade). Everything
+  done through ``tx.session``, every :meth:`Tx.event` and every
+  :meth:`Tx.transition` commits together or not at all.
+* Events are logged only after their transaction has committed.
+* ``with store.read() as session:`` is a read-only snapshot; readers never
+  block the daemon (WAL) and other processes may query the file meanwhile.
+* The database is ``<state.dir>/syncd.db`` in WAL mode with a busy timeout,
+  migrated to the newest schema on open.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session
+
+from syncd.errors import StoreError
+from syncd.log import get_logger, redact
+from syncd.store.migrations import migrate
+from syncd.store.models import FINAL_STATES, PACKAGE_STATES, Event, Package
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def utcnow() -> str:
+    """The current time as an ISO-8601 UTC string (the store's timestamp format)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _engine(path: Path, *, immediate: bool) -> Engine:
+    engine = create_engine(
+        f"sqlite:///{path}",
+        poolclass=NullPool,  # one connection per transaction: safe across threads and forks
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _: Any) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own
+        # transaction handling would defer it and upgrade locks later).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        if immediate:
+            # WAL lets people query the mirror while the daemon writes.
+            mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{path}: cannot switch to WAL mode (got {mode})")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Tx:
+    """One open write transaction: the session plus the events to log after commit."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._logs: list[tuple[str, str, dict[str, Any]]] = []
+
+    def event(
+        self,
+        name: str,
+        *,
+        level: str = "info",
+        sync: str | None = None,
+        package_id: int | None = None,
+        unit: str | None = None,
+        from_state: str | None = None,
+        to_state: str | None = None,
+        message: str | None = None,
+        **fields: Any,
+    ) -> None:
+        """Record one event row in this transaction; it is logged once the commit succeeds."""
+        clean = redact({k: v for k, v in fields.items() if v is not None})
+        msg = redact(message) if message else None
+        self.session.add(
+            Event(
+                ts=utcnow(),
+                event=name,
+                level=level,
+                sync=sync,
+                package_id=package_id,
+                unit=unit,
+                from_state=from_state,
+                to_state=to_state,
+                message=msg,
+                fields=json.dumps(clean, default=str, sort_keys=True),
+            )
+        )
+        head = {
+            "sync": sync,
+            "package_id": package_id,
+            "unit": unit,
+            "from_state": from_state,
+            "to_state": to_state,
+            "message": msg,
+        }
+        self._logs.append(
+            (name, level, {**{k: v for k, v in head.items() if v is not None}, **clean})
+        )
+
+    def transition(self, pkg: Package, to_state: str, **fields: Any) -> None:
+        """Move ``pkg`` to ``to_state`` and record ``package.<to_state>`` in this transaction."""
+        if to_state not in PACKAGE_STATES:
+            raise ValueError(f"unknown package state {to_state!r}")
+        if pkg.state in FINAL_STATES:
+            raise ValueError(f"package {pkg.id} is already {pkg.state}")
+        from_state = pkg.state
+        now = utcnow()
+        pkg.state = to_state
+        pkg.updated_at = now
+        pkg.state_changed_at = now
+        if to_state == "done":
+            pkg.done_at = now
+        self.session.add(pkg)
+        self.session.flush()
+        level = "error" if to_state == "failed" else "info"
+        self.event(
+            f"package.{to_state}",
+            level=level,
+            sync=pkg.sync,
+            package_id=pkg.id,
+            unit=pkg.unit,
+            from_state=from_state,
+            to_state=to_state,
+            **fields,
+        )
+
+    def emit_logs(self) -> None:
+        log = get_logger()
+        for name, level, fields in self._logs:
+            getattr(log, level if level in ("info", "warning", "error", "debug") else "info")(
+                name, **fields
+            )
+        self._logs.clear()
+
+
+class Store:
+    """Opens ``<state.dir>/syncd.db``, migrates it, and hands out transactions."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir)
+        self.path = self.dir / "syncd.db"
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            (self.dir / "spool").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"state.dir {str(self.dir)!r} cannot be created: {exc.strerror}"
+            ) from exc
+        try:
+            self._write = _engine(self.path, immediate=True)
+            self._read = _engine(self.path, immediate=False)
+            self.version = migrate(self._write)
+        except OperationalError as exc:
+            raise StoreError(f"state database {str(self.path)!r}: {exc.orig}") from exc
+
+    @contextmanager
+    def tx(self) -> Iterator[Tx]:
+        """One write transaction; commits on normal exit, rolls back on an exception."""
+        session = Session(self._write, expire_on_commit=False)
+        tx = Tx(session)
+        try:
+            with session.begin():
+                yield tx
+        except OperationalError as exc:
+            raise StoreError(f"state database {str(self.path)!r}: {exc.orig}") from exc
+        finally:
+            session.close()
+        tx.emit_logs()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session (never commits)."""
+        session = Session(self._read, expire_on_commit=False)
+        try:
+            with session.begin():
+                yield session
+                session.rollback()
+        finally:
+            session.close()
+
+    def close(self) -> None:
+        self._write.dispose()
+        self._read.dispose()
+
+
+def backoff_delay(attempts: int, *, base: float = 2.0, cap: float = 300.0) -> float:
+    """Seconds to wait before retry number ``attempts`` (exponential, full jitter)."""
+    import random
+
+    return random.uniform(0.5, 1.0) * min(cap, base * (2 ** max(0, attempts - 1)))
+
+
+def now_ts() -> float:
+    return time.time()
