@@ -22,6 +22,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -129,11 +130,9 @@ class Daemon:
             if not ctx.cfg.push:
                 continue
             units = None if dirty is None else dirty.get(ctx.name, set())
-            self.guard(
-                f"watch:{ctx.name}", lambda c=ctx, u=units: watch.run_once(c, self.tracker, u)
-            )  # type: ignore[misc]
-            self.guard(f"pack:{ctx.name}", lambda c=ctx: pack.run_once(c))  # type: ignore[misc]
-            self.guard(f"upload:{ctx.name}", lambda c=ctx: upload.run_once(c))  # type: ignore[misc]
+            self.guard(f"watch:{ctx.name}", partial(watch.run_once, ctx, self.tracker, units))
+            self.guard(f"pack:{ctx.name}", partial(pack.run_once, ctx))
+            self.guard(f"upload:{ctx.name}", partial(upload.run_once, ctx))
 
     def pull(self, ctx: SyncContext) -> pull.PullStats | None:
         return self.guard(f"pull:{ctx.name}", lambda: pull.run_once(ctx))

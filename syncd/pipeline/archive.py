@@ -29,7 +29,7 @@ from syncd.errors import LocalDataError
 from syncd.store import PackageFile
 
 # Point-cloud files are several MB: read them in large blocks, not zipstream's 16 KiB.
-zipstream.ng.READ_BUFFER = 1024 * 1024  # type: ignore[attr-defined]
+zipstream.ng.READ_BUFFER = 1024 * 1024
 
 TOOL_TYPES = {
     "3D_BOX": "CUBOID",

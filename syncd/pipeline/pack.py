@@ -187,7 +187,7 @@ def _commit_parts(
     wrapper = _slug(pkg.unit) if not pkg.unit.lower().startswith("scene_") else pkg.unit
     with ctx.store.tx() as tx:
         session = tx.session
-        session.exec(delete(PackageFile).where(col(PackageFile.package_id) == pkg.id))  # type: ignore[call-overload]
+        session.exec(delete(PackageFile).where(col(PackageFile.package_id) == pkg.id))
         first = session.get(Package, pkg.id)
         assert first is not None
         targets: list[Package] = [first]

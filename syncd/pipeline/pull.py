@@ -13,7 +13,7 @@ Contract of :func:`run_once` for one sync:
    every label re-read, so edits to finished items arrive and items gone
    from the platform get ``deleted_at`` (rows are never dropped).
 
-Labels are one row per item × source (raw JSON + sha256 of its canonical
+Labels are one row per item and source (raw JSON + sha256 of its canonical
 form); a changed label has its ``objects`` rows replaced.
 """
 
@@ -165,7 +165,7 @@ def apply_labels(
             row.object_count = len(lab.objects)
             tx.session.add(row)
             tx.session.flush()
-            tx.session.exec(delete(Object).where(col(Object.label_id) == row.id))  # type: ignore[call-overload]
+            tx.session.exec(delete(Object).where(col(Object.label_id) == row.id))
             tx.session.add_all(
                 Object(
                     label_id=row.id or 0,
@@ -188,7 +188,7 @@ def apply_labels(
                 row.deleted_at = now
                 row.object_count = 0
                 tx.session.add(row)
-                tx.session.exec(delete(Object).where(col(Object.label_id) == row.id))  # type: ignore[call-overload]
+                tx.session.exec(delete(Object).where(col(Object.label_id) == row.id))
                 changed += 1
         item.checked_at = now
         tx.session.add(item)

@@ -30,6 +30,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Literal
 
 from sqlmodel import col, delete, select
 
@@ -105,7 +106,7 @@ def _repack(ctx: SyncContext, pkg: Package, reason: str) -> None:
         fresh = tx.session.get(Package, pkg.id)
         if fresh is None or fresh.state in ("done", "failed"):
             return
-        tx.session.exec(delete(PackageFile).where(col(PackageFile.package_id) == pkg.id))  # type: ignore[call-overload]
+        tx.session.exec(delete(PackageFile).where(col(PackageFile.package_id) == pkg.id))
         fresh.last_error = reason
         fresh.upload_ref = None
         fresh.archive_bytes = None
@@ -125,7 +126,8 @@ def _upload(ctx: SyncContext, pkg: Package) -> Package | None:
             pkg = fresh
     files = _files(ctx, pkg)
     ref = _ref(pkg)
-    class_ids = dict(ref.get("classes") or {})  # type: ignore[call-overload]
+    classes = ref.get("classes")
+    class_ids = {str(k): str(v) for k, v in classes.items()} if isinstance(classes, dict) else {}
     folder = ctx.cfg.folder
     try:
         verify_files(folder, files)
@@ -185,11 +187,10 @@ def _wait(ctx: SyncContext, pkg: Package) -> None:
 
 
 def _submit(ctx: SyncContext, pkg: Package) -> Package | None:
-    assert pkg.remote_dataset_id
-    if pkg.submit_started_at and not pkg.serial:
-        resolved = _recover_submit(ctx, pkg)
-        if resolved is not True:
-            return resolved
+    dataset_id = pkg.remote_dataset_id
+    assert dataset_id
+    if pkg.submit_started_at and not pkg.serial and _recover_submit(ctx, pkg) != "submit":
+        return None
     with ctx.store.tx() as tx:
         fresh = tx.session.get(Package, pkg.id)
         assert fresh is not None
@@ -199,7 +200,7 @@ def _submit(ctx: SyncContext, pkg: Package) -> Package | None:
     upload = Upload(ref=_ref(pkg))
     result_type = ctx.cfg.result_type if pkg.has_results else None
     try:
-        serial = ctx.remote.submit(pkg.remote_dataset_id, upload, with_results=result_type)
+        serial = ctx.remote.submit(dataset_id, upload, with_results=result_type)
     except TransientError as exc:
         if not exc.request_sent:
             with ctx.store.tx() as tx:
@@ -218,11 +219,8 @@ def _submit(ctx: SyncContext, pkg: Package) -> Package | None:
         return fresh
 
 
-def _recover_submit(ctx: SyncContext, pkg: Package) -> Package | bool | None:
-    """After a crash between submit and its serial: find out what the platform has.
-
-    Returns True to submit (again), None to wait, or the package when it is done.
-    """
+def _recover_submit(ctx: SyncContext, pkg: Package) -> Literal["submit", "wait", "done"]:
+    """After a crash between submit and its serial: find out what the platform has."""
     assert pkg.remote_dataset_id
     names = _item_names(ctx, pkg)
     present = ctx.remote.existing_names(pkg.remote_dataset_id, names) if names else set()
@@ -234,7 +232,7 @@ def _recover_submit(ctx: SyncContext, pkg: Package) -> Package | bool | None:
             tx.transition(fresh, "submitted", recovered=True, note=note)
             tx.transition(fresh, "processing", recovered=True)
             tx.transition(fresh, "done", recovered=True, items=len(names))
-            return None
+        return "done"
     if not present and _age(pkg.submit_started_at) >= ctx.cfg.processing_timeout:
         with ctx.store.tx() as tx:
             tx.event(
@@ -247,11 +245,11 @@ def _recover_submit(ctx: SyncContext, pkg: Package) -> Package | bool | None:
                 to_state=pkg.state,
                 reason="the submit before the restart left no trace within processing_timeout: submitting again",
             )
-        return True
+        return "submit"
     if not names:
-        return True
+        return "submit"
     _wait(ctx, pkg)
-    return None
+    return "wait"
 
 
 def _poll(ctx: SyncContext, pkg: Package) -> Package | None:

@@ -163,7 +163,7 @@ class Xtreme1Remote:
             if len(rows) < 100:
                 break
             page_no += 1
-        exact = [r for r in matches if r.get("name") == name] or matches
+        exact: list[dict[str, Any]] = [r for r in matches if r.get("name") == name] or matches
         if not exact:
             return None
         r = exact[0]
@@ -230,9 +230,9 @@ class Xtreme1Remote:
             return found
         for rows in self._top_level_pages(dataset_id):
             for r in rows:
-                original = wanted.get(str(r.get("name", "")).lower())
-                if original is not None:
-                    found.add(original)
+                hit = wanted.get(str(r.get("name", "")).lower())
+                if hit is not None:
+                    found.add(hit)
         return found
 
     # --- upload ----------------------------------------------------------------

@@ -16,8 +16,8 @@ Contract:
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -208,11 +208,5 @@ class Store:
 
 
 def backoff_delay(attempts: int, *, base: float = 2.0, cap: float = 300.0) -> float:
-    """Seconds to wait before retry number ``attempts`` (exponential, full jitter)."""
-    import random
-
-    return random.uniform(0.5, 1.0) * min(cap, base * (2 ** max(0, attempts - 1)))
-
-
-def now_ts() -> float:
-    return time.time()
+    """Seconds to wait before retry number ``attempts`` (exponential, capped, jittered)."""
+    return float(random.uniform(0.5, 1.0) * min(cap, base * (2 ** max(0, attempts - 1))))
