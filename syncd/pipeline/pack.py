@@ -20,8 +20,10 @@ Nothing is written to disk: the archive is streamed at upload time.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
+from pathlib import Path
 
 from sqlmodel import col, delete, select
 
@@ -67,13 +69,24 @@ def run_once(ctx: SyncContext) -> int:
         try:
             pack_one(ctx, pkg)
             done += 1
+        except StillChanging as exc:
+            schedule_retry(ctx, pkg, str(exc), delay=max(ctx.cfg.settle_seconds, 1.0))
         except LocalDataError as exc:
-            schedule_retry(ctx, pkg, str(exc), delay=max(ctx.cfg.settle_seconds, 2.0))
+            schedule_retry(ctx, pkg, str(exc))
         except TransientError as exc:
             schedule_retry(ctx, pkg, str(exc))
         except PermanentError as exc:
             fail(ctx, pkg, str(exc))
     return done
+
+
+class StillChanging(LocalDataError):
+    """The unit changed within ``settle_seconds``: wait, then pack again."""
+
+
+def _path(ctx: SyncContext, unit: str, rel_path: str, is_file: bool) -> Path:
+    assert ctx.cfg.folder is not None
+    return ctx.cfg.folder / unit if is_file else ctx.cfg.folder / unit / rel_path
 
 
 def fail(ctx: SyncContext, pkg: Package, reason: str, **fields: object) -> None:
@@ -100,7 +113,7 @@ def pack_one(ctx: SyncContext, pkg: Package) -> None:
     if not ctx.cfg.ready_marker:
         age = time.time() - snap.newest_mtime_ns / 1e9
         if age < ctx.cfg.settle_seconds:
-            raise LocalDataError(f"unit {pkg.unit!r} is still changing")
+            raise StillChanging(f"unit {pkg.unit!r} is still changing")
     with ctx.store.read() as s:
         covered = covered_versions(s, ctx.name, pkg.unit, exclude_package=pkg.id)
         claimed = claimed_names(s, ctx.name, exclude_package=pkg.id)
@@ -116,6 +129,16 @@ def pack_one(ctx: SyncContext, pkg: Package) -> None:
                 reason="nothing left to upload: every file is already in another package",
             )
         return
+    unreadable = [
+        f.rel_path
+        for f in files
+        if not os.access(_path(ctx, pkg.unit, f.rel_path, snap.is_file), os.R_OK)
+    ]
+    if unreadable:
+        raise LocalDataError(
+            f"{pkg.unit}: {len(unreadable)} file(s) cannot be read (permission denied), "
+            f"e.g. {unreadable[0]}; fix the permissions and syncd retries"
+        )
     unit_is_scene = pkg.unit.lower().startswith("scene_") and not snap.is_file
     groups = group_items(files, pkg.unit, unit_is_scene)
     dataset_id = ctx.dataset_id()

@@ -235,12 +235,13 @@ def _commit_batch(
                     }
                 )
         changed = apply_labels(tx, rows, targets, labels)
-        if cursor is not None:
+        moved = cursor is not None and cursor != _get_cursor(tx.session, ctx.name, CURSOR_ITEMS)
+        if moved and cursor is not None:
             _set_cursor(tx, ctx.name, CURSOR_ITEMS, cursor)
         stats.new_items += new
         stats.labels_changed += changed
         stats.pages += 1
-        if new or changed or cursor is not None:
+        if new or changed or moved:
             tx.event(
                 "pull.page_committed",
                 sync=ctx.name,

@@ -137,7 +137,12 @@ def _upload(ctx: SyncContext, pkg: Package) -> Package | None:
     assert pkg.archive_name and pkg.archive_bytes is not None and pkg.remote_dataset_id
 
     def body() -> Iterator[bytes]:
-        yield from open_archive(folder, files, class_ids)
+        try:
+            yield from open_archive(folder, files, class_ids)
+        except OSError as exc:
+            raise LocalDataError(
+                f"{pkg.unit}: reading {exc.filename or 'a file'} failed: {exc.strerror}"
+            ) from exc
 
     started = time.monotonic()
     try:

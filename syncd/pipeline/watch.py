@@ -29,7 +29,8 @@ from syncd.pipeline.coverage import covered_versions
 from syncd.pipeline.units import UnitSnapshot, excluded, list_units, scan_unit, unit_of
 from syncd.store import Package, utcnow
 
-OPEN_STATES = ("detected", "settled")
+# Packages that hold no frozen file list yet: a unit has at most one of them.
+OPEN_STATES = ("detected", "settled", "packing")
 
 
 class SettleTracker:

@@ -75,20 +75,23 @@ def classify(response: httpx.Response) -> Any:
             platform=PLATFORM,
             code="404",
         )
-    envelope = _json(response)
-    if response.status_code == 500 and isinstance(envelope, dict):
-        message = str(envelope.get("message") or "")
-        if any(marker in message for marker in _CLIENT_BUG_MARKERS):
-            raise PermanentError(
-                f"{where}: the platform rejected the request: {message[:300]}",
-                platform=PLATFORM,
-                code=str(envelope.get("code") or "UNKNOWN"),
-            )
-    transient = status_error(response, PLATFORM)
-    if transient is not None:
-        raise transient
     if response.status_code != 200:
+        if response.status_code == 500:
+            try:
+                message = str(json.loads(response.content).get("message") or "")
+            except (ValueError, AttributeError, UnicodeDecodeError):
+                message = ""
+            if any(marker in message for marker in _CLIENT_BUG_MARKERS):
+                raise PermanentError(
+                    f"{where}: the platform rejected the request: {message[:300]}",
+                    platform=PLATFORM,
+                    code="UNKNOWN",
+                )
+        transient = status_error(response, PLATFORM)
+        if transient is not None:
+            raise transient
         raise PermanentError(f"{where}: unexpected HTTP {response.status_code}", platform=PLATFORM)
+    envelope = _json(response)
     if not isinstance(envelope, dict) or "code" not in envelope:
         raise TransientError(f"{where}: the reply is not an Xtreme1 envelope", platform=PLATFORM)
     code = str(envelope.get("code"))
@@ -385,7 +388,8 @@ class Xtreme1Remote:
             for r in chunk:
                 item = _item(r)
                 items.append(item)
-                if item.kind == "SCENE":
+                if item.kind == "SCENE" and int(item.id) > last:
+                    # Older scenes' frames are re-listed by the pull's re-check.
                     items.extend(self.frames(dataset_id, item.id))
             top = max(last, max(int(r["id"]) for r in chunk))
             yield ItemPage(items=items, cursor=str(top))
