@@ -17,6 +17,7 @@ Contract:
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -104,9 +105,11 @@ class Daemon:
         with self._errors_lock:
             state = self._errors.setdefault(stage, {"count": 0, "logged": 0.0, "message": ""})
             state["count"] += 1
-            due = state["message"] != message or now - state["logged"] >= QUIET_SECONDS
+            # Same error = same text once addresses and numbers are masked.
+            shape = re.sub(r"0x[0-9a-f]+|\d+", "#", message)
+            due = state["message"] != shape or now - state["logged"] >= QUIET_SECONDS
             if due:
-                state["logged"], state["message"] = now, message
+                state["logged"], state["message"] = now, shape
             count = state["count"]
         if due:
             self._record(
@@ -137,6 +140,14 @@ class Daemon:
     def pull(self, ctx: SyncContext) -> pull.PullStats | None:
         return self.guard(f"pull:{ctx.name}", lambda: pull.run_once(ctx))
 
+    def stuck_stage(self, limit: int = 20) -> str | None:
+        """A stage that failed ``limit`` times in a row (``once`` gives up on it)."""
+        with self._errors_lock:
+            for stage, state in self._errors.items():
+                if state["count"] >= limit:
+                    return stage
+        return None
+
     def pending_packages(self) -> list[Package]:
         """Packages that are past ``settled`` and not final (work the daemon still owes)."""
         with self.store.read() as s:
@@ -159,6 +170,11 @@ class Daemon:
         while not self.stop.is_set():
             self.push_cycle()
             if not self.pending_packages():
+                break
+            stuck = self.stuck_stage()
+            if stuck:
+                self.log.error("once.giving_up", stage=stuck, reason="the stage keeps failing")
+                self.failed_in_run = True
                 break
             if time.monotonic() - started > timeout:
                 self.log.error(

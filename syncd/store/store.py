@@ -193,12 +193,11 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only session (never commits)."""
+        """A read session; rows it loads stay usable after it ends (detached, not expired)."""
         session = Session(self._read, expire_on_commit=False)
         try:
             with session.begin():
                 yield session
-                session.rollback()
         finally:
             session.close()
 

@@ -1,0 +1,109 @@
+"""Local servers that speak each platform's API faithfully (tests, demo, benchmarks).
+
+:func:`serve` runs one until SIGTERM/SIGINT and prints ``READY <url>`` once it
+accepts connections; :func:`run_in_thread` runs one in a background thread for
+in-process tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+PLATFORMS = ("xtreme1",)
+
+
+def create_app(platform: str, token: str, data_dir: Path) -> Any:
+    if platform == "xtreme1":
+        from syncd.sandbox.xtreme1 import create_app as xtreme1_app
+
+        return xtreme1_app(token, data_dir)
+    raise ValueError(f"unknown sandbox platform {platform!r}; known: {', '.join(PLATFORMS)}")
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, announce: bool) -> None:
+        super().__init__(config)
+        self.announce = announce
+        self.url = ""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if sockets:
+            port = sockets[0].getsockname()[1]
+            self.url = f"http://127.0.0.1:{port}"
+            if self.announce:
+                print(f"READY {self.url}", flush=True)
+
+
+def _socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit this: a response's header and body writes must
+    # not wait for delayed ACKs (40 ms per kept-alive request otherwise).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock
+
+
+def _config(app: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        loop="asyncio",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=30,
+    )
+
+
+def serve(
+    platform: str, *, port: int, token: str, host: str = "127.0.0.1", data_dir: Path | None = None
+) -> None:
+    """Serve ``platform`` until SIGTERM/SIGINT; prints ``READY http://127.0.0.1:<port>``."""
+    tmp = None
+    if data_dir is None:
+        tmp = tempfile.mkdtemp(prefix="syncd-sandbox-")
+        data_dir = Path(tmp)
+    try:
+        app = create_app(platform, token, data_dir)
+        sock = _socket(host, port)
+        server = _Server(_config(app), announce=True)
+        server.run(sockets=[sock])
+    finally:
+        sys.stdout.flush()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def run_in_thread(platform: str, *, token: str, data_dir: Path) -> Iterator[str]:
+    """Run a sandbox on a free loopback port in a thread; yields its base URL."""
+    app = create_app(platform, token, data_dir)
+    sock = _socket("127.0.0.1", 0)
+    server = _Server(_config(app), announce=False)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not server.started:
+        raise RuntimeError("the sandbox did not start")
+    try:
+        yield server.url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -1,0 +1,122 @@
+"""Fault injection for the sandboxes, set at run time through the admin API.
+
+A rule: ``{"method": "PUT" | "*", "path": "<regex on the path>", "action":
+"status" | "delay" | "html" | "truncated_json" | "reset", "status": 503,
+"headers": {...}, "body": "...", "delay": 2.0, "times": 1}``. A matching rule
+fires ``times`` times (for ever when null) and is then dropped.
+
+- ``status``: answer with that status, headers and body (the request body is
+  read first, as a real server would).
+- ``delay``: wait, then serve normally (a slow server; longer than the
+  client's timeout makes it a timeout).
+- ``html``: an HTML error page (status default 502), as proxies send.
+- ``truncated_json``: HTTP 200 with JSON cut in the middle.
+- ``reset``: read part of the body, start a response, then drop the
+  connection (the client sees the connection break).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class FaultRules:
+    """The active rules; thread-safe."""
+
+    def __init__(self) -> None:
+        self._rules: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def add(self, rule: dict[str, Any]) -> None:
+        action = rule.get("action", "status")
+        if action not in ("status", "delay", "html", "truncated_json", "reset"):
+            raise ValueError(f"unknown action {action!r}")
+        re.compile(rule.get("path", ".*"))
+        with self._lock:
+            self._rules.append({"method": "*", "path": ".*", "times": 1, **rule, "action": action})
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def take(self, method: str, path: str) -> dict[str, Any] | None:
+        with self._lock:
+            for rule in self._rules:
+                if rule["method"] not in ("*", method) or not re.search(rule["path"], path):
+                    continue
+                if rule["times"] is not None:
+                    rule["times"] -= 1
+                    if rule["times"] <= 0:
+                        self._rules.remove(rule)
+                return dict(rule)
+        return None
+
+
+class FaultMiddleware:
+    """ASGI middleware applying :class:`FaultRules` to every non-admin request."""
+
+    def __init__(self, app: ASGIApp, rules: FaultRules) -> None:
+        self.app, self.rules = app, rules
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/__sandbox"):
+            await self.app(scope, receive, send)
+            return
+        rule = self.rules.take(scope["method"], scope["path"])
+        if rule is None:
+            await self.app(scope, receive, send)
+            return
+        action = rule["action"]
+        if action == "delay":
+            await asyncio.sleep(float(rule.get("delay", 1.0)))
+            await self.app(scope, receive, send)
+            return
+        if action == "reset":
+            await _drain(receive, limit=int(rule.get("after_bytes", 64 * 1024)))
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", b"100")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+            raise ConnectionResetError("fault injection: connection reset")
+        await _drain(receive)
+        status = int(
+            rule.get("status", 502 if action == "html" else 503 if action == "status" else 200)
+        )
+        headers = dict(rule.get("headers") or {})
+        if action == "html":
+            body = (
+                rule.get("body")
+                or f"<html><head><title>{status} Bad Gateway</title></head><body><center><h1>{status} Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
+            )
+            headers.setdefault("Content-Type", "text/html")
+        elif action == "truncated_json":
+            body = rule.get("body") or '{"code":"OK","message":"","data":{"pageSize":10,"li'
+            headers.setdefault("Content-Type", "application/json")
+        else:
+            body = rule.get("body") or ""
+            headers.setdefault("Content-Type", "application/json")
+        raw = body.encode()
+        hdrs = [(k.lower().encode(), str(v).encode()) for k, v in headers.items()]
+        hdrs.append((b"content-length", str(len(raw)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": raw})
+
+
+async def _drain(receive: Receive, limit: int | None = None) -> None:
+    seen = 0
+    while True:
+        message: Message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body") or (limit is not None and seen >= limit):
+            return

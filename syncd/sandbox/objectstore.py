@@ -1,0 +1,191 @@
+"""A disk-backed object store with S3-style presigned URLs, for the sandboxes.
+
+Strict like S3/MinIO where it matters to a client: the signature and the
+expiry are checked, errors are S3 XML, a PUT needs ``Content-Length`` (no
+chunked uploads), a presigned request must not carry a second credential
+(``Authorization`` header → 400, as real S3 answers), and a body cut short
+is never stored. Bodies stream to disk in large blocks, never into memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, Response
+
+WRITE_BLOCK = 4 * 1024 * 1024
+
+
+@dataclass
+class StoredObject:
+    size: int
+    md5: str
+    puts: int
+
+
+def s3_error(status: int, code: str, message: str, resource: str = "") -> Response:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message>"
+        f"<Resource>{resource}</Resource><RequestId>{secrets.token_hex(8).upper()}</RequestId></Error>"
+    )
+    return Response(body, status_code=status, media_type="application/xml")
+
+
+class ObjectStore:
+    """Objects under ``root/<bucket>/<key>``; presigned URLs signed with a private secret."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._secret = secrets.token_bytes(32)
+        self._lock = threading.Lock()
+        self.objects: dict[str, StoredObject] = {}
+        self.bytes_received = 0
+        self.clock = time.time  # tests may replace it to expire URLs
+
+    def path(self, bucket: str, key: str) -> Path:
+        return self.root / bucket / key
+
+    def _sign(self, method: str, bucket: str, key: str, date: str, expires: int) -> str:
+        msg = f"{method}\n/{bucket}/{key}\n{date}\n{expires}".encode()
+        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
+
+    def presign(self, method: str, base: str, bucket: str, key: str, expires: int = 604800) -> str:
+        """``base`` is scheme://host[/prefix]; the URL is ``base/bucket/key?X-Amz-…``."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        date = now.strftime("%Y%m%dT%H%M%SZ")
+        query = {
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-Credential": f"minioadmin/{now:%Y%m%d}/us-east-1/s3/aws4_request",
+            "X-Amz-Date": date,
+            "X-Amz-Expires": str(expires),
+            "X-Amz-SignedHeaders": "host",
+            "X-Amz-Signature": self._sign(method, bucket, key, date, expires),
+        }
+        return f"{base}/{bucket}/{quote(key)}?{urlencode(query)}"
+
+    def check(self, request: Request, method: str, bucket: str, key: str) -> Response | None:
+        """None when the presigned request is valid, else the S3 error response."""
+        resource = f"/{bucket}/{key}"
+        if "authorization" in request.headers:
+            return s3_error(
+                400,
+                "InvalidArgument",
+                "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified",
+                resource,
+            )
+        q = request.query_params
+        needed = (
+            "X-Amz-Algorithm",
+            "X-Amz-Date",
+            "X-Amz-Expires",
+            "X-Amz-Signature",
+            "X-Amz-Credential",
+        )
+        if not all(q.get(k) for k in needed):
+            return s3_error(403, "AccessDenied", "Access Denied.", resource)
+        try:
+            expires = int(q["X-Amz-Expires"])
+            signed_at = (
+                datetime.strptime(q["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+            )
+        except ValueError:
+            return s3_error(
+                400,
+                "AuthorizationQueryParametersError",
+                "X-Amz-Date must be in the ISO8601 Long Format",
+                resource,
+            )
+        good = self._sign(method, bucket, key, q["X-Amz-Date"], expires)
+        if not hmac.compare_digest(good, q["X-Amz-Signature"]):
+            return s3_error(
+                403,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+                resource,
+            )
+        if self.clock() > signed_at + expires:
+            return s3_error(403, "AccessDenied", "Request has expired", resource)
+        return None
+
+    async def put(self, request: Request, bucket: str, key: str) -> Response:
+        """Handle a presigned PUT: verify, then stream the body to disk."""
+        denied = self.check(request, "PUT", bucket, key)
+        if denied is not None:
+            return denied
+        length_header = request.headers.get("content-length")
+        if (
+            length_header is None
+            or "chunked" in request.headers.get("transfer-encoding", "").lower()
+        ):
+            return s3_error(
+                411,
+                "MissingContentLength",
+                "You must provide the Content-Length HTTP header.",
+                f"/{bucket}/{key}",
+            )
+        length = int(length_header)
+        final = self.path(bucket, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.part")
+        md5 = hashlib.md5()
+        received = 0
+        buf = bytearray()
+        try:
+            with tmp.open("wb", buffering=0) as f:
+                async for chunk in request.stream():
+                    received += len(chunk)
+                    md5.update(chunk)
+                    buf += chunk
+                    if len(buf) >= WRITE_BLOCK:
+                        f.write(buf)
+                        buf.clear()
+                if buf:
+                    f.write(buf)
+        except ClientDisconnect:
+            tmp.unlink(missing_ok=True)
+            return Response(status_code=400)
+        with self._lock:
+            self.bytes_received += received
+        if received != length:
+            tmp.unlink(missing_ok=True)
+            return s3_error(
+                400,
+                "IncompleteBody",
+                "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+                f"/{bucket}/{key}",
+            )
+        os.replace(tmp, final)
+        digest = md5.hexdigest()
+        name = f"{bucket}/{key}"
+        with self._lock:
+            prev = self.objects.get(name)
+            self.objects[name] = StoredObject(
+                size=received, md5=digest, puts=(prev.puts if prev else 0) + 1
+            )
+        return Response(status_code=200, headers={"ETag": f'"{digest}"'})
+
+    def get(self, request: Request, bucket: str, key: str) -> Response:
+        denied = self.check(request, "GET", bucket, key)
+        if denied is not None:
+            return denied
+        path = self.path(bucket, key)
+        if not path.is_file():
+            return s3_error(
+                404, "NoSuchKey", "The specified key does not exist.", f"/{bucket}/{key}"
+            )
+        return FileResponse(path)
+
+    def exists(self, bucket: str, key: str) -> bool:
+        return f"{bucket}/{key}" in self.objects
