@@ -277,7 +277,7 @@ def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
             )
         fresh = [i for i in page.items if i.id not in known or i.kind == "SCENE"]
         _commit_batch(ctx, dataset_id, fresh, stats, cursor=page.cursor)
-        fetched.update(i.id for i in page.items)
+        fetched.update(i.id for i in fresh)
     # 2. unfinished items: status and labels again
     _recheck(ctx, dataset_id, stats, skip=fetched)
     # 3. the full sweep

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from sqlmodel import col, select
@@ -30,6 +31,10 @@ from syncd.pipeline.units import UnitSnapshot, excluded, list_units, scan_unit, 
 from syncd.store import Package, utcnow
 
 # Packages that hold no frozen file list yet: a unit has at most one of them.
+# watchdog 7 warns when inotify re-adds a watch for a folder created inside a
+# recursive watch; the watch works, the warning is noise on every new unit.
+warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
+
 OPEN_STATES = ("detected", "settled", "packing")
 
 

@@ -75,41 +75,43 @@ def test_three_units_end_to_end(tmp_path: Path, sandbox_proc: SandboxProcess) ->
         got.setdefault(name, []).append(cls)
     assert {k: sorted(v) for k, v in got.items()} == expected
 
-    # the annotator labels a scene frame; the next pull brings it in
-    frame_id = query(
+    # the annotator labels a scene frame and a single frame; the next pull brings both in
+    scene_frame = query(
         db, "SELECT remote_id FROM items WHERE name = ? AND parent_remote_id IS NOT NULL", scene[0]
     )[0][0]
-    sandbox_proc.admin(
-        "POST",
-        "/annotate",
-        json={
-            "dataId": int(frame_id),
-            "objects": [
-                {
-                    "type": "3D_BOX",
-                    "className": "Truck",
-                    "trackId": "late-1",
-                    "contour": {
-                        "center3D": {"x": 1, "y": 2, "z": 0},
-                        "size3D": {"x": 8, "y": 2.5, "z": 3},
-                        "rotation3D": {"x": 0, "y": 0, "z": 0},
-                        "pointN": 10,
-                        "points": [],
-                    },
-                }
-            ],
-            "submit": True,
-        },
-    )
+    single = query(
+        db, "SELECT remote_id FROM items WHERE name = ? AND parent_remote_id IS NULL", fusion[1]
+    )[0][0]
+    box = {
+        "center3D": {"x": 1, "y": 2, "z": 0},
+        "size3D": {"x": 8, "y": 2.5, "z": 3},
+        "rotation3D": {"x": 0, "y": 0, "z": 0},
+        "pointN": 10,
+        "points": [],
+    }
+    for rid, track in ((scene_frame, "late-1"), (single, "late-2")):
+        objects = [{"type": "3D_BOX", "className": "Truck", "trackId": track, "contour": box}]
+        sandbox_proc.admin(
+            "POST", "/annotate", json={"dataId": int(rid), "objects": objects, "submit": True}
+        )
     r = run_cli("once", "--config", str(cfg))
     assert r.returncode == 0, r.stderr[-3000:]
     late = query(
         db,
-        "SELECT i.name, o.class_name, o.track_id FROM objects o JOIN items i ON i.id = o.item_id WHERE o.track_id = 'late-1'",
+        "SELECT i.name, i.parent_remote_id IS NULL, o.class_name, o.track_id FROM objects o "
+        "JOIN items i ON i.id = o.item_id WHERE o.class_name = 'Truck' ORDER BY o.track_id",
     )
-    assert late == [(scene[0], "Truck", "late-1")]
-    status = query(db, "SELECT annotation_status FROM items WHERE remote_id = ?", frame_id)
-    assert status == [("ANNOTATED",)]
+    assert late == [(scene[0], 0, "Truck", "late-1"), (fusion[1], 1, "Truck", "late-2")]
+    # the annotator's objects replaced the single frame's pre-labels
+    assert query(
+        db,
+        "SELECT COUNT(*) FROM objects WHERE item_id = (SELECT id FROM items WHERE remote_id = ?)",
+        single,
+    ) == [(1,)]
+    status = query(
+        db, "SELECT annotation_status FROM items WHERE remote_id IN (?, ?)", scene_frame, single
+    )
+    assert status == [("ANNOTATED",), ("ANNOTATED",)]
 
     # the events table holds every transition of every package, in order
     for (pid,) in query(db, "SELECT id FROM packages"):
