@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from sqlmodel import select
+
 from syncd.config import SyncConfig
 from syncd.remotes.base import Remote
 from syncd.store import Dataset, Store, utcnow
@@ -41,11 +43,11 @@ class SyncContext:
                 f"{ds.name!r} on the platform is {ds.type!r}"
             )
         with self.store.tx() as tx:
-            row = (
-                tx.session.query(Dataset)
-                .filter_by(remote=self.remote.name, remote_id=ds.id)
-                .first()
-            )
+            row = tx.session.exec(
+                select(Dataset).where(
+                    Dataset.remote == self.remote.name, Dataset.remote_id == ds.id
+                )
+            ).first()
             if row is None:
                 row = Dataset(remote=self.remote.name, remote_id=ds.id, name=ds.name, updated_at="")
             row.name, row.type, row.updated_at = ds.name, ds.type, utcnow()

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlmodel import col, delete, select
@@ -40,7 +41,7 @@ from syncd.pipeline.layout import (
     split_groups,
 )
 from syncd.pipeline.retry import schedule_retry
-from syncd.pipeline.units import scan_unit
+from syncd.pipeline.units import FileStat, scan_unit
 from syncd.store import Package, PackageFile, utcnow
 
 
@@ -80,6 +81,10 @@ def run_once(ctx: SyncContext) -> int:
     return done
 
 
+class InvalidPrelabels(PermanentError):
+    """A result JSON cannot be read or parsed: sending it would lose its labels."""
+
+
 class StillChanging(LocalDataError):
     """The unit changed within ``settle_seconds``: wait, then pack again."""
 
@@ -89,11 +94,38 @@ def _path(ctx: SyncContext, unit: str, rel_path: str, is_file: bool) -> Path:
     return ctx.cfg.folder / unit if is_file else ctx.cfg.folder / unit / rel_path
 
 
-def fail(ctx: SyncContext, pkg: Package, reason: str, **fields: object) -> None:
+def fail(
+    ctx: SyncContext,
+    pkg: Package,
+    reason: str,
+    files: Sequence[FileStat] = (),
+    **fields: object,
+) -> None:
+    """End ``pkg`` in ``failed`` with ``reason``.
+
+    ``files`` are the file versions it failed with: recorded so they are not
+    detected again and again (changing a file makes a new version, which is).
+    """
     with ctx.store.tx() as tx:
         fresh = tx.session.get(Package, pkg.id)
         if fresh is None or fresh.state in ("done", "failed"):
             return
+        if files:
+            tx.session.add_all(
+                PackageFile(
+                    package_id=fresh.id or 0,
+                    sync=fresh.sync,
+                    unit=fresh.unit,
+                    rel_path=f.rel_path,
+                    arcname=f.rel_path,
+                    item_key="",
+                    size=f.size,
+                    mtime_ns=f.mtime_ns,
+                )
+                for f in files
+            )
+            fresh.file_count = len(files)
+            fresh.total_bytes = sum(f.size for f in files)
         fresh.last_error = reason
         tx.transition(fresh, "failed", reason=reason, **fields)
 
@@ -162,10 +194,14 @@ def pack_one(ctx: SyncContext, pkg: Package) -> None:
                 unit=pkg.unit,
                 reason=reason,
             )
-        fail(ctx, pkg, reason)
+        fail(ctx, pkg, reason, files)
         return
 
-    class_ids = _bind_classes(ctx, dataset_id, pkg.unit, groups)
+    try:
+        class_ids = _bind_classes(ctx, dataset_id, pkg.unit, groups)
+    except InvalidPrelabels as exc:
+        fail(ctx, pkg, str(exc), files)
+        return
     parts = split_groups(groups, ctx.cfg.max_package_bytes)
     _commit_parts(ctx, pkg, parts, renames, class_ids, dataset_id)
 
@@ -186,7 +222,7 @@ def _bind_classes(
                 try:
                     doc = load_result(ctx.cfg.folder / unit / f.rel_path)
                 except LocalDataError as exc:
-                    raise PermanentError(f"pre-labels of {unit}: {exc}") from exc
+                    raise InvalidPrelabels(f"pre-labels of {unit}: {exc}") from exc
                 for name, tool in result_classes(doc).items():
                     wanted.setdefault(name, tool)
     if not wanted:

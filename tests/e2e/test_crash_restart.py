@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from syncd.sampledata import write_bulk_unit
 
+from syncd.sampledata import write_bulk_unit
 from tests.conftest import SandboxProcess, query, wait_until, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from syncd.sampledata import write_fusion_unit, write_image_unit, write_scene_unit
 
+from syncd.sampledata import write_fusion_unit, write_image_unit, write_scene_unit
 from tests.conftest import SandboxProcess, query, run_cli, write_config
 
 pytestmark = pytest.mark.e2e
