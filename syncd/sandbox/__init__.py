@@ -89,9 +89,8 @@ def serve(
 
 
 @contextlib.contextmanager
-def run_in_thread(platform: str, *, token: str, data_dir: Path) -> Iterator[str]:
-    """Run a sandbox on a free loopback port in a thread; yields its base URL."""
-    app = create_app(platform, token, data_dir)
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Serve an ASGI app on a free loopback port in a thread; yields its base URL."""
     sock = _socket("127.0.0.1", 0)
     server = _Server(_config(app), announce=False)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -107,3 +106,10 @@ def run_in_thread(platform: str, *, token: str, data_dir: Path) -> Iterator[str]
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@contextlib.contextmanager
+def run_in_thread(platform: str, *, token: str, data_dir: Path) -> Iterator[str]:
+    """Run a sandbox on a free loopback port in a thread; yields its base URL."""
+    with serve_in_thread(create_app(platform, token, data_dir)) as url:
+        yield url
