@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from syncd.daemon import Daemon
 from syncd.remotes.base import Remote, Upload
 from syncd.sampledata import write_fusion_unit
@@ -29,10 +31,8 @@ def test_submit_that_reached_the_platform_is_not_repeated(env: Env) -> None:
     write_fusion_unit(env.folder / "u", frames=2, cameras=1, with_result=True)
     d = env.daemon()
     crash_on_submit(d, after_platform_accepts=True)
-    try:
+    with contextlib.suppress(Crash):
         d.once(timeout=30)
-    except Crash:
-        pass
     d.close()
     (state, serial, started) = query(
         env.db, "SELECT state, serial, submit_started_at FROM packages"
@@ -55,10 +55,8 @@ def test_submit_that_never_arrived_is_sent_after_the_timeout(env: Env) -> None:
     write_fusion_unit(env.folder / "u", frames=1, cameras=0, with_result=False)
     d = env.daemon(processing_timeout=1)
     crash_on_submit(d, after_platform_accepts=False)
-    try:
+    with contextlib.suppress(Crash):
         d.once(timeout=30)
-    except Crash:
-        pass
     d.close()
     assert env.calls() == []
     code, _ = env.once(processing_timeout=1)
