@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from syncd.errors import SyncdError
+from syncd.sandbox import SandboxProcess
 
 TOKEN = "demo-token"
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
@@ -32,34 +33,6 @@ FROM object_details ORDER BY item, source, class_name LIMIT 12"""
 
 def say(text: str) -> None:
     print(f"demo: {text}", flush=True)
-
-
-def start_sandbox(data_dir: Path, log: Path) -> tuple[subprocess.Popen[str], str]:
-    """Start ``syncd sandbox xtreme1`` and wait for its READY line."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "syncd",
-            "sandbox",
-            "xtreme1",
-            "--port",
-            "0",
-            "--token",
-            TOKEN,
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=log.open("w"),
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("READY "):
-        proc.kill()
-        raise SyncdError(f"the sandbox did not start (see {log})")
-    return proc, line.split(" ", 1)[1]
 
 
 def wait_for(
@@ -139,7 +112,13 @@ def run_demo(work: Path) -> int:
         shutil.rmtree(work)
     (work / "incoming").mkdir(parents=True)
     say(f"working in {work}")
-    sandbox, url = start_sandbox(work / "sandbox-objects", work / "sandbox.log")
+    try:
+        sandbox = SandboxProcess(
+            "xtreme1", token=TOKEN, data_dir=work / "sandbox-objects", log=work / "sandbox.log"
+        )
+    except RuntimeError as exc:
+        raise SyncdError(str(exc)) from None
+    url = sandbox.url
     daemon: subprocess.Popen[bytes] | None = None
     db = work / "state" / "syncd.db"
     try:
@@ -226,8 +205,4 @@ def run_demo(work: Path) -> int:
     finally:
         if daemon is not None and daemon.poll() is None:
             daemon.kill()
-        sandbox.terminate()
-        try:
-            sandbox.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            sandbox.kill()
+        sandbox.stop()

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from syncd import sandbox
+
 TOKEN = "test-token"
 
 
@@ -27,57 +29,34 @@ def sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-class SandboxProcess:
+def admin_call(url: str, method: str, path: str, **kwargs: Any) -> Any:
+    """Call a sandbox's admin API (``/__sandbox{path}``)."""
+    r = httpx.request(method, f"{url}/__sandbox{path}", timeout=30, **kwargs)
+    r.raise_for_status()
+    return r.json() if r.content else None
+
+
+def api_call(url: str, path: str, **params: Any) -> Any:
+    """GET an Xtreme1 API path on a sandbox with the test token; returns ``data``."""
+    r = httpx.get(
+        f"{url}/api{path}", params=params, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+    )
+    body = r.json()
+    assert body["code"] == "OK", body
+    return body["data"]
+
+
+class SandboxProcess(sandbox.SandboxProcess):
     """``syncd sandbox xtreme1`` as a separate process, as users run it."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "syncd",
-                "sandbox",
-                "xtreme1",
-                "--port",
-                "0",
-                "--token",
-                TOKEN,
-                "--data-dir",
-                str(data_dir),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        assert line.startswith("READY "), line + (
-            self.proc.stderr.read() if self.proc.stderr else ""
-        )
-        self.url = line.split(" ", 1)[1]
+        super().__init__("xtreme1", token=TOKEN, data_dir=data_dir)
 
     def admin(self, method: str, path: str, **kwargs: Any) -> Any:
-        r = httpx.request(method, f"{self.url}/__sandbox{path}", timeout=30, **kwargs)
-        r.raise_for_status()
-        return r.json() if r.content else None
+        return admin_call(self.url, method, path, **kwargs)
 
     def api(self, path: str, **params: Any) -> Any:
-        r = httpx.get(
-            f"{self.url}/api{path}",
-            params=params,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=30,
-        )
-        body = r.json()
-        assert body["code"] == "OK", body
-        return body["data"]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        return api_call(self.url, path, **params)
 
 
 @pytest.fixture

@@ -23,6 +23,54 @@ import uvicorn
 PLATFORMS = ("xtreme1",)
 
 
+class SandboxProcess:
+    """``syncd sandbox PLATFORM`` as a separate process, started and waited for READY.
+
+    ``url`` is its base URL; :meth:`stop` ends it. Its stderr goes to ``log``
+    (or is kept in a pipe). Used by ``syncd demo`` and the end-to-end tests.
+    """
+
+    def __init__(
+        self, platform: str, *, token: str, data_dir: Path, log: Path | None = None
+    ) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "syncd",
+                "sandbox",
+                platform,
+                "--port",
+                "0",
+                "--token",
+                token,
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log.open("w") if log else subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("READY "):
+            self.proc.kill()
+            err = self.proc.stderr.read() if self.proc.stderr else f"see {log}"
+            raise RuntimeError(f"the {platform} sandbox did not start: {line or err}")
+        self.url = line.split(" ", 1)[1]
+
+    def stop(self) -> None:
+        import subprocess
+
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 def create_app(platform: str, token: str, data_dir: Path) -> Any:
     if platform == "xtreme1":
         from syncd.sandbox.xtreme1 import create_app as xtreme1_app

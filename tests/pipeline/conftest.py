@@ -7,12 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from syncd.config import Config, load_config
 from syncd.daemon import Daemon
-from tests.conftest import TOKEN, write_config
+from tests.conftest import admin_call, api_call, write_config
 
 _names = itertools.count(1)
 
@@ -42,18 +41,10 @@ class Env:
             d.close()
 
     def admin(self, method: str, path: str, **kw: Any) -> Any:
-        r = httpx.request(method, f"{self.url}/__sandbox{path}", timeout=30, **kw)
-        r.raise_for_status()
-        return r.json()
+        return admin_call(self.url, method, path, **kw)
 
     def api(self, path: str, **params: Any) -> Any:
-        r = httpx.get(
-            f"{self.url}/api{path}",
-            params=params,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=30,
-        )
-        return r.json()["data"]
+        return api_call(self.url, path, **params)
 
     def dataset_id(self) -> int:
         rows = self.api("/dataset/findByPage", name=self.dataset, pageNo=1, pageSize=10)["list"]
