@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -129,6 +130,10 @@ def serve(
         app = create_app(platform, token, data_dir)
         sock = _socket(host, port)
         server = _Server(_config(app), announce=True)
+        # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the
+        # signal; a no-op handler makes that a clean exit 0.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
         server.run(sockets=[sock])
     finally:
         sys.stdout.flush()

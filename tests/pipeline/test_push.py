@@ -7,6 +7,7 @@ import time
 from collections import Counter
 
 from syncd.sampledata import write_bulk_unit, write_fusion_unit, write_scene_unit
+from syncd.status import collect, render
 from tests.conftest import query
 from tests.pipeline.conftest import Env
 
@@ -134,6 +135,9 @@ def test_completed_with_errors_is_surfaced(env: Env) -> None:
     assert query(env.db, "SELECT COUNT(*) FROM events WHERE event = 'package.platform_errors'") == [
         (1,)
     ]
+    report = collect(env.config())
+    assert "object type error" in report["syncs"]["s"]["platform_errors"][0]["platform_errors"]
+    assert "platform reported errors for package" in render(report)
 
 
 def test_invalid_prelabel_json_fails_with_file_name(env: Env) -> None:
