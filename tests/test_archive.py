@@ -83,3 +83,31 @@ def test_result_helpers_accept_both_shapes() -> None:
     assert result_classes(doc) == {"Sign": "BOUNDING_BOX", "Car": "CUBOID"}
     out = json.loads(bind_result(doc, {"Car": "7"}))
     assert out[1]["objects"][0]["classId"] == 7 and "classId" not in out[0]["objects"][0]
+
+
+@pytest.mark.slow
+def test_zip64_archive_over_4_gib(tmp_path: Path) -> None:
+    """A unit over 4 GiB streams as a valid zip64 archive (sparse input keeps the disk use small)."""
+    unit = tmp_path / "u" / "lidar_point_cloud_0"
+    unit.mkdir(parents=True)
+    big = unit / "000001.pcd"
+    with big.open("wb") as f:
+        f.truncate(4 * 2**30 + 2**20)  # 4 GiB + 1 MiB of zeros, sparse
+    (unit / "000002.pcd").write_bytes(b"after the 4 GiB mark")
+    files = [
+        pf(tmp_path, "u", "lidar_point_cloud_0/000001.pcd", "u/lidar_point_cloud_0/000001.pcd"),
+        pf(tmp_path, "u", "lidar_point_cloud_0/000002.pcd", "u/lidar_point_cloud_0/000002.pcd"),
+    ]
+    size = archive_size(tmp_path, files, {})
+    out = tmp_path / "out.zip"
+    written = 0
+    with out.open("wb") as f:
+        for chunk in open_archive(tmp_path, files, {}):
+            written += len(chunk)
+            f.write(chunk)
+    assert written == size == out.stat().st_size
+    with zipfile.ZipFile(out) as z:
+        infos = {i.filename: i for i in z.infolist()}
+        assert infos["u/lidar_point_cloud_0/000001.pcd"].file_size == 4 * 2**30 + 2**20
+        assert infos["u/lidar_point_cloud_0/000002.pcd"].header_offset > 2**32
+        assert z.read("u/lidar_point_cloud_0/000002.pcd") == b"after the 4 GiB mark"

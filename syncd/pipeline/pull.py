@@ -249,6 +249,7 @@ def _commit_batch(
                 new_items=new,
                 labels_changed=changed,
                 cursor=cursor,
+                item_ids=[i.id for i in items][:100],
             )
 
 

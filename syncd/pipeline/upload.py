@@ -302,6 +302,11 @@ def _poll(ctx: SyncContext, pkg: Package) -> Package | None:
                 platform_errors=p.message,
             )
         tx.transition(
-            fresh, "done", serial=fresh.serial, platform_errors=p.message or None, **counts
+            fresh,
+            "done",
+            serial=fresh.serial,
+            platform_errors=p.message or None,
+            seconds_since_detected=round(_age(fresh.created_at), 3),
+            **counts,
         )
         return None
