@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from syncd.sampledata import write_fusion_unit, write_image_unit, write_scene_unit
-from tests.conftest import SandboxProcess, query, run_cli, write_config
+from tests.conftest import TOKEN, SandboxProcess, query, run_cli, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -47,6 +48,14 @@ def test_three_units_end_to_end(tmp_path: Path, sandbox_proc: SandboxProcess) ->
 
     r = run_cli("once", "--config", str(cfg))
     assert r.returncode == 0, r.stderr[-3000:]
+
+    # secrets never printed nor recorded in events (debug logging is on)
+    events_text = " ".join(
+        f for (f,) in query(db, "SELECT fields || COALESCE(message, '') FROM events")
+    )
+    for text in (r.stderr, events_text):
+        assert TOKEN not in text
+        assert not re.search(r"X-Amz-Signature=[0-9a-f]{16}", text)
 
     # every unit done, imported exactly once
     assert query(db, "SELECT unit, state FROM packages ORDER BY unit") == [
