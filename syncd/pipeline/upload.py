@@ -18,8 +18,8 @@ retry time has come, oldest first):
 * Processing is polled every ``poll_interval``; the platform's final status
   decides ``done`` (errors the platform reported are kept in
   ``platform_errors`` and logged as ``package.platform_errors``) or
-  ``failed`` (its reason kept). A record that never finishes fails after
-  ``processing_timeout``.
+  ``failed`` (its reason kept). A record whose progress (status, bytes
+  downloaded, items parsed) does not change for ``processing_timeout`` fails.
 * Transient errors keep the state and retry with backoff; permanent errors
   end in ``failed`` with the reason.
 """
@@ -270,12 +270,14 @@ def _poll(ctx: SyncContext, pkg: Package) -> Package | None:
         if p.state == "pending":
             if fresh.state == "submitted":
                 tx.transition(fresh, "processing", serial=fresh.serial, **counts)
-            waited = _age(fresh.submit_started_at)
-            if waited >= ctx.cfg.processing_timeout:
+            progress = p.progress or p.status
+            if fresh.progress != progress or not fresh.progress_at:
+                fresh.progress, fresh.progress_at = progress, utcnow()
+            if _age(fresh.progress_at) >= ctx.cfg.processing_timeout:
                 reason = (
-                    f"processing did not finish within {ctx.cfg.processing_timeout:.0f}s "
+                    f"processing made no progress for {ctx.cfg.processing_timeout:.0f}s "
                     f"(platform status {p.status}, serial {fresh.serial}); check the platform's "
-                    "upload records, then drop the unit's files in again to retry"
+                    "upload records, then touch the unit's files to send it again"
                 )
                 fresh.last_error = reason
                 tx.transition(fresh, "failed", reason=reason, **counts)

@@ -80,6 +80,9 @@ class Processing:
     message: str = ""  # errors the platform reported (may be set with state "done")
     items_total: int | None = None
     items_parsed: int | None = None
+    progress: str = (
+        ""  # changes whenever the platform makes progress (timeouts count from the last change)
+    )
 
 
 @dataclass(frozen=True)

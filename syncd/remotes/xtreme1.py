@@ -310,6 +310,7 @@ class Xtreme1Remote:
             message=message,
             items_total=r.get("totalDataNum"),
             items_parsed=r.get("parsedDataNum"),
+            progress=f"{status}/{r.get('downloadedFileSize')}/{r.get('parsedDataNum')}",
         )
 
     def find_import(self, dataset_id: str, archive_stem: str) -> list[RemoteItem]:

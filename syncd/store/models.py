@@ -139,6 +139,8 @@ class Package(SQLModel, table=True):
     upload_ref: str | None = Field(default=None, sa_column=Column(Text))
     serial: str | None = None
     submit_started_at: str | None = None
+    progress: str | None = None  # the platform's last processing progress seen
+    progress_at: str | None = None  # when it last changed
     attempts: int = 0
     next_attempt_at: float = 0.0
     last_error: str | None = None

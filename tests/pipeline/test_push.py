@@ -159,7 +159,7 @@ def test_processing_that_never_ends_times_out(env: Env) -> None:
         env.admin("POST", "/config", json={"stall_processing": False})
     assert code == 1 and time.monotonic() - started < 30
     (state, err) = query(env.db, "SELECT state, last_error FROM packages")[0]
-    assert state == "failed" and "did not finish within 2s" in err
+    assert state == "failed" and "made no progress for 2s" in err
 
 
 def test_classes_are_bound_before_upload(env: Env) -> None:
@@ -181,3 +181,15 @@ def test_sizes_and_counts_in_events(env: Env) -> None:
     assert f["archive_bytes"] > 3 * 1024 * 1024 and f["seconds"] >= 0
     names = Counter(e for (e,) in query(env.db, "SELECT event FROM events"))
     assert names["package.done"] == 1 and names["dataset.created"] == 1
+
+
+def test_slow_processing_that_progresses_is_not_timed_out(env: Env) -> None:
+    write_fusion_unit(env.folder / "u", frames=1, cameras=0, with_result=False)
+    # four status steps of 0.6 s each: 2.4 s in all, more than the 1 s timeout
+    env.admin("POST", "/config", json={"processing_step_delay": 0.6})
+    try:
+        code, _ = env.once(processing_timeout=1)
+    finally:
+        env.admin("POST", "/config", json={"processing_step_delay": 0.05})
+    assert code == 0
+    assert query(env.db, "SELECT state, last_error FROM packages") == [("done", None)]
