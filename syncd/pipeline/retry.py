@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 from syncd.pipeline.context import SyncContext
 from syncd.store import Package
-from syncd.store.store import backoff_delay
+
+
+def backoff_delay(attempts: int, *, base: float = 2.0, cap: float = 300.0) -> float:
+    """Seconds before retry number ``attempts``: exponential, capped at 5 min, jittered.
+
+    The per-request retries live in remotes/http.py; this is the slower outer
+    loop for a package whose step keeps failing (a platform down for hours).
+    """
+    return float(random.uniform(0.5, 1.0) * min(cap, base * (2 ** max(0, attempts - 1))))
 
 
 def schedule_retry(

@@ -16,7 +16,6 @@ Contract:
 from __future__ import annotations
 
 import json
-import random
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -204,8 +203,3 @@ class Store:
     def close(self) -> None:
         self._write.dispose()
         self._read.dispose()
-
-
-def backoff_delay(attempts: int, *, base: float = 2.0, cap: float = 300.0) -> float:
-    """Seconds to wait before retry number ``attempts`` (exponential, capped, jittered)."""
-    return float(random.uniform(0.5, 1.0) * min(cap, base * (2 ** max(0, attempts - 1))))

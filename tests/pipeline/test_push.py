@@ -193,3 +193,31 @@ def test_slow_processing_that_progresses_is_not_timed_out(env: Env) -> None:
         env.admin("POST", "/config", json={"processing_step_delay": 0.05})
     assert code == 0
     assert query(env.db, "SELECT state, last_error FROM packages") == [("done", None)]
+
+
+def test_transient_errors_retry_in_the_same_state(env: Env) -> None:
+    write_fusion_unit(env.folder / "u", frames=1, cameras=0, with_result=False)
+    # 3 failures: more than one request's quick retries (max_retries = 2 in tests)
+    env.admin(
+        "POST",
+        "/faults",
+        json={"method": "PUT", "path": "^/minio/", "action": "status", "status": 503, "times": 3},
+    )
+    code, _ = env.once()
+    assert code == 0
+    assert query(env.db, "SELECT state, attempts FROM packages") == [("done", 0)]
+    (fields,) = query(env.db, "SELECT fields FROM events WHERE event = 'package.retry'")[0]
+    f = json.loads(fields)
+    assert f["attempt"] == 1 and "HTTP 503" in f["reason"] and 0 < f["retry_in"] <= 2
+    assert query(
+        env.db, "SELECT from_state, to_state FROM events WHERE event = 'package.retry'"
+    ) == [("uploading", "uploading")]
+    assert len(env.calls()) == 1
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    from syncd.pipeline.retry import backoff_delay
+
+    assert all(0.5 <= backoff_delay(1) <= 2.0 for _ in range(50))
+    assert all(8.0 <= backoff_delay(4) <= 16.0 for _ in range(50))
+    assert all(backoff_delay(30) <= 300.0 for _ in range(50))
