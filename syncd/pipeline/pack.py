@@ -42,7 +42,7 @@ from syncd.pipeline.layout import (
 )
 from syncd.pipeline.retry import schedule_retry
 from syncd.pipeline.units import FileStat, scan_unit
-from syncd.store import Package, PackageFile, utcnow
+from syncd.store import FINAL_STATES, Package, PackageFile, utcnow
 
 
 def _slug(text: str) -> str:
@@ -108,7 +108,7 @@ def fail(
     """
     with ctx.store.tx() as tx:
         fresh = tx.session.get(Package, pkg.id)
-        if fresh is None or fresh.state in ("done", "failed"):
+        if fresh is None or fresh.state in FINAL_STATES:
             return
         if files:
             tx.session.add_all(

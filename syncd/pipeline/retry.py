@@ -6,7 +6,7 @@ import random
 import time
 
 from syncd.pipeline.context import SyncContext
-from syncd.store import Package
+from syncd.store import FINAL_STATES, Package
 
 
 def backoff_delay(attempts: int, *, base: float = 2.0, cap: float = 300.0) -> float:
@@ -28,7 +28,7 @@ def schedule_retry(
     """
     with ctx.store.tx() as tx:
         fresh = tx.session.get(Package, pkg.id)
-        if fresh is None or fresh.state in ("done", "failed"):
+        if fresh is None or fresh.state in FINAL_STATES:
             return 0.0
         fresh.attempts += 1
         wait = delay if delay is not None else backoff_delay(fresh.attempts)

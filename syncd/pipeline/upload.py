@@ -40,7 +40,7 @@ from syncd.pipeline.context import SyncContext
 from syncd.pipeline.pack import fail
 from syncd.pipeline.retry import schedule_retry
 from syncd.remotes.base import Upload
-from syncd.store import Package, PackageFile, utcnow
+from syncd.store import FINAL_STATES, Package, PackageFile, utcnow
 
 ACTIVE_STATES = ("packed", "uploading", "uploaded", "submitted", "processing")
 
@@ -104,7 +104,7 @@ def _repack(ctx: SyncContext, pkg: Package, reason: str) -> None:
     """The unit changed under a packed package: forget its file list, settle again."""
     with ctx.store.tx() as tx:
         fresh = tx.session.get(Package, pkg.id)
-        if fresh is None or fresh.state in ("done", "failed"):
+        if fresh is None or fresh.state in FINAL_STATES:
             return
         tx.session.exec(delete(PackageFile).where(col(PackageFile.package_id) == pkg.id))
         fresh.last_error = reason
