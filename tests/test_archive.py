@@ -104,8 +104,13 @@ def test_zip64_archive_over_4_gib(tmp_path: Path) -> None:
     with out.open("wb") as f:
         for chunk in open_archive(tmp_path, files, {}):
             written += len(chunk)
-            f.write(chunk)
+            if chunk.strip(b"\x00"):
+                f.write(chunk)
+            else:
+                f.seek(len(chunk), 1)  # keep the copy sparse: CI disks can be small
+        f.truncate(written)
     assert written == size == out.stat().st_size
+    assert out.stat().st_blocks * 512 < 64 * 2**20
     with zipfile.ZipFile(out) as z:
         infos = {i.filename: i for i in z.infolist()}
         assert infos["u/lidar_point_cloud_0/000001.pcd"].file_size == 4 * 2**30 + 2**20
