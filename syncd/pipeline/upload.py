@@ -34,6 +34,7 @@ from typing import Literal
 
 from sqlmodel import col, delete, select
 
+from syncd import failpoints
 from syncd.errors import LocalDataError, NotFoundError, PermanentError, TransientError
 from syncd.pipeline.archive import open_archive, verify_files
 from syncd.pipeline.context import SyncContext
@@ -153,6 +154,7 @@ def _upload(ctx: SyncContext, pkg: Package) -> Package | None:
     except LocalDataError as exc:
         _repack(ctx, pkg, str(exc))
         return None
+    failpoints.reached("upload.sent")
     seconds = time.monotonic() - started
     with ctx.store.tx() as tx:
         fresh = tx.session.get(Package, pkg.id)
@@ -214,6 +216,7 @@ def _submit(ctx: SyncContext, pkg: Package) -> Package | None:
                 fresh.submit_started_at = None
                 tx.session.add(fresh)
         raise
+    failpoints.reached("submit.sent")
     with ctx.store.tx() as tx:
         fresh = tx.session.get(Package, pkg.id)
         assert fresh is not None

@@ -28,6 +28,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
+from syncd import failpoints
 from syncd.errors import StoreError
 from syncd.log import get_logger, redact
 from syncd.store.migrations import migrate
@@ -153,6 +154,7 @@ class Tx:
             getattr(log, level if level in ("info", "warning", "error", "debug") else "info")(
                 name, **fields
             )
+            failpoints.reached(name)
         self._logs.clear()
 
 
