@@ -14,13 +14,13 @@ number of kills with ``SYNCD_CHAOS_KILLS``.
 from __future__ import annotations
 
 import os
-from collections import Counter
 import random
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
