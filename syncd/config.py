@@ -116,6 +116,14 @@ class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class DaemonConfig(_Model):
+    """``[daemon]``: how ``syncd run`` behaves as a service."""
+
+    # SIGTERM: the step in flight may finish for this long, then transfers are
+    # cut at their last checkpoint (systemd's TimeoutStopSec must be longer).
+    shutdown_timeout: Duration = 30.0
+
+
 class RemoteConfig(_Model):
     """``[remotes.NAME]``: one platform endpoint and its credentials."""
 
@@ -189,6 +197,7 @@ class Config(_Model):
 
     state: StateConfig = StateConfig()
     log: LogConfig = LogConfig()
+    daemon: DaemonConfig = DaemonConfig()
     remotes: dict[str, RemoteConfig] = Field(default_factory=dict)
     syncs: list[SyncConfig] = Field(default_factory=list)
 

@@ -5,8 +5,13 @@ Contract:
 * :meth:`Daemon.run` is ``syncd run``: watches every push folder (watchdog
   plus a full scan at start and every ``RESCAN_SECONDS``), runs the push
   stages in one loop thread and the pulls on their APScheduler schedule, until
-  SIGTERM/SIGINT. The first signal drains (the step in flight finishes; its
-  state is committed), a second one exits at once.
+  SIGTERM/SIGINT. The first signal drains: no new step starts, the step in
+  flight may finish within ``daemon.shutdown_timeout``; then a transfer in
+  flight is cut (``package.checkpointed``; its committed state is where the
+  next start resumes) and ``run`` returns 0. Should a step still hang
+  ``HARD_EXIT_GRACE`` seconds later, the process exits 0 anyway
+  (``daemon.drain_timeout``): every state it acted on was committed first.
+  A second signal exits at once with 128 + the signal number.
 * :meth:`Daemon.once` is ``syncd once``: one full scan, every settled unit
   uploaded and followed until its processing ends, then one pull per sync.
 * Stage errors never kill the daemon: each is logged (and recorded) as
@@ -43,6 +48,7 @@ T = TypeVar("T")
 RESCAN_SECONDS = 300.0
 QUIET_SECONDS = 30.0
 LOOP_SECONDS = 1.0
+HARD_EXIT_GRACE = 5.0
 
 
 class Daemon:
@@ -236,12 +242,26 @@ class Daemon:
             self._record("daemon.stopped", "info")
         return 0
 
+    def _drain_deadline(self) -> None:
+        """The drain took too long: cut transfers now, and exit for sure a little later."""
+        for ctx in self.contexts:
+            ctx.cancel.set()
+        self.log.warning(
+            "daemon.drain_deadline", seconds=self.cfg.daemon.shutdown_timeout, action="cancelling"
+        )
+        time.sleep(HARD_EXIT_GRACE)
+        self._record("daemon.drain_timeout", "error", grace_seconds=HARD_EXIT_GRACE)
+        os._exit(0)
+
     def _install_signals(self) -> None:
         def handler(signum: int, _: FrameType | None) -> None:
             if self.stop.is_set():
                 os._exit(128 + signum)  # second signal: stop at once
             self.stop.set()
             self.wake.set()
+            timer = threading.Timer(self.cfg.daemon.shutdown_timeout, self._drain_deadline)
+            timer.daemon = True
+            timer.start()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)

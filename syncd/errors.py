@@ -100,3 +100,11 @@ class NotFoundError(PermanentError):
 
 class RemoteRejected(PermanentError):
     """The platform refused the request (business error) or processing failed."""
+
+
+class Cancelled(SyncdError):
+    """The daemon's drain deadline passed: stop the step in flight, keep its state.
+
+    Never retried. The step's last committed state is its checkpoint; the
+    next start takes the package up again from there.
+    """
