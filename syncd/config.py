@@ -50,6 +50,11 @@ _SIZE_UNITS = {
     "gib": 2**30,
     "tib": 2**40,
 }
+_RATE_RE = re.compile(
+    r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$",
+    re.IGNORECASE,
+)
+_RATE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _VAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 DEFAULT_EXCLUDE = (".*", "*~", "*.tmp", "*.part", "*.partial", "*.swp", "~$*", "__MACOSX")
@@ -91,7 +96,31 @@ def parse_size(value: Any) -> int:
     raise ValueError(f"not a size: {value!r} (use e.g. '512MiB', '4GiB')")
 
 
+def parse_rate(value: Any) -> tuple[int, float]:
+    """``"100/s"``, ``"3000/min"``, ``"40/5s"`` → (requests, window seconds)."""
+    m = _RATE_RE.match(value) if isinstance(value, str) else None
+    if not m or int(m.group(1)) < 1:
+        raise ValueError(f"not a rate limit: {value!r} (use e.g. '100/s', '3000/min', '72000/h')")
+    per = float(m.group(2) or 1) * _RATE_UNITS[m.group(3)[0].lower()]
+    if per <= 0:
+        raise ValueError(f"not a rate limit: {value!r} (the window must be longer than 0)")
+    return int(m.group(1)), per
+
+
+def _check_rate(value: Any) -> str:
+    parse_rate(value)
+    return str(value)
+
+
+# Per platform, the windows the platform documents (BasicAI's OpenAPI guide);
+# a self-hosted Xtreme1 documents none, so a gentle default protects it.
+DEFAULT_RATE_LIMITS: dict[str, tuple[str, ...]] = {
+    "xtreme1": ("20/s",),
+    "basicai": ("100/s", "3000/min", "72000/h", "864000/d"),
+}
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+RateLimit = Annotated[str, BeforeValidator(_check_rate)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
@@ -133,7 +162,8 @@ class RemoteConfig(_Model):
     token_file: Path | None = None
     timeout: Duration = 30.0
     max_retries: int = Field(default=6, ge=0, le=100)
-    requests_per_second: float = Field(default=20.0, gt=0)
+    # Client-side windows shared by all of this remote's API calls; None = the platform's default.
+    rate_limits: tuple[RateLimit, ...] | None = None
     poll_interval: Duration = 3.0
 
     @field_validator("url")
@@ -148,6 +178,13 @@ class RemoteConfig(_Model):
         if (self.token is None) == (self.token_file is None):
             raise ValueError("give exactly one of 'token' or 'token_file'")
         return self
+
+    def windows(self) -> list[tuple[int, float]]:
+        """The rate-limit windows in force: (requests, seconds), as configured or by platform."""
+        limits = self.rate_limits
+        if limits is None:
+            limits = DEFAULT_RATE_LIMITS.get(self.platform, ("20/s",))
+        return [parse_rate(r) for r in limits]
 
     def resolved_token(self) -> str:
         """The token, reading ``token_file`` now; raises ConfigError if unreadable."""

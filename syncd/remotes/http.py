@@ -5,7 +5,8 @@ Contract:
 * :func:`make_client` builds the httpx client every backend uses (timeouts,
   connection limits, a User-Agent; auth headers are added by the backend).
 * :meth:`Http.request` sends one logical request: it waits for the rate
-  limiter, retries :class:`~syncd.errors.TransientError` with exponential
+  limiter (every window of the remote's ``rate_limits``, shared by all of
+  that remote's API calls from every thread), retries :class:`~syncd.errors.TransientError` with exponential
   backoff and full jitter (tenacity), obeys ``Retry-After``, and gives up
   after ``max_retries`` tries by raising the last TransientError. It never
   retries a PermanentError or a cancellation (KeyboardInterrupt, SystemExit).
@@ -19,6 +20,7 @@ Contract:
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,7 +28,7 @@ from typing import Any, TypeVar
 
 import httpx
 import tenacity
-from pyrate_limiter import Duration, Limiter, Rate
+from pyrate_limiter import Limiter, Rate
 
 from syncd import __version__
 from syncd.errors import RateLimited, TransientError
@@ -45,6 +47,37 @@ def make_client(*, timeout: float, base_url: str = "") -> httpx.Client:
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         follow_redirects=False,
     )
+
+
+# The platform timestamps a request when it arrives, a moment after we sent it;
+# windows a little longer than the platform's keep that moment from causing 429s.
+WINDOW_MARGIN = 1.02
+WINDOW_MARGIN_MS = 20
+
+
+def limiter_rates(windows: list[tuple[int, float]]) -> list[Rate]:
+    """pyrate-limiter rates for (requests, seconds) windows, shortest first, with the margin."""
+    return [
+        Rate(n, int(seconds * 1000 * WINDOW_MARGIN) + WINDOW_MARGIN_MS)
+        for n, seconds in sorted(windows, key=lambda w: w[1])
+    ]
+
+
+_limiters: dict[tuple[str, tuple[tuple[int, float], ...]], Limiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def shared_limiter(key: str, windows: list[tuple[int, float]]) -> Limiter:
+    """One limiter per remote (``key``) and windows in this process, whoever builds a client.
+
+    The preflight check, the push loop and every pull thread then draw from
+    the same budget, as the platform counts them.
+    """
+    with _limiters_lock:
+        spec = (key, tuple(sorted(windows)))
+        if spec not in _limiters:
+            _limiters[spec] = Limiter(limiter_rates(windows))
+        return _limiters[spec]
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -79,18 +112,19 @@ class Http:
         *,
         platform: str,
         max_retries: int = 6,
-        requests_per_second: float = 20.0,
+        windows: list[tuple[int, float]] | None = None,
+        limiter_key: str | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
-        rates: list[Rate] | None = None,
     ) -> None:
         self.client = client
         self.platform = platform
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        per_second = max(1, int(requests_per_second))
-        self.limiter = Limiter(rates or [Rate(per_second, Duration.SECOND)])
+        self.limiter = shared_limiter(
+            limiter_key or f"{platform}@{id(self)}", windows or [(20, 1.0)]
+        )
         self.requests_sent = 0
 
     def _wait(self, state: tenacity.RetryCallState) -> float:

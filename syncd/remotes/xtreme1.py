@@ -133,7 +133,8 @@ class Xtreme1Remote:
             client,
             platform=PLATFORM,
             max_retries=cfg.max_retries,
-            requests_per_second=cfg.requests_per_second,
+            windows=cfg.windows(),
+            limiter_key=f"{name}:{cfg.url}",
         )
         # The object store must never see the API token: a client without auth.
         self._put_client = make_client(timeout=max(cfg.timeout, 300.0))
