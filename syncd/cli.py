@@ -124,7 +124,7 @@ def _preflight(daemon: Any, *, fatal_unreachable: bool) -> None:
     from syncd.remotes import build_remote
 
     for name, rc in daemon.cfg.remotes.items():
-        probe = build_remote(name, rc, max_retries=1)
+        probe = build_remote(name, rc)
         try:
             probe.check()
         except AuthError as exc:

@@ -51,6 +51,8 @@ EVENTS = frozenset(
         "package.renamed",
         "package.split",
         "unit.refused",
+        "remote.retry",
+        "remote.recovered",
         "pull.started",
         "pull.page_committed",
         "pull.items_deleted",

@@ -20,6 +20,7 @@ Contract:
 from __future__ import annotations
 
 import email.utils
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from pyrate_limiter import Limiter, Rate
 
 from syncd import __version__
 from syncd.errors import RateLimited, TransientError
+from syncd.log import get_logger
 
 T = TypeVar("T")
 
@@ -126,6 +128,10 @@ class Http:
             limiter_key or f"{platform}@{id(self)}", windows or [(20, 1.0)]
         )
         self.requests_sent = 0
+        self._quiet_lock = threading.Lock()
+        self._failures = 0
+        self._last_shape = ""
+        self._last_logged = 0.0
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -136,25 +142,80 @@ class Http:
         )
         return float(backoff(state))
 
-    def call(self, send: Callable[[], T]) -> T:
-        """Run ``send`` (one try of a request, mapping its own errors) under the retry policy."""
+    def call(self, send: Callable[[], T], *, idempotent: bool = True) -> T:
+        """Run ``send`` (one try of a request, mapping its own errors) under the retry policy.
+
+        A non-idempotent request is retried only when it surely never reached
+        the platform (refused connection, 429); otherwise its TransientError
+        (``request_sent``) goes to the caller, who must ask the platform first.
+        """
+
+        def retryable(exc: BaseException) -> bool:
+            if not isinstance(exc, TransientError):
+                return False
+            return idempotent or not exc.request_sent
+
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientError),
+            retry=tenacity.retry_if_exception(retryable),
             stop=tenacity.stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
+            before_sleep=self._before_sleep,
             reraise=True,
             sleep=time.sleep,
         )
-        return retrying(send)
+        try:
+            result = retrying(send)
+        except TransientError as exc:
+            self._trouble(exc, None)
+            raise
+        self._recovered()
+        return result
+
+    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TransientError):
+            self._trouble(exc, state.next_action.sleep if state.next_action else None)
+
+    def _trouble(self, exc: TransientError, wait: float | None) -> None:
+        """Log a failed try: a new kind of error at once, the same one at most every QUIET_SECONDS."""
+        now = time.monotonic()
+        shape = re.sub(r"\d+", "#", str(exc))
+        with self._quiet_lock:
+            self._failures += 1
+            due = shape != self._last_shape or now - self._last_logged >= QUIET_SECONDS
+            if due:
+                self._last_shape, self._last_logged = shape, now
+            failures = self._failures
+        if due:
+            get_logger().warning(
+                "remote.retry",
+                platform=self.platform,
+                error=str(exc),
+                failures=failures,
+                retry_in=None if wait is None else round(wait, 2),
+            )
+
+    def _recovered(self) -> None:
+        if not self._failures:
+            return
+        with self._quiet_lock:
+            failures, self._failures, self._last_shape = self._failures, 0, ""
+        if failures:
+            get_logger().info("remote.recovered", platform=self.platform, after_failures=failures)
 
     def request(
         self,
         method: str,
         url: str,
         classify: Callable[[httpx.Response], T],
+        *,
+        idempotent: bool = True,
         **kwargs: Any,
     ) -> T:
-        """Send a request with rate limiting and retries; ``classify`` maps the response."""
+        """Send a request with rate limiting and retries; ``classify`` maps the response.
+
+        ``idempotent=False``: see :meth:`call`.
+        """
 
         def once() -> T:
             self.limiter.try_acquire(self.platform)
@@ -174,7 +235,7 @@ class Http:
                 ) from exc
             return classify(response)
 
-        return self.call(once)
+        return self.call(once, idempotent=idempotent)
 
 
 def transport_reason(exc: httpx.TransportError) -> str:
@@ -189,6 +250,9 @@ def transport_reason(exc: httpx.TransportError) -> str:
     if isinstance(exc, httpx.RemoteProtocolError):
         return f"connection broken ({text})"
     return f"{type(exc).__name__}: {text}"
+
+
+QUIET_SECONDS = 30.0
 
 
 def status_error(response: httpx.Response, platform: str) -> TransientError | None:
