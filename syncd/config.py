@@ -129,7 +129,7 @@ class _Model(BaseModel):
 
 
 class StateConfig(_Model):
-    """``[state]``: where the database and the spool live."""
+    """``[state]``: where the database lives (a new folder is created 0700)."""
 
     dir: Path = Path("/var/lib/syncd")
 

@@ -51,6 +51,7 @@ EVENTS = frozenset(
         "package.renamed",
         "package.split",
         "unit.refused",
+        "unit.files_skipped",
         "remote.retry",
         "remote.recovered",
         "pull.started",

@@ -125,6 +125,16 @@ def run_once(ctx: SyncContext, tracker: SettleTracker, units: set[str] | None = 
                     files=len(new),
                     bytes=pkg.total_bytes,
                 )
+                if snap.skipped:
+                    tx.event(
+                        "unit.files_skipped",
+                        level="warning",
+                        sync=ctx.name,
+                        package_id=pkg.id,
+                        unit=name,
+                        count=len(snap.skipped),
+                        files=[f"{path}: {why}" for path, why in snap.skipped[:20]],
+                    )
             changes += 1
         if pkg.state == "detected" and is_settled(ctx, snap, stable):
             with ctx.store.tx() as tx:
