@@ -331,6 +331,28 @@ def _format_validation(exc: ValidationError, raw: dict[str, Any]) -> str:
     return "; ".join(lines)
 
 
+def folder_problem(sync: SyncConfig) -> str | None:
+    """Why a push sync's folder cannot be watched now (one line naming key and value), or None."""
+    if not sync.push or sync.folder is None:
+        return None
+    key = f"syncs[{sync.name}].folder: {str(sync.folder)!r}"
+    if not sync.folder.exists():
+        return f"{key} does not exist (create it, or fix the path)"
+    if not sync.folder.is_dir():
+        return f"{key} is not a folder"
+    if not os.access(sync.folder, os.R_OK | os.X_OK):
+        return f"{key} cannot be read by this user (permission denied)"
+    return None
+
+
+def check_folders(cfg: Config) -> None:
+    """Raise ConfigError for the first push folder that cannot be watched (``run``, ``once``)."""
+    for s in cfg.syncs:
+        problem = folder_problem(s)
+        if problem:
+            raise ConfigError(problem)
+
+
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
     """The config file to use: ``--config``, else ``$SYNCD_CONFIG``, else an error."""
     value = explicit or os.environ.get("SYNCD_CONFIG")

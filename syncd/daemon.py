@@ -49,6 +49,7 @@ RESCAN_SECONDS = 300.0
 QUIET_SECONDS = 30.0
 LOOP_SECONDS = 1.0
 HARD_EXIT_GRACE = 5.0
+ONCE_GIVE_UP_ATTEMPTS = 4  # about 15 s of backoff: enough for a blip, not for a broken file
 
 
 class Daemon:
@@ -78,6 +79,7 @@ class Daemon:
         self._errors: dict[str, dict[str, Any]] = {}
         self._errors_lock = threading.Lock()
         self.failed_in_run = False
+        self._attempts_before: dict[int | None, int] = {}
 
     def close(self) -> None:
         for r in self.remotes.values():
@@ -154,6 +156,14 @@ class Daemon:
                     return stage
         return None
 
+    def blocked_packages(self, attempts: int = ONCE_GIVE_UP_ATTEMPTS) -> list[Package]:
+        """Pending packages whose step failed ``attempts`` times in a row (``once`` stops waiting)."""
+        return [
+            p
+            for p in self.pending_packages()
+            if p.attempts - self._attempts_before.get(p.id or 0, 0) >= attempts
+        ]
+
     def pending_packages(self) -> list[Package]:
         """Packages that are past ``settled`` and not final (work the daemon still owes)."""
         with self.store.read() as s:
@@ -170,6 +180,7 @@ class Daemon:
         started = time.monotonic()
         with self.store.read() as s:
             before = {p.id: p.state for p in s.exec(select(Package)).all()}
+            self._attempts_before = {p.id: p.attempts for p in s.exec(select(Package)).all()}
         # A first scan only records what is there; a second one (same content)
         # settles units whose files are older than settle_seconds.
         self.push_cycle()
@@ -178,6 +189,19 @@ class Daemon:
             if not self.pending_packages():
                 break
             stuck = self.stuck_stage()
+            blocked = self.blocked_packages()
+            if blocked and len(blocked) == len(self.pending_packages()):
+                for p in blocked:
+                    self.log.error(
+                        "once.giving_up",
+                        package_id=p.id,
+                        unit=p.unit,
+                        state=p.state,
+                        reason=p.last_error,
+                        attempts=p.attempts,
+                    )
+                self.failed_in_run = True
+                break
             if stuck:
                 self.log.error("once.giving_up", stage=stuck, reason="the stage keeps failing")
                 self.failed_in_run = True

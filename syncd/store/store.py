@@ -212,6 +212,19 @@ def check_database(path: Path) -> None:
         )
 
 
+def store_error(path: Path, exc: OperationalError) -> StoreError:
+    """A StoreError that says what to do about the usual causes."""
+    reason = str(exc.orig)
+    if "locked" in reason:
+        reason += (
+            f" (another process held the write lock for over {BUSY_TIMEOUT_MS // 1000}s: "
+            "a sqlite3 shell with an open transaction? readers never block syncd)"
+        )
+    elif "full" in reason:
+        reason += " (free space on the state disk; syncd retries and loses nothing)"
+    return StoreError(f"state database {str(path)!r}: {reason}")
+
+
 class Store:
     """Opens ``<state.dir>/syncd.db``, migrates it, and hands out transactions.
 
@@ -242,7 +255,7 @@ class Store:
             self._read = _engine(self.path, immediate=False)
             self.version = migrate(self._write)
         except OperationalError as exc:
-            raise StoreError(f"state database {str(self.path)!r}: {exc.orig}") from exc
+            raise store_error(self.path, exc) from exc
 
     @contextmanager
     def tx(self) -> Iterator[Tx]:
@@ -253,7 +266,7 @@ class Store:
             with session.begin():
                 yield tx
         except OperationalError as exc:
-            raise StoreError(f"state database {str(self.path)!r}: {exc.orig}") from exc
+            raise store_error(self.path, exc) from exc
         finally:
             session.close()
         tx.emit_logs()
