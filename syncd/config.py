@@ -212,6 +212,10 @@ class SyncConfig(_Model):
     pull: bool = True
     settle_seconds: Duration = 10.0
     ready_marker: str | None = None
+    # auto: native (inotify), polling when a kernel limit is reached; poll: for
+    # network filesystems, where native events do not arrive
+    watch_mode: Literal["auto", "native", "poll"] = "auto"
+    watch_poll_interval: Duration = 5.0
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     max_package_bytes: Size = 4 * 2**30
     name_collision: Literal["rename", "refuse"] = "rename"

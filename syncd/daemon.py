@@ -39,6 +39,7 @@ from syncd.errors import SyncdError
 from syncd.log import get_logger
 from syncd.pipeline import pack, pull, upload, watch
 from syncd.pipeline.context import SyncContext
+from syncd.pipeline.observe import FolderWatcher
 from syncd.pipeline.schedule import build_scheduler
 from syncd.remotes import build_remote
 from syncd.remotes.base import Remote
@@ -76,6 +77,7 @@ class Daemon:
             for s in cfg.syncs
         ]
         self.tracker = watch.SettleTracker()
+        self.watcher: FolderWatcher | None = None
         self._errors: dict[str, dict[str, Any]] = {}
         self._errors_lock = threading.Lock()
         self.failed_in_run = False
@@ -133,8 +135,8 @@ class Daemon:
 
     # --- the stages ------------------------------------------------------------------
 
-    def push_cycle(self, dirty: dict[str, set[str]] | None = None) -> None:
-        """One pass of watch → pack → upload over every sync."""
+    def push_cycle(self, dirty: dict[str, set[str] | None] | None = None) -> None:
+        """One pass of watch → pack → upload over every sync (``None``: scan everything)."""
         for ctx in self.contexts:
             if self.stop.is_set():
                 return
@@ -227,16 +229,17 @@ class Daemon:
     def run(self) -> int:
         """``syncd run``: the foreground daemon (see module docstring)."""
         self._install_signals()
-        from syncd.pipeline.watch import FolderWatcher
-
-        watcher = FolderWatcher(self.wake)
+        watcher = self.watcher = FolderWatcher(self.wake)
         for ctx in self.contexts:
             if ctx.cfg.push and ctx.cfg.folder is not None:
-                try:
-                    watcher.add(ctx.name, ctx.cfg.folder)
-                except OSError as exc:
-                    self._report(f"watch:{ctx.name}", f"cannot watch {ctx.cfg.folder}: {exc}")
-        watcher.start()
+                watcher.add(
+                    ctx.name, ctx.cfg.folder, ctx.cfg.watch_mode, ctx.cfg.watch_poll_interval
+                )
+        try:
+            watcher.start()
+        except OSError as exc:
+            watcher.stop()
+            raise SyncdError(f"cannot watch the folders: {exc}") from exc
         scheduler = build_scheduler(self.contexts, self.pull)
         scheduler.start()
         self._record(
@@ -256,6 +259,9 @@ class Daemon:
                         watcher.take(ctx.name)
                     self.push_cycle(None)
                 else:
+                    watcher.check()
+                    for n in watcher.take_notices():
+                        self._record(n.event, "warning", sync=n.sync, reason=n.reason)
                     self.push_cycle({c.name: watcher.take(c.name) for c in self.contexts})
                 self.wake.wait(LOOP_SECONDS)
                 self.wake.clear()
@@ -278,6 +284,9 @@ class Daemon:
         os._exit(0)
 
     def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded (tests): the caller stops the daemon through ``stop``
+
         def handler(signum: int, _: FrameType | None) -> None:
             if self.stop.is_set():
                 os._exit(128 + signum)  # second signal: stop at once

@@ -278,6 +278,8 @@ class Store:
         try:
             with session.begin():
                 yield session
+        except OperationalError as exc:
+            raise store_error(self.path, exc) from exc
         finally:
             session.close()
 
