@@ -55,7 +55,7 @@ def test_deadline_checkpoints_the_upload_and_exits_0(
     db = tmp_path / "state" / "syncd.db"
     throttle(sandbox_proc, 2e6)  # 40 MB would take 20 s
     daemon = start(cfg, tmp_path)
-    wait_until(lambda: query(db, "SELECT 1 FROM packages WHERE state = 'uploading'"), 60, "upload")
+    wait_until(lambda: query(db, "SELECT 1 FROM packages WHERE state = 'uploading'"), 180, "upload")
     time.sleep(0.5)
     sent = time.monotonic()
     daemon.send_signal(signal.SIGTERM)
@@ -83,7 +83,7 @@ def test_upload_that_fits_the_deadline_finishes(
     db = tmp_path / "state" / "syncd.db"
     throttle(sandbox_proc, 4e6)  # about 3 s
     daemon = start(cfg, tmp_path)
-    wait_until(lambda: query(db, "SELECT 1 FROM packages WHERE state = 'uploading'"), 60, "upload")
+    wait_until(lambda: query(db, "SELECT 1 FROM packages WHERE state = 'uploading'"), 180, "upload")
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=30) == 0
     events = [e for (e,) in query(db, "SELECT event FROM events ORDER BY id")]
@@ -97,7 +97,7 @@ def test_second_signal_exits_at_once(tmp_path: Path, sandbox_proc: SandboxProces
     db = tmp_path / "state" / "syncd.db"
     throttle(sandbox_proc, 2e6)
     daemon = start(cfg, tmp_path)
-    wait_until(lambda: query(db, "SELECT 1 FROM packages WHERE state = 'uploading'"), 60, "upload")
+    wait_until(lambda: query(db, "SELECT 1 FROM packages WHERE state = 'uploading'"), 180, "upload")
     daemon.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     sent = time.monotonic()
