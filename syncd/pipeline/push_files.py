@@ -97,7 +97,7 @@ def upload(ctx: SyncContext, pkg: Package) -> Package | None:
     from syncd.pipeline.upload import _files, _ref, _repack
 
     assert ctx.cfg.folder is not None and pkg.remote_dataset_id
-    folder = ctx.cfg.folder
+    folder, dataset_id = ctx.cfg.folder, pkg.remote_dataset_id
     if pkg.state == "packed":
         with ctx.store.tx() as tx:
             fresh = tx.session.get(Package, pkg.id)
@@ -106,7 +106,7 @@ def upload(ctx: SyncContext, pkg: Package) -> Package | None:
             tx.transition(fresh, "uploading", files=fresh.file_count, bytes=fresh.total_bytes)
             pkg = fresh
     started = time.monotonic()
-    for name, files in items_of(_files(ctx, pkg)).items():
+    for files in items_of(_files(ctx, pkg)).values():
         stored = _ref(pkg).get("files")
         done = stored if isinstance(stored, dict) else {}
         todo = [f for f in files if f.rel_path not in done]
@@ -114,9 +114,7 @@ def upload(ctx: SyncContext, pkg: Package) -> Package | None:
             continue
         try:
             verify_files(folder, todo)
-            refs = _remote(ctx).upload_files(
-                pkg.remote_dataset_id, [_push_file(ctx, f) for f in todo]
-            )
+            refs = _remote(ctx).upload_files(dataset_id, [_push_file(ctx, f) for f in todo])
             verify_files(folder, todo)
         except LocalDataError as exc:
             _repack(ctx, pkg, str(exc))
@@ -155,7 +153,9 @@ def _push_file(ctx: SyncContext, f: PackageFile) -> PushFile:
         except OSError as exc:
             raise LocalDataError(f"{f.unit}/{f.rel_path}: reading failed: {exc.strerror}") from exc
 
-    return PushFile(key=f.rel_path, device=_device(f), filename=_filename(f), size=f.size, body=body)
+    return PushFile(
+        key=f.rel_path, device=_device(f), filename=_filename(f), size=f.size, body=body
+    )
 
 
 def register(ctx: SyncContext, pkg: Package) -> Package | None:
@@ -201,8 +201,9 @@ def register(ctx: SyncContext, pkg: Package) -> Package | None:
         fresh.attempts = 0
         fresh.last_error = None
         ids = json.loads(fresh.upload_ref or "{}").get("registered", {})
-        tx.transition(fresh, "processing", items=len(ids))
-        tx.transition(fresh, "done", items=len(ids))
+        # Registration is synchronous: processing ends as it starts.
+        tx.transition(fresh, "processing", items=fresh.item_count, registered=len(ids))
+        tx.transition(fresh, "done", items=fresh.item_count, registered=len(ids))
         return None
 
 

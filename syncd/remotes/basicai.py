@@ -4,7 +4,7 @@ Wire facts come from BasicAI's OpenAPI guide (``shared/remote-apis/basicai.md``)
 paths under ``/api/v1``; ``Authorization: ApiKey <key>``; GET and POST only;
 the ``{code, message, data}`` envelope where only HTTP 200 *and* ``code``
 ``OK`` (compared case-insensitively: the guide's examples write ``ok``) is
-success; ``lastId``/``limit`` traversal (1–100; a short page is the end);
+success; ``lastId``/``limit`` traversal (1-100; a short page is the end);
 at most 100 ids per query parameter; rate limits per key 100/s, 3000/min,
 72000/h, 864000/day.
 
@@ -19,6 +19,7 @@ datasets, upload and registration, listing and results, wire → neutral types.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -53,13 +54,19 @@ PLATFORM = "basicai"
 LIMIT = 100  # lastId/limit and pageSize maximum (the guide)
 ID_BATCH = 100  # ids per query parameter (the guide)
 # The guide's four windows per API key, as (requests, seconds).
-RATE_WINDOWS: list[tuple[int, float]] = [(100, 1.0), (3000, 60.0), (72000, 3600.0), (864000, 86400.0)]
+RATE_WINDOWS: list[tuple[int, float]] = [
+    (100, 1.0),
+    (3000, 60.0),
+    (72000, 3600.0),
+    (864000, 86400.0),
+]
 # Our clock starts a request a moment before the platform's: windows a little
 # longer than the platform's keep that moment from causing 429s.
 _WINDOW_MARGIN = 1.02
 _WINDOW_MARGIN_MS = 20
 MAX_PRESIGN_BYTES = 1 << 30  # presigned URLs take files up to 1 GB (the guide)
 _NOT_FOUND = {"RESOURCE_NOT_FOUND"}
+_KEEP_SECONDS = 5.0
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -98,7 +105,9 @@ def classify(response: httpx.Response) -> Any:
     try:
         envelope = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
-        raise TransientError(f"{where}: HTTP 200 with a body that is not JSON", platform=PLATFORM) from None
+        raise TransientError(
+            f"{where}: HTTP 200 with a body that is not JSON", platform=PLATFORM
+        ) from None
     if not isinstance(envelope, dict) or "code" not in envelope:
         raise TransientError(f"{where}: the reply is not a BasicAI envelope", platform=PLATFORM)
     code = str(envelope.get("code")).upper()
@@ -135,7 +144,12 @@ def presign_entry(f: PushFile) -> dict[str, Any]:
 def file_ref(f: PushFile, presigned: dict[str, Any]) -> dict[str, Any]:
     """[unverified] A stored file as registration wants it; ``path`` is the object key
     the presign reply returns beside ``preSignedUrl``."""
-    return {"deviceName": f.device, "filename": f.filename, "path": presigned["path"], "size": f.size}
+    return {
+        "deviceName": f.device,
+        "filename": f.filename,
+        "path": presigned["path"],
+        "size": f.size,
+    }
 
 
 def data_entry(d: PushData) -> dict[str, Any]:
@@ -194,6 +208,8 @@ class BasicAIRemote:
         # The object store must never see the API key: a client without auth.
         self._put_client = make_client(timeout=max(cfg.timeout, 300.0))
         self._sources: dict[str, dict[str, str]] = {}  # dataset → source id → name
+        # The last item_states answer, kept for the labels call that follows it.
+        self._kept: tuple[tuple[str, tuple[str, ...]], float, list[dict[str, Any]]] | None = None
 
     def close(self) -> None:
         self.http.client.close()
@@ -236,7 +252,9 @@ class BasicAIRemote:
         return f"basicai at {self.cfg.url}: API key accepted, {page.get('total', 0)} datasets"
 
     def find_dataset(self, name: str) -> RemoteDataset | None:
-        matches = [r for rows in self._by_id("/dataset/listById") for r in rows if r.get("name") == name]
+        matches = [
+            r for rows in self._by_id("/dataset/listById") for r in rows if r.get("name") == name
+        ]
         if not matches:
             return None
         r = matches[0]
@@ -260,7 +278,9 @@ class BasicAIRemote:
                     code=exc.code,
                 ) from exc
             return found, False
-        return RemoteDataset(id=str(data["id"]), name=data["name"], type=data.get("type"), raw=data), True
+        return RemoteDataset(
+            id=str(data["id"]), name=data["name"], type=data.get("type"), raw=data
+        ), True
 
     def bind_classes(self, dataset_id: str, classes: dict[str, str]) -> dict[str, str]:
         # The guide has no ontology API: pre-labels carry their class names as they are.
@@ -308,14 +328,18 @@ class BasicAIRemote:
                     platform=PLATFORM,
                 )
             for f, presigned in zip(chunk, urls, strict=True):
-                try:
-                    self.http.call(lambda f=f, u=presigned: self._put(f, u["preSignedUrl"]))
-                except _ExpiredUrl:
-                    fresh = self._post("/storage/batchGeneratePreSignedUploadUrl", [presign_entry(f)])
-                    presigned = fresh[0]
-                    self.http.call(lambda f=f, u=presigned: self._put(f, u["preSignedUrl"]))
-                refs.append(file_ref(f, presigned))
+                refs.append(self._put_one(f, presigned))
         return refs
+
+    def _put_one(self, f: PushFile, presigned: dict[str, Any]) -> dict[str, Any]:
+        try:
+            self.http.call(lambda: self._put(f, str(presigned["preSignedUrl"])))
+        except _ExpiredUrl:
+            # A URL that expired while we waited: ask for a fresh one, once.
+            fresh = self._post("/storage/batchGeneratePreSignedUploadUrl", [presign_entry(f)])
+            presigned = dict(fresh[0])
+            self.http.call(lambda: self._put(f, str(presigned["preSignedUrl"])))
+        return file_ref(f, presigned)
 
     def _put(self, f: PushFile, url: str) -> None:
         # Raw bytes with Content-Length (a multipart body would be stored verbatim).
@@ -328,7 +352,9 @@ class BasicAIRemote:
         except httpx.TimeoutException as exc:
             raise TransientError(f"PUT {f.key}: timed out", platform=PLATFORM) from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"PUT {f.key}: {transport_reason(exc)}", platform=PLATFORM) from exc
+            raise TransientError(
+                f"PUT {f.key}: {transport_reason(exc)}", platform=PLATFORM
+            ) from exc
         if response.status_code in (200, 201, 204):
             return
         transient = status_error(response, PLATFORM)
@@ -359,7 +385,9 @@ class BasicAIRemote:
 
     # Archive mode is not BasicAI's way: the pipeline never calls these on a files remote.
 
-    def upload_archive(self, dataset_id: str, file_name: str, size: int, body: ByteSource) -> Upload:
+    def upload_archive(
+        self, dataset_id: str, file_name: str, size: int, body: ByteSource
+    ) -> Upload:
         raise PermanentError("BasicAI takes files, not archives", platform=PLATFORM)
 
     def submit(self, dataset_id: str, upload: Upload, *, with_results: str | None) -> str:
@@ -400,20 +428,33 @@ class BasicAIRemote:
         for rows in self._by_id(f"/dataset/listItemById/{dataset_id}"):
             yield [_item(r, dataset_id) for r in rows]
 
-    def _results(self, dataset_id: str, item_ids: Sequence[str]) -> list[dict[str, Any]]:
+    def _results(
+        self, dataset_id: str, item_ids: Sequence[str], *, keep: bool = False
+    ) -> list[dict[str, Any]]:
+        """One ``batchDataAnnotationResult`` call; the pull's re-check asks for the states
+        of a batch and then for its labels, so the answer is kept for that one next use."""
         if len(item_ids) > ID_BATCH:
             raise ValueError(f"at most {ID_BATCH} ids per call")
         if not item_ids:
             return []
-        return list(
-            self._get(f"/dataset/batchDataAnnotationResult/{dataset_id}/", dataIds=",".join(item_ids))
+        key = (dataset_id, tuple(item_ids))
+        kept, self._kept = self._kept, None
+        if kept is not None and kept[0] == key and time.monotonic() - kept[1] < _KEEP_SECONDS:
+            return kept[2]
+        rows = list(
+            self._get(
+                f"/dataset/batchDataAnnotationResult/{dataset_id}/", dataIds=",".join(item_ids)
+            )
             or []
         )
+        if keep:
+            self._kept = (key, time.monotonic(), rows)
+        return rows
 
     def item_states(self, dataset_id: str, item_ids: Sequence[str]) -> dict[str, RemoteItem]:
         out: dict[str, RemoteItem] = {}
         for start in range(0, len(item_ids), ID_BATCH):
-            for r in self._results(dataset_id, item_ids[start : start + ID_BATCH]):
+            for r in self._results(dataset_id, item_ids[start : start + ID_BATCH], keep=True):
                 item = RemoteItem(
                     id=str(r["dataId"]),
                     dataset_id=dataset_id,

@@ -1,14 +1,14 @@
 """The BasicAI Cloud sandbox app: the OpenAPI as BasicAI's guide writes it, strictly.
 
 Routes live under ``/api/v1``; the object store under ``/s3/`` on the same
-host. What it enforces (``shared/remote-apis/basicai.md`` §1–§4):
+host. What it enforces (``shared/remote-apis/basicai.md`` §1-§4):
 
 * ``Authorization: ApiKey <key>`` on every call, else HTTP 401 (no envelope);
   an expired licence answers ``LICENSE_EXPIRED`` in the envelope.
 * GET and POST only: another method is HTTP 405; an unknown path HTTP 404.
 * The ``{code, message, data}`` envelope with HTTP 200 for business errors
   (``RESOURCE_NOT_FOUND``, ``NAME_DUPLICATED``, ``ILLEGAL_PARAM`` …).
-* ``pageNo``/``pageSize`` and ``lastId``/``limit`` within 1–100, ids in a
+* ``pageNo``/``pageSize`` and ``lastId``/``limit`` within 1-100, ids in a
   query parameter at most 100, else ``ILLEGAL_PARAM``; ``total`` only on the
   first page; ``listItemById`` in id order, continuing after ``lastId``.
 * The four rate-limit windows per key (100/s, 3000/min, 72000/h, 864000/day)
@@ -58,7 +58,7 @@ def ok(data: Any) -> JSONResponse:
 
 
 def bounded(request: Request, name: str, default: int) -> int:
-    """A 1–100 paging parameter (``limit``, ``pageSize``)."""
+    """A 1-100 paging parameter (``limit``, ``pageSize``)."""
     raw = request.query_params.get(name)
     if raw is None:
         return default

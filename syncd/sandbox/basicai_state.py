@@ -24,7 +24,12 @@ from syncd.sandbox.ratelimit import RateWindows
 BUCKET = "basicai-prod-app-default"
 TEAM_ID = 7
 # The guide: per API key, 100/s, 3000/min, 72000/h, 864000/day.
-RATE_WINDOWS: list[tuple[int, float]] = [(100, 1.0), (3000, 60.0), (72000, 3600.0), (864000, 86400.0)]
+RATE_WINDOWS: list[tuple[int, float]] = [
+    (100, 1.0),
+    (3000, 60.0),
+    (72000, 3600.0),
+    (864000, 86400.0),
+]
 DATASET_TYPES = ("LIDAR", "LIDAR_BASIC", "LIDAR_FUSION", "IMAGE", "AV")
 MAX_PRESIGN_BYTES = 1 << 30  # presigned URLs are for files up to 1 GB (the guide)
 GROUND_TRUTH = 1  # the source id of the dataset's own (annotators') results
@@ -163,7 +168,9 @@ class BasicAIState:
                     doc = json.loads(self.store.path(BUCKET, f["path"]).read_bytes())
                 except (OSError, ValueError):
                     raise Business("ILLEGAL_FORMAT", f"{f['filename']}: not JSON") from None
-                objects = doc.get("instances", doc.get("objects")) if isinstance(doc, dict) else None
+                objects = (
+                    doc.get("instances", doc.get("objects")) if isinstance(doc, dict) else None
+                )
                 if not isinstance(objects, list):
                     raise Business("ILLEGAL_FORMAT", f"{f['filename']}: no objects list")
                 return {"instances": objects, "classificationValues": []}

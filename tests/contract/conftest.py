@@ -1,4 +1,4 @@
-"""The contract suite: one set of tests, run over every remote × its sandbox.
+"""The contract suite: one set of tests, run over every remote x its sandbox.
 
 A platform joins by adding one :class:`Backend` to ``BACKENDS`` (rclone's
 fstests idea): how to reach its sandbox's admin API for the few things a test
@@ -44,9 +44,13 @@ def _xtreme1_names(url: str, dataset_id: str) -> list[str]:
     return [r["name"] for r in rows if not r["deleted"] and not r["parentId"]]
 
 
-def _xtreme1_annotate(url: str, item_id: str, objects: list[dict[str, Any]], src: str | None) -> None:
+def _xtreme1_annotate(
+    url: str, item_id: str, objects: list[dict[str, Any]], src: str | None
+) -> None:
     assert src is None, "the Xtreme1 sandbox has one source"
-    admin_call(url, "POST", "/annotate", json={"dataId": int(item_id), "objects": objects, "submit": True})
+    admin_call(
+        url, "POST", "/annotate", json={"dataId": int(item_id), "objects": objects, "submit": True}
+    )
 
 
 def _basicai_names(url: str, dataset_id: str) -> list[str]:
@@ -54,7 +58,9 @@ def _basicai_names(url: str, dataset_id: str) -> list[str]:
     return [r["name"] for r in rows if r["parentId"] is None]
 
 
-def _basicai_annotate(url: str, item_id: str, objects: list[dict[str, Any]], src: str | None) -> None:
+def _basicai_annotate(
+    url: str, item_id: str, objects: list[dict[str, Any]], src: str | None
+) -> None:
     body = {"dataId": int(item_id), "objects": objects, "submit": src is None, "source": src}
     admin_call(url, "POST", "/annotate", json=body)
 
@@ -129,7 +135,9 @@ class Harness:
     def stored_names(self) -> list[str]:
         return self.backend.stored_names(self.url, self.dataset_id())
 
-    def annotate(self, item_id: str, objects: list[dict[str, Any]], source: str | None = None) -> None:
+    def annotate(
+        self, item_id: str, objects: list[dict[str, Any]], source: str | None = None
+    ) -> None:
         self.backend.annotate(self.url, item_id, objects, source)
 
     @property
@@ -150,7 +158,9 @@ def sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         def url_for(platform: str) -> str:
             if platform not in _urls:
                 data = tmp_path_factory.mktemp(f"sandbox-{platform}")
-                _urls[platform] = stack.enter_context(run_in_thread(platform, token=TOKEN, data_dir=data))
+                _urls[platform] = stack.enter_context(
+                    run_in_thread(platform, token=TOKEN, data_dir=data)
+                )
             return _urls[platform]
 
         yield {b.platform: url_for(b.platform) for b in BACKENDS}

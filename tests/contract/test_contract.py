@@ -11,9 +11,9 @@ import os
 
 import pytest
 
+from syncd.daemon import Daemon
 from syncd.errors import AuthError
 from syncd.pipeline import pull
-from syncd.daemon import Daemon
 from syncd.sampledata import write_fusion_unit, write_scene_unit
 from tests.conftest import query, run_cli
 from tests.contract.conftest import Harness
@@ -109,7 +109,12 @@ def test_kill_right_after_the_platform_acted_pushes_nothing_twice(harness: Harne
     env = {"SYNCD_CRASH_AT": harness.backend.crash_point}
     r = run_cli("once", "--config", str(cfg), env=env)
     assert r.returncode == -9, r.stderr[-2000:]
-    r = run_cli("once", "--config", str(cfg), env={k: v for k, v in os.environ.items() if k != "SYNCD_CRASH_AT"})
+    r = run_cli(
+        "once",
+        "--config",
+        str(cfg),
+        env={k: v for k, v in os.environ.items() if k != "SYNCD_CRASH_AT"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert query(harness.db, "SELECT state FROM packages") == [("done",)]
     assert sorted(harness.stored_names()) == sorted(frames)
@@ -128,13 +133,17 @@ def test_cursor_moves_with_its_page_and_only_forward(harness: Harness) -> None:
     assert harness.once() == 0
     (second,) = query(harness.db, "SELECT value FROM cursors WHERE name = 'items'")[0]
     assert int(second) > int(first)
-    counts = query(harness.db, "SELECT name, COUNT(*) FROM items GROUP BY remote_id HAVING COUNT(*) > 1")
+    counts = query(
+        harness.db, "SELECT name, COUNT(*) FROM items GROUP BY remote_id HAVING COUNT(*) > 1"
+    )
     assert counts == []
     assert query(harness.db, "SELECT COUNT(*) FROM items")[0][0] == 5
     # every page's commit is an event carrying its cursor
     cursors = [
         json.loads(f)["cursor"]
-        for (f,) in query(harness.db, "SELECT fields FROM events WHERE event = 'pull.page_committed'")
+        for (f,) in query(
+            harness.db, "SELECT fields FROM events WHERE event = 'pull.page_committed'"
+        )
     ]
     assert second in cursors
 
@@ -146,7 +155,9 @@ def test_late_labels_arrive_and_replace_the_old(harness: Harness) -> None:
     frames = write_fusion_unit(harness.folder / "u", frames=2, cameras=0, with_result=True)
     assert harness.once() == 0
     rid = query(harness.db, "SELECT remote_id FROM items WHERE name = ?", frames[0])[0][0]
-    harness.annotate(rid, [{"type": "3D_BOX", "className": "Truck", "trackId": "t1", "contour": BOX}])
+    harness.annotate(
+        rid, [{"type": "3D_BOX", "className": "Truck", "trackId": "t1", "contour": BOX}]
+    )
     stats = _pull(harness)
     assert stats.labels_changed >= 1
     rows = query(
