@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from syncd.config import Config, RemoteConfig, load_config
@@ -37,6 +38,7 @@ class Backend:
     sources: bool  # results can come from several sources (one labels row each)
     stored_names: Callable[[str, str], list[str]]  # (url, dataset id) → top-level names
     annotate: Callable[[str, str, list[dict[str, Any]], str | None], None]
+    remove: Callable[[str, str, str], None]  # (url, dataset id, item id): a user deletes it
 
 
 def _xtreme1_names(url: str, dataset_id: str) -> list[str]:
@@ -51,6 +53,23 @@ def _xtreme1_annotate(
     admin_call(
         url, "POST", "/annotate", json={"dataId": int(item_id), "objects": objects, "submit": True}
     )
+
+
+def _xtreme1_remove(url: str, dataset_id: str, item_id: str) -> None:
+    r = httpx.post(
+        f"{url}/api/data/deleteBatch",
+        json={"ids": [int(item_id)]},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert r.json()["code"] == "OK"
+
+
+def _basicai_remove(url: str, dataset_id: str, item_id: str) -> None:
+    r = httpx.post(
+        f"{url}/api/v1/dataset/removeData/{dataset_id}/{item_id}",
+        headers={"Authorization": f"ApiKey {TOKEN}"},
+    )
+    assert r.json()["code"] == "OK"
 
 
 def _basicai_names(url: str, dataset_id: str) -> list[str]:
@@ -73,6 +92,7 @@ BACKENDS = [
         sources=False,
         stored_names=_xtreme1_names,
         annotate=_xtreme1_annotate,
+        remove=_xtreme1_remove,
     ),
     Backend(
         platform="basicai",
@@ -81,6 +101,7 @@ BACKENDS = [
         sources=True,
         stored_names=_basicai_names,
         annotate=_basicai_annotate,
+        remove=_basicai_remove,
     ),
 ]
 
@@ -139,6 +160,9 @@ class Harness:
         self, item_id: str, objects: list[dict[str, Any]], source: str | None = None
     ) -> None:
         self.backend.annotate(self.url, item_id, objects, source)
+
+    def remove(self, item_id: str) -> None:
+        self.backend.remove(self.url, self.dataset_id(), item_id)
 
     @property
     def db(self) -> Path:

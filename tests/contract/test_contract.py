@@ -27,10 +27,10 @@ BOX = {
 }
 
 
-def _pull(h: Harness) -> pull.PullStats:
+def _pull(h: Harness, full_sweep: bool | None = None) -> pull.PullStats:
     d = Daemon(h.config())
     try:
-        return pull.run_once(d.contexts[0])
+        return pull.run_once(d.contexts[0], full_sweep=full_sweep)
     finally:
         d.close()
 
@@ -190,3 +190,26 @@ def test_each_source_is_its_own_labels_row(harness: Harness) -> None:
         rid,
     )
     assert rows == [("Ground Truth", 1), ("model-v2", 1)]
+
+
+def test_full_sweep_finds_edits_to_finished_items_and_deletions(harness: Harness) -> None:
+    frames = write_fusion_unit(harness.folder / "u", frames=3, cameras=0, with_result=False)
+    assert harness.once() == 0
+    ids = {n: r for n, r in query(harness.db, "SELECT name, remote_id FROM items")}
+    done, gone = ids[frames[0]], ids[frames[1]]
+    harness.annotate(done, [{"type": "3D_BOX", "className": "Car", "contour": BOX}])
+    _pull(harness)
+    # a finished item is edited and another deleted: only the sweep can see both
+    harness.annotate(done, [{"type": "3D_BOX", "className": "Bus", "contour": BOX}])
+    harness.remove(gone)
+    stats = _pull(harness, full_sweep=True)
+    assert stats.swept and stats.deleted == 1
+    assert query(harness.db, "SELECT name FROM items WHERE deleted_at IS NOT NULL") == [
+        (frames[1],)
+    ]
+    got = query(
+        harness.db,
+        "SELECT o.class_name FROM objects o JOIN items i ON i.id = o.item_id WHERE i.remote_id = ?",
+        done,
+    )
+    assert got == [("Bus",)]
