@@ -22,6 +22,8 @@ file's path in the unit and by the top-level name):
   twice. Single items are registered in batches of up to 100.
 * Registration is synchronous on these platforms: once every item is
   registered, ``processing`` and ``done`` are committed together.
+* Files that belong to no data item are not pushed: the platform stores files
+  only as parts of items. ``package.files_skipped`` (warning) names them.
 * A file that changed since packing sends the package back to ``detected``
   (as for archives); errors are handled by :func:`upload.advance`.
 """
@@ -99,11 +101,25 @@ def upload(ctx: SyncContext, pkg: Package) -> Package | None:
     assert ctx.cfg.folder is not None and pkg.remote_dataset_id
     folder, dataset_id = ctx.cfg.folder, pkg.remote_dataset_id
     if pkg.state == "packed":
+        loose = [f.rel_path for f in _files(ctx, pkg) if not f.item_key]
         with ctx.store.tx() as tx:
             fresh = tx.session.get(Package, pkg.id)
             assert fresh is not None
             fresh.submit_started_at = None
             tx.transition(fresh, "uploading", files=fresh.file_count, bytes=fresh.total_bytes)
+            if loose:
+                # No data item to register them with: say so, never drop them silently.
+                tx.event(
+                    "package.files_skipped",
+                    level="warning",
+                    sync=ctx.name,
+                    package_id=fresh.id,
+                    unit=fresh.unit,
+                    files=loose[:50],
+                    count=len(loose),
+                    reason="these files belong to no data item (no sensor folder with a "
+                    "matching base name); the platform takes files only as parts of data items",
+                )
             pkg = fresh
     started = time.monotonic()
     for files in items_of(_files(ctx, pkg)).values():

@@ -439,8 +439,14 @@ class BasicAIRemote:
             return []
         key = (dataset_id, tuple(item_ids))
         kept, self._kept = self._kept, None
-        if kept is not None and kept[0] == key and time.monotonic() - kept[1] < _KEEP_SECONDS:
-            return kept[2]
+        if (
+            kept is not None
+            and kept[0][0] == dataset_id
+            and set(item_ids) <= set(kept[0][1])  # the re-check drops scenes from the batch
+            and time.monotonic() - kept[1] < _KEEP_SECONDS
+        ):
+            wanted = set(item_ids)
+            return [r for r in kept[2] if str(r.get("dataId")) in wanted]
         rows = list(
             self._get(
                 f"/dataset/batchDataAnnotationResult/{dataset_id}/", dataIds=",".join(item_ids)

@@ -213,3 +213,19 @@ def test_full_sweep_finds_edits_to_finished_items_and_deletions(harness: Harness
         done,
     )
     assert got == [("Bus",)]
+
+
+def test_files_of_no_data_item_are_never_dropped_silently(harness: Harness) -> None:
+    write_fusion_unit(harness.folder / "u", frames=1, cameras=0, with_result=False)
+    (harness.folder / "u" / "NOTES.txt").write_text("recorded on a rainy day\n")
+    assert harness.once() == 0
+    if harness.platform == "xtreme1":
+        # the archive carries every file
+        assert query(
+            harness.db, "SELECT COUNT(*) FROM package_files WHERE rel_path = 'NOTES.txt'"
+        ) == [(1,)]
+    else:
+        (fields,) = query(
+            harness.db, "SELECT fields FROM events WHERE event = 'package.files_skipped'"
+        )[0]
+        assert json.loads(fields)["files"] == ["NOTES.txt"]

@@ -42,7 +42,7 @@ def sandbox(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def _setup(tmp_path: Path, url: str) -> tuple[Daemon, int]:
+def _setup(tmp_path: Path, url: str, n: int = N) -> tuple[Daemon, int]:
     folder = tmp_path / "in"
     folder.mkdir()
     cfg = write_config(
@@ -57,16 +57,16 @@ def _setup(tmp_path: Path, url: str) -> tuple[Daemon, int]:
         headers={"Authorization": f"ApiKey {TOKEN}"},
     ).json()["data"]
     ds = int(created["id"])
-    for start in range(0, N, 2000):
+    for start in range(0, n, 2000):
         admin_call(
             url,
             "POST",
             f"/datasets/{ds}/items",
-            json={"names": [f"f{i:06d}" for i in range(start, start + 2000)]},
+            json={"names": [f"f{i:06d}" for i in range(start, min(n, start + 2000))]},
         )
     # a few items already labelled (the results name their source: one listAnnotationSource)
     ids = [int(r["id"]) for r in admin_call(url, "GET", f"/datasets/{ds}/items")["items"]]
-    for rid in ids[:: N // 4]:
+    for rid in ids[:: max(1, n // 4)]:
         admin_call(url, "POST", "/annotate", json={"dataId": rid, "objects": [], "submit": True})
     return Daemon(load_config(cfg)), ds
 
@@ -164,3 +164,20 @@ def test_items_added_and_labelled_during_the_pull_arrive_exactly_once(
     for n in range(5):
         want[str(labelled[n % 3])] = f"C{n}"
     assert dict(classes) == want
+
+
+def test_a_recheck_costs_one_call_per_100_unfinished_items(tmp_path: Path, sandbox: str) -> None:
+    d, _ = _setup(tmp_path, sandbox, n=250)
+    try:
+        pull.run_once(d.contexts[0])
+        before = _api_requests(sandbox)
+        pull.run_once(d.contexts[0])  # nothing new; 245 items are not finished
+    finally:
+        d.close()
+    after = _api_requests(sandbox)
+    used = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    print(f"\nre-check of 245 unfinished items: {used}")
+    assert used == {
+        "GET /api/v1/dataset/listItemById/{id}": 1,  # the cursor's walk: one short page
+        "GET /api/v1/dataset/batchDataAnnotationResult/{id}/": 3,  # states and labels at once
+    }
