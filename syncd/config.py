@@ -156,7 +156,7 @@ class DaemonConfig(_Model):
 class RemoteConfig(_Model):
     """``[remotes.NAME]``: one platform endpoint and its credentials."""
 
-    platform: Literal["xtreme1"]
+    platform: Literal["xtreme1", "basicai"]
     url: str
     token: str | None = Field(default=None, repr=False)
     token_file: Path | None = None

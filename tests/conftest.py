@@ -74,6 +74,7 @@ def write_config(
     token: str = TOKEN,
     state: Path | None = None,
     remote_extra: str = "",
+    platform: str = "xtreme1",
 ) -> Path:
     """A config file with one remote ``sb`` and the given syncs (TOML written by hand)."""
 
@@ -87,7 +88,7 @@ def write_config(
         'format = "json"',
         'level = "debug"',
         "[remotes.sb]",
-        'platform = "xtreme1"',
+        f"platform = {val(platform)}",
         f"url = {val(url)}",
         f"token = {val(token)}",
         "poll_interval = 0.2",

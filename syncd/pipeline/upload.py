@@ -40,7 +40,7 @@ from syncd.pipeline.archive import open_archive, verify_files
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.pack import fail
 from syncd.pipeline.retry import schedule_retry
-from syncd.remotes.base import Upload
+from syncd.remotes.base import Upload, push_mode
 from syncd.store import FINAL_STATES, Package, PackageFile, utcnow
 
 ACTIVE_STATES = ("packed", "uploading", "uploaded", "submitted", "processing")
@@ -67,9 +67,20 @@ def run_once(ctx: SyncContext) -> int:
 
 def advance(ctx: SyncContext, pkg: Package) -> None:
     """Move one package forward until it has to wait, finishes or fails."""
+    files_mode = push_mode(ctx.remote) == "files"
     try:
         while not ctx.stop.is_set():
-            if pkg.state in ("packed", "uploading"):
+            if files_mode:
+                # Platforms that take files, not archives: syncd.pipeline.push_files.
+                from syncd.pipeline import push_files
+
+                if pkg.state in ("packed", "uploading"):
+                    nxt = push_files.upload(ctx, pkg)
+                elif pkg.state in ("uploaded", "submitted", "processing"):
+                    nxt = push_files.register(ctx, pkg)
+                else:
+                    return
+            elif pkg.state in ("packed", "uploading"):
                 nxt = _upload(ctx, pkg)
             elif pkg.state == "uploaded":
                 nxt = _submit(ctx, pkg)

@@ -176,3 +176,66 @@ class Remote(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+# --- per-file push (platforms that take files, not archives) -------------------------
+
+PushMode = Literal["archive", "files"]
+
+
+@dataclass(frozen=True)
+class PushFile:
+    """One local file to store on the platform; ``key`` identifies it across restarts."""
+
+    key: str  # the file's path in the unit: the record of what was uploaded is keyed by it
+    device: str  # the sensor folder it came from (``lidar_point_cloud_0``, ``result`` …)
+    filename: str  # the file name on the platform (renames applied)
+    size: int
+    body: ByteSource
+
+
+@dataclass(frozen=True)
+class PushData:
+    """One data item to register: its name and the stored refs of its files."""
+
+    name: str
+    files: list[dict[str, Any]]  # refs returned by upload_files, in the item's file order
+
+
+class FilePushRemote(Remote, Protocol):
+    """A Remote whose ``push_mode`` is ``"files"`` (BasicAI, Segments.ai).
+
+    The pipeline (:mod:`syncd.pipeline.push_files`) uploads each data item's
+    files together, records every stored ref, then registers the items; it
+    never calls ``upload_archive``/``submit``/``processing`` on such a remote.
+    """
+
+    push_mode: PushMode
+
+    def upload_files(self, dataset_id: str, files: Sequence[PushFile]) -> list[dict[str, Any]]:
+        """Store the files (any number; the backend batches); one JSON-able ref per file, in order.
+
+        Harmless to repeat: each call stores new objects, nothing is registered.
+        """
+        ...
+
+    def register(
+        self, dataset_id: str, data: Sequence[PushData], *, scene: str | None
+    ) -> dict[str, str]:
+        """Register data items (as the frames of a new ``scene`` when given); returns name → id.
+
+        Not idempotent: a name that already exists raises RemoteRejected with
+        ``code == "NAME_DUPLICATED"``; callers record what they are about to
+        register and, after a crash, ask :meth:`find_names` first.
+        """
+        ...
+
+    def find_names(self, dataset_id: str, names: Sequence[str]) -> dict[str, str]:
+        """Which of these top-level names exist in the dataset: name → id."""
+        ...
+
+
+def push_mode(remote: Remote) -> PushMode:
+    """The push mode of a remote (``"archive"`` unless it says otherwise)."""
+    mode = getattr(remote, "push_mode", "archive")
+    return "files" if mode == "files" else "archive"

@@ -1,0 +1,84 @@
+"""Sustained pull against the rate-limited BasicAI sandbox: zero 429s, ≥ 90 % of the allowed rate.
+
+``python -m bench.ratelimit_basicai [--seconds 30] [--real]``
+
+The sandbox enforces its windows exactly (sliding, HTTP 429); the client
+limits itself with pyrate-limiter over the same windows. The reference is the
+most requests an ideal client could have had admitted in the same wall time:
+a zero-latency greedy client replayed against the same windows (greedy
+admission is optimal for sliding windows). Printed: requests made, 429s,
+reference, ratio. By default the windows are scaled down (20/s, 150/10s) so
+the run takes seconds; ``--real`` uses BasicAI's own (100/s, 3000/min,
+72000/h, 864000/day) and needs over a minute to reach the minute window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from syncd.config import RemoteConfig
+from syncd.remotes.basicai import RATE_WINDOWS, BasicAIRemote, limiter_for
+from syncd.sandbox import run_in_thread
+from syncd.sandbox.ratelimit import RateWindows
+
+TOKEN = "bench-token"
+SCALED = [(20, 1.0), (150, 10.0)]
+
+
+def ideal(windows: list[tuple[int, float]], seconds: float) -> int:
+    """Requests a zero-latency greedy client gets admitted in ``seconds``."""
+    w = RateWindows(windows)
+    t, n = 0.0, 0
+    while t < seconds:
+        wait = w.admit(t)
+        if wait is None:
+            n += 1
+        else:
+            t += wait
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.ratelimit_basicai", description=__doc__)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--real", action="store_true", help="BasicAI's real windows (slow)")
+    p.add_argument("--items", type=int, default=3000)
+    args = p.parse_args(argv)
+    windows = RATE_WINDOWS if args.real else SCALED
+    with tempfile.TemporaryDirectory() as tmp, run_in_thread("basicai", token=TOKEN, data_dir=Path(tmp)) as url:
+        auth = {"Authorization": f"ApiKey {TOKEN}"}
+        ds = httpx.post(f"{url}/api/v1/dataset/create", json={"name": "bench", "type": "LIDAR_FUSION"}, headers=auth).json()["data"]["id"]
+        names = [f"f{i:06d}" for i in range(args.items)]
+        httpx.post(f"{url}/__sandbox/datasets/{ds}/items", json={"names": names}, timeout=60)
+        httpx.post(f"{url}/__sandbox/config", json={"rate_windows": [list(w) for w in windows]})
+        remote = BasicAIRemote("bench", RemoteConfig(platform="basicai", url=url, token=TOKEN), TOKEN)
+        remote.http.limiter = limiter_for(windows)
+        start = time.monotonic()
+        sent = 0
+        while time.monotonic() - start < args.seconds:
+            for page in remote.new_items(str(ds), None):
+                remote.labels(str(ds), [i.id for i in page.items])
+                if time.monotonic() - start >= args.seconds:
+                    break
+        elapsed = time.monotonic() - start
+        sent = remote.http.requests_sent
+        counters = httpx.get(f"{url}/__sandbox/counters").json()
+        remote.close()
+    rejected = int(counters["rejected_429"])
+    reference = ideal(windows, elapsed)
+    ratio = sent / reference
+    print(f"windows {windows}, {elapsed:.1f} s of pulling")
+    print(f"requests sent: {sent}   HTTP 429 from the platform: {rejected}")
+    print(f"reference (ideal greedy client, same windows, same time): {reference}")
+    print(f"ratio: {ratio:.3f} (target ≥ 0.90 with 0 rejections)")
+    return 0 if rejected == 0 and ratio >= 0.9 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
