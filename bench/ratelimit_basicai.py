@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from syncd.config import RemoteConfig
-from syncd.remotes.basicai import RATE_WINDOWS, BasicAIRemote, limiter_for
+from syncd.remotes.basicai import RATE_WINDOWS, BasicAIRemote
 from syncd.sandbox import run_in_thread
 from syncd.sandbox.ratelimit import RateWindows
 
@@ -51,14 +51,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--items", type=int, default=3000)
     args = p.parse_args(argv)
     windows = RATE_WINDOWS if args.real else SCALED
-    with tempfile.TemporaryDirectory() as tmp, run_in_thread("basicai", token=TOKEN, data_dir=Path(tmp)) as url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        run_in_thread("basicai", token=TOKEN, data_dir=Path(tmp)) as url,
+    ):
         auth = {"Authorization": f"ApiKey {TOKEN}"}
-        ds = httpx.post(f"{url}/api/v1/dataset/create", json={"name": "bench", "type": "LIDAR_FUSION"}, headers=auth).json()["data"]["id"]
+        ds = httpx.post(
+            f"{url}/api/v1/dataset/create",
+            json={"name": "bench", "type": "LIDAR_FUSION"},
+            headers=auth,
+        ).json()["data"]["id"]
         names = [f"f{i:06d}" for i in range(args.items)]
         httpx.post(f"{url}/__sandbox/datasets/{ds}/items", json={"names": names}, timeout=60)
         httpx.post(f"{url}/__sandbox/config", json={"rate_windows": [list(w) for w in windows]})
-        remote = BasicAIRemote("bench", RemoteConfig(platform="basicai", url=url, token=TOKEN), TOKEN)
-        remote.http.limiter = limiter_for(windows)
+        limits = tuple(f"{n}/{s:g}s" for n, s in windows)
+        cfg = RemoteConfig(platform="basicai", url=url, token=TOKEN, rate_limits=limits)
+        remote = BasicAIRemote("bench", cfg, TOKEN)
         start = time.monotonic()
         sent = 0
         while time.monotonic() - start < args.seconds:

@@ -24,7 +24,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
-from pyrate_limiter import Limiter, Rate
 
 from syncd.config import RemoteConfig
 from syncd.errors import (
@@ -48,22 +47,26 @@ from syncd.remotes.base import (
     RemoteObject,
     Upload,
 )
-from syncd.remotes.http import Http, describe, make_client, status_error, transport_reason
+from syncd.remotes.http import (
+    Http,
+    describe,
+    make_client,
+    status_error,
+    tls_context,
+    transport_reason,
+)
 
 PLATFORM = "basicai"
 LIMIT = 100  # lastId/limit and pageSize maximum (the guide)
 ID_BATCH = 100  # ids per query parameter (the guide)
-# The guide's four windows per API key, as (requests, seconds).
+# The guide's four windows per API key, as (requests, seconds); the config's
+# default (config.DEFAULT_RATE_LIMITS) says the same.
 RATE_WINDOWS: list[tuple[int, float]] = [
     (100, 1.0),
     (3000, 60.0),
     (72000, 3600.0),
     (864000, 86400.0),
 ]
-# Our clock starts a request a moment before the platform's: windows a little
-# longer than the platform's keep that moment from causing 429s.
-_WINDOW_MARGIN = 1.02
-_WINDOW_MARGIN_MS = 20
 MAX_PRESIGN_BYTES = 1 << 30  # presigned URLs take files up to 1 GB (the guide)
 _NOT_FOUND = {"RESOURCE_NOT_FOUND"}
 _KEEP_SECONDS = 5.0
@@ -177,16 +180,6 @@ def add_scene_body(scene: str, data: Sequence[PushData]) -> dict[str, Any]:
 # --- the backend ------------------------------------------------------------------------
 
 
-def limiter_for(windows: list[tuple[int, float]]) -> Limiter:
-    """A blocking pyrate-limiter over every window (shortest first), with the margin."""
-    return Limiter(
-        [
-            Rate(n, int(seconds * 1000 * _WINDOW_MARGIN) + _WINDOW_MARGIN_MS)
-            for n, seconds in sorted(windows, key=lambda w: w[1])
-        ]
-    )
-
-
 class BasicAIRemote:
     """The Remote for one BasicAI Cloud team (see :class:`syncd.remotes.base.FilePushRemote`)."""
 
@@ -197,16 +190,20 @@ class BasicAIRemote:
         self.name = name
         self.cfg = cfg
         self.api = cfg.url + "/api/v1"
-        client = make_client(timeout=cfg.timeout)
+        verify = tls_context(cfg.ca_bundle)
+        client = make_client(timeout=cfg.timeout, verify=verify)
         client.headers["Authorization"] = f"ApiKey {token}"
-        self.http = Http(client, platform=PLATFORM, max_retries=cfg.max_retries)
-        # Every window the platform enforces, client-side. A config that names
-        # its own windows (``rate_limits``, where supported) wins.
-        configured = getattr(cfg, "windows", None)
-        windows = configured() if callable(configured) else RATE_WINDOWS
-        self.http.limiter = limiter_for(windows)
+        # Every window the platform enforces, client-side, shared by every
+        # client of this remote in the process (config: rate_limits).
+        self.http = Http(
+            client,
+            platform=PLATFORM,
+            max_retries=cfg.max_retries,
+            windows=cfg.windows(),
+            limiter_key=f"{name}:{cfg.url}",
+        )
         # The object store must never see the API key: a client without auth.
-        self._put_client = make_client(timeout=max(cfg.timeout, 300.0))
+        self._put_client = make_client(timeout=max(cfg.timeout, 300.0), verify=verify)
         self._sources: dict[str, dict[str, str]] = {}  # dataset → source id → name
         # The last item_states answer, kept for the labels call that follows it.
         self._kept: tuple[tuple[str, tuple[str, ...]], float, list[dict[str, Any]]] | None = None

@@ -16,7 +16,7 @@ from syncd.errors import (
     RemoteRejected,
     TransientError,
 )
-from syncd.remotes.basicai import BasicAIRemote, classify, limiter_for
+from syncd.remotes.basicai import BasicAIRemote, classify
 from syncd.sandbox import run_in_thread
 from tests.conftest import TOKEN, admin_call
 
@@ -118,10 +118,11 @@ def test_the_client_keeps_within_every_window(tmp_path: Path) -> None:
     windows = [(10, 0.5), (25, 2.0)]
     with run_in_thread("basicai", token=TOKEN, data_dir=tmp_path) as url:
         admin_call(url, "POST", "/config", json={"rate_windows": [list(w) for w in windows]})
-        r = BasicAIRemote(
-            "b", RemoteConfig(platform="basicai", url=url, token=TOKEN, max_retries=0), TOKEN
+        limits = tuple(f"{n}/{s}s" for n, s in windows)
+        cfg = RemoteConfig(
+            platform="basicai", url=url, token=TOKEN, max_retries=0, rate_limits=limits
         )
-        r.http.limiter = limiter_for(windows)
+        r = BasicAIRemote("b", cfg, TOKEN)
         try:
             for _ in range(40):
                 r.check()
