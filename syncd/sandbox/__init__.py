@@ -21,7 +21,7 @@ from typing import Any
 
 import uvicorn
 
-PLATFORMS = ("xtreme1",)
+PLATFORMS = ("xtreme1", "deepen")
 
 
 class SandboxProcess:
@@ -77,6 +77,10 @@ def create_app(platform: str, token: str, data_dir: Path) -> Any:
         from syncd.sandbox.xtreme1 import create_app as xtreme1_app
 
         return xtreme1_app(token, data_dir)
+    if platform == "deepen":
+        from syncd.sandbox.deepen import create_app as deepen_app
+
+        return deepen_app(token, data_dir)
     raise ValueError(f"unknown sandbox platform {platform!r}; known: {', '.join(PLATFORMS)}")
 
 
