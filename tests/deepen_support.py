@@ -44,7 +44,9 @@ def write_deepen_config(
     for s in syncs:
         merged = {"remote": "dp", "settle_seconds": 0, "pull_interval": 1, **s}
         lines.append("[[syncs]]")
-        lines += [f"{k} = {json.dumps(str(v) if isinstance(v, Path) else v)}" for k, v in merged.items()]
+        lines += [
+            f"{k} = {json.dumps(str(v) if isinstance(v, Path) else v)}" for k, v in merged.items()
+        ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -60,13 +62,15 @@ class DeepenEnv:
 
     def config(self, chunk: str = "256KiB", **sync: Any) -> Config:
         base = {"name": "s", "dataset": self.group, "folder": self.folder}
-        path = write_deepen_config(self.tmp / "syncd.toml", self.url, [{**base, **sync}], chunk=chunk)
+        path = write_deepen_config(
+            self.tmp / "syncd.toml", self.url, [{**base, **sync}], chunk=chunk
+        )
         return load_config(path)
 
-    def once(self, **sync: Any) -> int:
+    def once(self, timeout: float = 60, **sync: Any) -> int:
         d = Daemon(self.config(**sync))
         try:
-            return d.once(timeout=60)
+            return d.once(timeout=timeout)
         finally:
             d.close()
 

@@ -95,7 +95,13 @@ def test_injected_503s_end_done_with_exact_bytes(env: DeepenEnv) -> None:
     env.admin(
         "POST",
         "/faults",
-        json={"method": "GET", "path": "^/api/v2/datasets/", "action": "status", "status": 503, "times": 2},
+        json={
+            "method": "GET",
+            "path": "^/api/v2/datasets/",
+            "action": "status",
+            "status": 503,
+            "times": 2,
+        },
     )
     assert env.once() == 0
     ((pid, state, err, serial),) = finished(env)
@@ -109,9 +115,15 @@ def test_expired_session_starts_a_fresh_dataset_and_records_the_old(env: DeepenE
     env.admin(
         "POST",
         "/faults",
-        json={"method": "PUT", "path": "^/upload/", "action": "status", "status": 503, "times": None},
+        json={
+            "method": "PUT",
+            "path": "^/upload/",
+            "action": "status",
+            "status": 503,
+            "times": None,
+        },
     )
-    assert env.once() == 1
+    assert env.once(timeout=4) == 1
     ((pid, state, _, _),) = finished(env)
     assert state == "uploading"
     (old,) = env.datasets()
@@ -133,5 +145,7 @@ def test_expired_session_starts_a_fresh_dataset_and_records_the_old(env: DeepenE
     ref = json.loads(query(env.db, "SELECT upload_ref FROM packages")[0][0])
     (dead,) = ref["abandoned"]
     assert dead["deepen_dataset_id"] == old and "expired (HTTP 410)" in dead["reason"]
-    assert query(env.db, "SELECT COUNT(*) FROM events WHERE event = 'package.upload_session_expired'") == [(1,)]
+    assert query(
+        env.db, "SELECT COUNT(*) FROM events WHERE event = 'package.upload_session_expired'"
+    ) == [(1,)]
     assert env.object_md5(serial or "") == local_md5(env, pid)
