@@ -110,6 +110,7 @@ def upload(
                 _save(ctx, pkg, ref)
                 failpoints.reached("upload.opening")
                 found = remote.open_upload(group, name, size, attempt)
+                failpoints.reached("upload.session_opened")
             ref.pop("opening", None)
             session = ref["session"] = found.ref
             _save(

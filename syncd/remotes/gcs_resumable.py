@@ -11,8 +11,9 @@ Contract of :class:`ResumableUpload` (one session URI, one object of ``total`` b
   be shorter). After each 308 it continues at the server's ``Range`` end,
   resending from its buffer whatever the server did not keep. Transient
   failures (network, 408/429/5xx, a 503 for a gap) are retried after a new
-  status query, with backoff; the retry budget is refilled whenever bytes
-  were persisted, so a long upload over a flaky link keeps going.
+  status query, with backoff; the retry budget is refilled whenever the
+  server persisted more, so a long upload over a flaky link keeps going, and
+  a server that keeps nothing of three chunks in a row counts as a failure.
 * 404, 410 (expired) and 499 (cancelled) raise UploadSessionExpired; other
   4xx raise PermanentError. The final object must have ``total`` bytes, and,
   when this call streamed the whole archive, the same MD5 as what was sent.
@@ -37,6 +38,7 @@ from syncd.remotes.base import OffsetSource
 from syncd.remotes.http import status_error, transport_reason
 
 BLOCK = 256 * 1024
+STALL_LIMIT = 3
 _RANGE = re.compile(r"^bytes=0-(\d+)$")
 
 
@@ -78,6 +80,7 @@ class ResumableUpload:
         )
         self.object: dict[str, Any] | None = None
         self.stats = SendStats()
+        self.held_most = 0  # the most the server has said it holds
 
     # --- one request ---------------------------------------------------------------
 
@@ -108,7 +111,9 @@ class ResumableUpload:
                 raise TransientError(
                     f"upload session: unreadable Range header {rng!r}", platform=self.platform
                 )
-            return int(m.group(1)) + 1
+            held = int(m.group(1)) + 1
+            self.held_most = max(self.held_most, held)
+            return held
         if code in (200, 201):
             try:
                 obj = response.json()
@@ -149,7 +154,7 @@ class ResumableUpload:
         """Upload whatever the server lacks; returns the object JSON (see module docstring)."""
         failures = 0
         while True:
-            before = self.stats.bytes_sent
+            before = self.held_most
             try:
                 return self._attempt(body_from)
             except TransientError as exc:
@@ -161,7 +166,8 @@ class ResumableUpload:
                 time.sleep(random.uniform(0, wait) if not isinstance(exc, _Gap) else 0)
 
     def _progressed(self, before: int) -> bool:
-        return self.stats.bytes_sent > before
+        """Did the server persist more since ``before``? (Bytes sent are no progress.)"""
+        return self.held_most > before
 
     def _attempt(self, body_from: OffsetSource) -> dict[str, Any]:
         held = self.status()
@@ -174,6 +180,7 @@ class ResumableUpload:
         pending = bytearray()
         pos = held  # archive offset of pending[0]
         ended = False
+        stalls = 0  # chunks in a row of which the server kept nothing
         while True:
             while not ended and len(pending) < self.chunk_size:
                 try:
@@ -227,6 +234,12 @@ class ResumableUpload:
                 )
             if held < pos + n:
                 self.stats.kept_less += 1
+            stalls = stalls + 1 if held == pos else 0
+            if stalls >= STALL_LIMIT:
+                raise TransientError(
+                    f"the server kept none of the last {stalls} chunks at byte {pos}",
+                    platform=self.platform,
+                )
             del pending[: held - pos]
             pos = held
 
