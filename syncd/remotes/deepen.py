@@ -154,6 +154,7 @@ class DeepenRemote:
         self._upload_client = make_client(timeout=max(cfg.timeout, 300.0))
         self.last_send: dict[str, int] = {}
         self._group_types: dict[str, str] = {}  # group → Deepen dataset_type (ensure_dataset)
+        self._fresh: set[str] = set()  # sessions opened by this process, nothing sent yet
 
     def close(self) -> None:
         self.http.client.close()
@@ -251,7 +252,9 @@ class DeepenRemote:
         resource = self._once.request(
             "POST", f"{self.api}/clients/{self.client_id}/datasets", classify, json=body
         )
-        return self._session_ref(resource, size)
+        upload = self._session_ref(resource, size)
+        self._fresh.add(str(upload.ref["upload_url"]))
+        return upload
 
     def find_upload(self, dataset_id: str, file_name: str, attempt: int) -> Upload | None:
         name = self._dataset_name(dataset_id, file_name, attempt)
@@ -282,8 +285,11 @@ class DeepenRemote:
             platform=PLATFORM,
             max_retries=self.cfg.max_retries,
         )
+        url = str(ref["upload_url"])
+        fresh = url in self._fresh
+        self._fresh.discard(url)  # only the very first try may skip the status query
         try:
-            session.send(body_from)
+            session.send(body_from, fresh=fresh)
         finally:
             s = session.stats
             self.last_send = {

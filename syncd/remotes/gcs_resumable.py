@@ -150,14 +150,20 @@ class ResumableUpload:
 
     # --- the whole upload ------------------------------------------------------------
 
-    def send(self, body_from: OffsetSource) -> dict[str, Any]:
-        """Upload whatever the server lacks; returns the object JSON (see module docstring)."""
+    def send(self, body_from: OffsetSource, *, fresh: bool = False) -> dict[str, Any]:
+        """Upload whatever the server lacks; returns the object JSON (see module docstring).
+
+        ``fresh``: the session was opened by this process and nothing was sent
+        to it yet, so the first status query is skipped (as Google's client
+        does); every later attempt asks the server first.
+        """
         failures = 0
         while True:
             before = self.held_most
             try:
-                return self._attempt(body_from)
+                return self._attempt(body_from, skip_status=fresh)
             except TransientError as exc:
+                fresh = False
                 failures = 0 if self._progressed(before) else failures + 1
                 if failures > self.max_retries:
                     raise
@@ -169,8 +175,8 @@ class ResumableUpload:
         """Did the server persist more since ``before``? (Bytes sent are no progress.)"""
         return self.held_most > before
 
-    def _attempt(self, body_from: OffsetSource) -> dict[str, Any]:
-        held = self.status()
+    def _attempt(self, body_from: OffsetSource, *, skip_status: bool) -> dict[str, Any]:
+        held = 0 if skip_status else self.status()
         if held is None:
             return self.object or {}
         self.stats.resumed_from = held if self.stats.chunks == 0 else self.stats.resumed_from
