@@ -216,7 +216,7 @@ def test_a_week_old_session_is_dead_without_asking(tmp_path: Path) -> None:
         "file_name": "3d_data.zip",
         "session_created_at": time.time() - 7 * 86400,
     }
-    with pytest.raises(UploadSessionExpired, match="7.0 days old"):
+    with pytest.raises(UploadSessionExpired, match=r"7\.0 days old"):
         r.resume_upload(Upload(ref=ref), 10, source(b"0123456789"))
     r.close()
 
