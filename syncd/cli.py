@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from syncd import __version__
-from syncd.config import Config, config_path, load_config
+from syncd.config import Config, check_folders, config_path, folder_problem, load_config
 from syncd.errors import AuthError, ConfigError, SyncdError
 from syncd.log import configure
 
@@ -84,6 +84,7 @@ def run(config_file: str | None) -> None:
     from syncd.daemon import Daemon
 
     cfg = _load(config_file)
+    check_folders(cfg)
     daemon = Daemon(cfg)
     try:
         _preflight(daemon, fatal_unreachable=False)
@@ -110,6 +111,7 @@ def once(config_file: str | None, timeout: str) -> None:
     except ValueError as exc:
         raise ConfigError(f"--timeout: {exc}") from None
     cfg = _load(config_file)
+    check_folders(cfg)
     daemon = Daemon(cfg)
     try:
         _preflight(daemon, fatal_unreachable=True)
@@ -124,7 +126,7 @@ def _preflight(daemon: Any, *, fatal_unreachable: bool) -> None:
     from syncd.remotes import build_remote
 
     for name, rc in daemon.cfg.remotes.items():
-        probe = build_remote(name, rc, max_retries=1)
+        probe = build_remote(name, rc)
         try:
             probe.check()
         except AuthError as exc:
@@ -147,11 +149,9 @@ def check(config_file: str | None) -> None:
     cfg = _load(config_file)
     problems = 0
     for s in cfg.syncs:
-        if s.push and s.folder is not None and not s.folder.is_dir():
-            click.echo(f"FAIL sync {s.name}: folder {str(s.folder)!r} does not exist", err=True)
-            problems += 1
-        elif s.push and s.folder is not None and not os.access(s.folder, os.R_OK | os.X_OK):
-            click.echo(f"FAIL sync {s.name}: folder {str(s.folder)!r} is not readable", err=True)
+        problem = folder_problem(s)
+        if problem:
+            click.echo(f"FAIL {problem}", err=True)
             problems += 1
         else:
             click.echo(

@@ -50,6 +50,11 @@ _SIZE_UNITS = {
     "gib": 2**30,
     "tib": 2**40,
 }
+_RATE_RE = re.compile(
+    r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$",
+    re.IGNORECASE,
+)
+_RATE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _VAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 DEFAULT_EXCLUDE = (".*", "*~", "*.tmp", "*.part", "*.partial", "*.swp", "~$*", "__MACOSX")
@@ -91,7 +96,31 @@ def parse_size(value: Any) -> int:
     raise ValueError(f"not a size: {value!r} (use e.g. '512MiB', '4GiB')")
 
 
+def parse_rate(value: Any) -> tuple[int, float]:
+    """``"100/s"``, ``"3000/min"``, ``"40/5s"`` → (requests, window seconds)."""
+    m = _RATE_RE.match(value) if isinstance(value, str) else None
+    if not m or int(m.group(1)) < 1:
+        raise ValueError(f"not a rate limit: {value!r} (use e.g. '100/s', '3000/min', '72000/h')")
+    per = float(m.group(2) or 1) * _RATE_UNITS[m.group(3)[0].lower()]
+    if per <= 0:
+        raise ValueError(f"not a rate limit: {value!r} (the window must be longer than 0)")
+    return int(m.group(1)), per
+
+
+def _check_rate(value: Any) -> str:
+    parse_rate(value)
+    return str(value)
+
+
+# Per platform, the windows the platform documents (BasicAI's OpenAPI guide);
+# a self-hosted Xtreme1 documents none, so a gentle default protects it.
+DEFAULT_RATE_LIMITS: dict[str, tuple[str, ...]] = {
+    "xtreme1": ("20/s",),
+    "basicai": ("100/s", "3000/min", "72000/h", "864000/d"),
+}
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+RateLimit = Annotated[str, BeforeValidator(_check_rate)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
@@ -100,7 +129,7 @@ class _Model(BaseModel):
 
 
 class StateConfig(_Model):
-    """``[state]``: where the database and the spool live."""
+    """``[state]``: where the database lives (a new folder is created 0700)."""
 
     dir: Path = Path("/var/lib/syncd")
 
@@ -116,6 +145,14 @@ class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class DaemonConfig(_Model):
+    """``[daemon]``: how ``syncd run`` behaves as a service."""
+
+    # SIGTERM: the step in flight may finish for this long, then transfers are
+    # cut at their last checkpoint (systemd's TimeoutStopSec must be longer).
+    shutdown_timeout: Duration = 30.0
+
+
 class RemoteConfig(_Model):
     """``[remotes.NAME]``: one platform endpoint and its credentials."""
 
@@ -125,7 +162,8 @@ class RemoteConfig(_Model):
     token_file: Path | None = None
     timeout: Duration = 30.0
     max_retries: int = Field(default=6, ge=0, le=100)
-    requests_per_second: float = Field(default=20.0, gt=0)
+    # Client-side windows shared by all of this remote's API calls; None = the platform's default.
+    rate_limits: tuple[RateLimit, ...] | None = None
     poll_interval: Duration = 3.0
     # Deepen only: the workspace, how datasets are created, chunked resumable uploads.
     client_id: str | None = None
@@ -157,6 +195,13 @@ class RemoteConfig(_Model):
             raise ValueError("client_id is required for deepen (Deepen issues it with the token)")
         return self
 
+    def windows(self) -> list[tuple[int, float]]:
+        """The rate-limit windows in force: (requests, seconds), as configured or by platform."""
+        limits = self.rate_limits
+        if limits is None:
+            limits = DEFAULT_RATE_LIMITS.get(self.platform, ("20/s",))
+        return [parse_rate(r) for r in limits]
+
     def resolved_token(self) -> str:
         """The token, reading ``token_file`` now; raises ConfigError if unreadable."""
         if self.token is not None:
@@ -183,6 +228,10 @@ class SyncConfig(_Model):
     pull: bool = True
     settle_seconds: Duration = 10.0
     ready_marker: str | None = None
+    # auto: native (inotify), polling when a kernel limit is reached; poll: for
+    # network filesystems, where native events do not arrive
+    watch_mode: Literal["auto", "native", "poll"] = "auto"
+    watch_poll_interval: Duration = 5.0
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     max_package_bytes: Size = 4 * 2**30
     name_collision: Literal["rename", "refuse"] = "rename"
@@ -205,6 +254,7 @@ class Config(_Model):
 
     state: StateConfig = StateConfig()
     log: LogConfig = LogConfig()
+    daemon: DaemonConfig = DaemonConfig()
     remotes: dict[str, RemoteConfig] = Field(default_factory=dict)
     syncs: list[SyncConfig] = Field(default_factory=list)
 
@@ -299,6 +349,28 @@ def _format_validation(exc: ValidationError, raw: dict[str, Any]) -> str:
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"{key}: {msg}")
     return "; ".join(lines)
+
+
+def folder_problem(sync: SyncConfig) -> str | None:
+    """Why a push sync's folder cannot be watched now (one line naming key and value), or None."""
+    if not sync.push or sync.folder is None:
+        return None
+    key = f"syncs[{sync.name}].folder: {str(sync.folder)!r}"
+    if not sync.folder.exists():
+        return f"{key} does not exist (create it, or fix the path)"
+    if not sync.folder.is_dir():
+        return f"{key} is not a folder"
+    if not os.access(sync.folder, os.R_OK | os.X_OK):
+        return f"{key} cannot be read by this user (permission denied)"
+    return None
+
+
+def check_folders(cfg: Config) -> None:
+    """Raise ConfigError for the first push folder that cannot be watched (``run``, ``once``)."""
+    for s in cfg.syncs:
+        problem = folder_problem(s)
+        if problem:
+            raise ConfigError(problem)
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:

@@ -5,8 +5,13 @@ Contract:
 * :meth:`Daemon.run` is ``syncd run``: watches every push folder (watchdog
   plus a full scan at start and every ``RESCAN_SECONDS``), runs the push
   stages in one loop thread and the pulls on their APScheduler schedule, until
-  SIGTERM/SIGINT. The first signal drains (the step in flight finishes; its
-  state is committed), a second one exits at once.
+  SIGTERM/SIGINT. The first signal drains: no new step starts, the step in
+  flight may finish within ``daemon.shutdown_timeout``; then a transfer in
+  flight is cut (``package.checkpointed``; its committed state is where the
+  next start resumes) and ``run`` returns 0. Should a step still hang
+  ``HARD_EXIT_GRACE`` seconds later, the process exits 0 anyway
+  (``daemon.drain_timeout``): every state it acted on was committed first.
+  A second signal exits at once with 128 + the signal number.
 * :meth:`Daemon.once` is ``syncd once``: one full scan, every settled unit
   uploaded and followed until its processing ends, then one pull per sync.
 * Stage errors never kill the daemon: each is logged (and recorded) as
@@ -34,6 +39,7 @@ from syncd.errors import SyncdError
 from syncd.log import get_logger
 from syncd.pipeline import pack, pull, upload, watch
 from syncd.pipeline.context import SyncContext
+from syncd.pipeline.observe import FolderWatcher
 from syncd.pipeline.schedule import build_scheduler
 from syncd.remotes import build_remote
 from syncd.remotes.base import Remote
@@ -43,6 +49,8 @@ T = TypeVar("T")
 RESCAN_SECONDS = 300.0
 QUIET_SECONDS = 30.0
 LOOP_SECONDS = 1.0
+HARD_EXIT_GRACE = 5.0
+ONCE_GIVE_UP_ATTEMPTS = 4  # about 15 s of backoff: enough for a blip, not for a broken file
 
 
 class Daemon:
@@ -69,9 +77,11 @@ class Daemon:
             for s in cfg.syncs
         ]
         self.tracker = watch.SettleTracker()
+        self.watcher: FolderWatcher | None = None
         self._errors: dict[str, dict[str, Any]] = {}
         self._errors_lock = threading.Lock()
         self.failed_in_run = False
+        self._attempts_before: dict[int | None, int] = {}
 
     def close(self) -> None:
         for r in self.remotes.values():
@@ -125,8 +135,8 @@ class Daemon:
 
     # --- the stages ------------------------------------------------------------------
 
-    def push_cycle(self, dirty: dict[str, set[str]] | None = None) -> None:
-        """One pass of watch → pack → upload over every sync."""
+    def push_cycle(self, dirty: dict[str, set[str] | None] | None = None) -> None:
+        """One pass of watch → pack → upload over every sync (``None``: scan everything)."""
         for ctx in self.contexts:
             if self.stop.is_set():
                 return
@@ -148,6 +158,14 @@ class Daemon:
                     return stage
         return None
 
+    def blocked_packages(self, attempts: int = ONCE_GIVE_UP_ATTEMPTS) -> list[Package]:
+        """Pending packages whose step failed ``attempts`` times in a row (``once`` stops waiting)."""
+        return [
+            p
+            for p in self.pending_packages()
+            if p.attempts - self._attempts_before.get(p.id or 0, 0) >= attempts
+        ]
+
     def pending_packages(self) -> list[Package]:
         """Packages that are past ``settled`` and not final (work the daemon still owes)."""
         with self.store.read() as s:
@@ -164,6 +182,7 @@ class Daemon:
         started = time.monotonic()
         with self.store.read() as s:
             before = {p.id: p.state for p in s.exec(select(Package)).all()}
+            self._attempts_before = {p.id: p.attempts for p in s.exec(select(Package)).all()}
         # A first scan only records what is there; a second one (same content)
         # settles units whose files are older than settle_seconds.
         self.push_cycle()
@@ -172,6 +191,19 @@ class Daemon:
             if not self.pending_packages():
                 break
             stuck = self.stuck_stage()
+            blocked = self.blocked_packages()
+            if blocked and len(blocked) == len(self.pending_packages()):
+                for p in blocked:
+                    self.log.error(
+                        "once.giving_up",
+                        package_id=p.id,
+                        unit=p.unit,
+                        state=p.state,
+                        reason=p.last_error,
+                        attempts=p.attempts,
+                    )
+                self.failed_in_run = True
+                break
             if stuck:
                 self.log.error("once.giving_up", stage=stuck, reason="the stage keeps failing")
                 self.failed_in_run = True
@@ -197,16 +229,17 @@ class Daemon:
     def run(self) -> int:
         """``syncd run``: the foreground daemon (see module docstring)."""
         self._install_signals()
-        from syncd.pipeline.watch import FolderWatcher
-
-        watcher = FolderWatcher(self.wake)
+        watcher = self.watcher = FolderWatcher(self.wake)
         for ctx in self.contexts:
             if ctx.cfg.push and ctx.cfg.folder is not None:
-                try:
-                    watcher.add(ctx.name, ctx.cfg.folder)
-                except OSError as exc:
-                    self._report(f"watch:{ctx.name}", f"cannot watch {ctx.cfg.folder}: {exc}")
-        watcher.start()
+                watcher.add(
+                    ctx.name, ctx.cfg.folder, ctx.cfg.watch_mode, ctx.cfg.watch_poll_interval
+                )
+        try:
+            watcher.start()
+        except OSError as exc:
+            watcher.stop()
+            raise SyncdError(f"cannot watch the folders: {exc}") from exc
         scheduler = build_scheduler(self.contexts, self.pull)
         scheduler.start()
         self._record(
@@ -226,6 +259,9 @@ class Daemon:
                         watcher.take(ctx.name)
                     self.push_cycle(None)
                 else:
+                    watcher.check()
+                    for n in watcher.take_notices():
+                        self._record(n.event, "warning", sync=n.sync, reason=n.reason)
                     self.push_cycle({c.name: watcher.take(c.name) for c in self.contexts})
                 self.wake.wait(LOOP_SECONDS)
                 self.wake.clear()
@@ -236,12 +272,29 @@ class Daemon:
             self._record("daemon.stopped", "info")
         return 0
 
+    def _drain_deadline(self) -> None:
+        """The drain took too long: cut transfers now, and exit for sure a little later."""
+        for ctx in self.contexts:
+            ctx.cancel.set()
+        self.log.warning(
+            "daemon.drain_deadline", seconds=self.cfg.daemon.shutdown_timeout, action="cancelling"
+        )
+        time.sleep(HARD_EXIT_GRACE)
+        self._record("daemon.drain_timeout", "error", grace_seconds=HARD_EXIT_GRACE)
+        os._exit(0)
+
     def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded (tests): the caller stops the daemon through ``stop``
+
         def handler(signum: int, _: FrameType | None) -> None:
             if self.stop.is_set():
                 os._exit(128 + signum)  # second signal: stop at once
             self.stop.set()
             self.wake.set()
+            timer = threading.Timer(self.cfg.daemon.shutdown_timeout, self._drain_deadline)
+            timer.daemon = True
+            timer.start()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)

@@ -108,3 +108,11 @@ class UploadSessionExpired(PermanentError):
 
     Permanent for that session; the pipeline records it and opens a new one.
     """
+
+
+class Cancelled(SyncdError):
+    """The daemon's drain deadline passed: stop the step in flight, keep its state.
+
+    Never retried. The step's last committed state is its checkpoint; the
+    next start takes the package up again from there.
+    """

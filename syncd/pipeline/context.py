@@ -17,12 +17,15 @@ class SyncContext:
     """One ``[[syncs]]`` entry, bound to its store and remote.
 
     ``stop`` is set when the daemon drains: long loops check it between steps.
+    ``cancel`` is set when the drain deadline passes: a transfer in flight
+    checks it between chunks and raises :class:`~syncd.errors.Cancelled`.
     """
 
     cfg: SyncConfig
     remote: Remote
     store: Store
     stop: threading.Event = field(default_factory=threading.Event)
+    cancel: threading.Event = field(default_factory=threading.Event)
     poll_interval: float = 3.0
     _dataset_id: str | None = None
 

@@ -12,7 +12,9 @@ Contract of :func:`upload` (a package in ``uploading`` whose remote has the
 2. With a session: :meth:`resume_upload` asks the platform how much it holds
    and sends the rest from that offset (:func:`open_archive_at`), so a
    restart after ``kill -9`` re-sends at most what the platform did not keep.
-3. A dead session (expired, cancelled, unknown, or older than a week) is
+3. The drain deadline (``ctx.cancel``) stops the stream between blocks
+   (:class:`~syncd.errors.Cancelled`); the next start resumes the session.
+4. A dead session (expired, cancelled, unknown, or older than a week) is
    recorded in ``upload_ref.abandoned`` with the reason (event
    ``package.upload_session_expired``) and a fresh one is opened.
 
@@ -26,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from syncd import failpoints
-from syncd.errors import LocalDataError, UploadSessionExpired
+from syncd.errors import Cancelled, LocalDataError, UploadSessionExpired
 from syncd.pipeline.archive import open_archive_at
 from syncd.pipeline.context import SyncContext
 from syncd.remotes.base import ResumableUploads, Upload
@@ -75,7 +77,11 @@ def upload(
 
     def body_from(offset: int) -> Iterator[bytes]:
         try:
-            yield from open_archive_at(folder, files, class_ids, offset)
+            for chunk in open_archive_at(folder, files, class_ids, offset):
+                if ctx.cancel.is_set():
+                    # The session and what the platform holds are the checkpoint.
+                    raise Cancelled(f"{pkg.unit}: upload stopped by the drain deadline")
+                yield chunk
         except OSError as exc:
             raise LocalDataError(
                 f"{pkg.unit}: reading {exc.filename or 'a file'} failed: {exc.strerror}"

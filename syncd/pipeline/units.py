@@ -34,6 +34,9 @@ class UnitSnapshot:
     is_file: bool
     files: tuple[FileStat, ...]
     marker: bool
+    # (path inside the unit, why) for entries that are not data: links that
+    # leave the watched folder, names that are not UTF-8
+    skipped: tuple[tuple[str, str], ...] = ()
 
     @property
     def newest_mtime_ns(self) -> int:
@@ -65,7 +68,8 @@ def list_units(folder: Path, exclude: tuple[str, ...]) -> list[str]:
     """Names of the units directly in ``folder`` (sorted; excluded names left out)."""
     try:
         with os.scandir(folder) as it:
-            return sorted(e.name for e in it if not excluded(e.name, exclude))
+            # a unit whose own name is not UTF-8 cannot be recorded or named on the platform
+            return sorted(e.name for e in it if not excluded(e.name, exclude) and _utf8(e.name))
     except FileNotFoundError as exc:
         raise LocalDataError(f"watched folder {str(folder)!r} does not exist") from exc
     except OSError as exc:
@@ -81,12 +85,20 @@ def scan_unit(
 
     Files that vanish during the scan are skipped (the next scan sees the new
     state); unreadable directories raise LocalDataError naming the path.
+    Never followed: directory symlinks, and file symlinks whose target lies
+    outside ``folder`` (they go to ``skipped``). FIFOs, sockets and devices
+    are not data and are ignored; names that are not valid UTF-8 cannot be
+    named in an archive or on the platform and go to ``skipped``.
     """
     root = folder / name
     try:
         st = root.stat()
     except FileNotFoundError:
         return None
+    if root.is_symlink():
+        real_folder = os.path.realpath(folder)
+        if os.path.commonpath([real_folder, os.path.realpath(root)]) != real_folder:
+            return None  # a link out of the watched folder is never followed
     if not os.path.isdir(root):
         if excluded(name, exclude):
             return None
@@ -98,7 +110,9 @@ def scan_unit(
             marker=False,
         )
     files: list[FileStat] = []
+    skipped: list[tuple[str, str]] = []
     has_marker = False
+    real_folder = os.path.realpath(folder)
     stack = [root]
     while stack:
         current = stack.pop()
@@ -115,15 +129,40 @@ def scan_unit(
             if marker and rel == marker:
                 has_marker = True
                 continue
+            if not _utf8(rel):
+                skipped.append((rel, "the name is not valid UTF-8"))
+                continue
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
                     continue
+                if entry.is_symlink():
+                    target = os.path.realpath(entry.path)
+                    if os.path.commonpath([real_folder, target]) != real_folder:
+                        skipped.append((rel, "a symlink that leads outside the watched folder"))
+                        continue
                 if not entry.is_file(follow_symlinks=True):
-                    continue  # sockets, fifos, dangling links: not data
+                    continue  # sockets, fifos, devices, dangling links: not data
                 est = entry.stat(follow_symlinks=True)
             except FileNotFoundError:
                 continue
             files.append(FileStat(rel, est.st_size, est.st_mtime_ns))
     files.sort(key=lambda f: f.rel_path)
-    return UnitSnapshot(name=name, path=root, is_file=False, files=tuple(files), marker=has_marker)
+    skipped.sort()
+    return UnitSnapshot(
+        name=name,
+        path=root,
+        is_file=False,
+        files=tuple(files),
+        marker=has_marker,
+        skipped=tuple(skipped),
+    )
+
+
+def _utf8(name: str) -> bool:
+    """False for names holding bytes that are not UTF-8 (surrogate escapes from os.scandir)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

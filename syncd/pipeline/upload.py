@@ -39,7 +39,7 @@ from typing import Literal
 from sqlmodel import col, delete, select
 
 from syncd import failpoints
-from syncd.errors import LocalDataError, NotFoundError, PermanentError, TransientError
+from syncd.errors import Cancelled, LocalDataError, NotFoundError, PermanentError, TransientError
 from syncd.pipeline import resumable
 from syncd.pipeline.archive import open_archive, verify_files
 from syncd.pipeline.context import SyncContext
@@ -86,9 +86,29 @@ def advance(ctx: SyncContext, pkg: Package) -> None:
                 return
             pkg = nxt
     except TransientError as exc:
-        schedule_retry(ctx, pkg, str(exc))
+        if ctx.cancel.is_set():
+            _checkpoint(ctx, pkg, str(exc))
+        else:
+            schedule_retry(ctx, pkg, str(exc))
+    except Cancelled as exc:
+        _checkpoint(ctx, pkg, str(exc))
     except PermanentError as exc:
         fail(ctx, pkg, str(exc))
+
+
+def _checkpoint(ctx: SyncContext, pkg: Package, reason: str) -> None:
+    """The drain deadline cut a step short: its committed state is where the next start resumes."""
+    with ctx.store.tx() as tx:
+        tx.event(
+            "package.checkpointed",
+            level="warning",
+            sync=ctx.name,
+            package_id=pkg.id,
+            unit=pkg.unit,
+            from_state=pkg.state,
+            to_state=pkg.state,
+            reason=reason,
+        )
 
 
 def _files(ctx: SyncContext, pkg: Package) -> list[PackageFile]:
@@ -144,7 +164,10 @@ def _upload(ctx: SyncContext, pkg: Package) -> Package | None:
 
     def body() -> Iterator[bytes]:
         try:
-            yield from open_archive(folder, files, class_ids)
+            for chunk in open_archive(folder, files, class_ids):
+                if ctx.cancel.is_set():
+                    raise Cancelled(f"{pkg.unit}: upload stopped by the drain deadline")
+                yield chunk
         except OSError as exc:
             raise LocalDataError(
                 f"{pkg.unit}: reading {exc.filename or 'a file'} failed: {exc.strerror}"

@@ -10,24 +10,20 @@ Contract of :func:`run_once`:
   exists (``ready_marker`` set), or, without a marker, when the unit's file
   list, sizes and mtimes stayed the same for ``settle_seconds``.
 
-:class:`FolderWatcher` (watchdog) only says *which* units changed and wakes
-the daemon; it never changes state itself.
+:class:`~syncd.pipeline.observe.FolderWatcher` (watchdog) only says *which*
+units changed and wakes the daemon; it never changes state itself.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 import warnings
-from pathlib import Path
 
 from sqlmodel import col, select
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.coverage import covered_versions
-from syncd.pipeline.units import UnitSnapshot, excluded, list_units, scan_unit, unit_of
+from syncd.pipeline.units import UnitSnapshot, excluded, list_units, scan_unit
 from syncd.store import Package, utcnow
 
 # Packages that hold no frozen file list yet: a unit has at most one of them.
@@ -125,6 +121,16 @@ def run_once(ctx: SyncContext, tracker: SettleTracker, units: set[str] | None = 
                     files=len(new),
                     bytes=pkg.total_bytes,
                 )
+                if snap.skipped:
+                    tx.event(
+                        "unit.files_skipped",
+                        level="warning",
+                        sync=ctx.name,
+                        package_id=pkg.id,
+                        unit=name,
+                        count=len(snap.skipped),
+                        files=[f"{path}: {why}" for path, why in snap.skipped[:20]],
+                    )
             changes += 1
         if pkg.state == "detected" and is_settled(ctx, snap, stable):
             with ctx.store.tx() as tx:
@@ -141,48 +147,3 @@ def run_once(ctx: SyncContext, tracker: SettleTracker, units: set[str] | None = 
                     )
                     changes += 1
     return changes
-
-
-class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: FolderWatcher, sync: str, folder: Path) -> None:
-        self.watcher, self.sync, self.folder = watcher, sync, folder
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        for path in (event.src_path, getattr(event, "dest_path", "")):
-            if path:
-                unit = unit_of(self.folder, str(path))
-                if unit:
-                    self.watcher.mark(self.sync, unit)
-
-
-class FolderWatcher:
-    """watchdog observers on every push folder; collects dirty units and wakes the daemon."""
-
-    def __init__(self, wake: threading.Event) -> None:
-        self.wake = wake
-        self._dirty: dict[str, set[str]] = {}
-        self._lock = threading.Lock()
-        self._observer = Observer()
-
-    def add(self, sync: str, folder: Path) -> None:
-        self._observer.schedule(_Handler(self, sync, folder), str(folder), recursive=True)
-
-    def mark(self, sync: str, unit: str) -> None:
-        with self._lock:
-            self._dirty.setdefault(sync, set()).add(unit)
-        self.wake.set()
-
-    def take(self, sync: str) -> set[str]:
-        """The units of ``sync`` that changed since the last call."""
-        with self._lock:
-            return self._dirty.pop(sync, set())
-
-    def start(self) -> None:
-        self._observer.start()
-
-    def stop(self) -> None:
-        self._observer.stop()
-        self._observer.join(timeout=5)
-
-    def alive(self) -> bool:
-        return bool(self._observer.is_alive())

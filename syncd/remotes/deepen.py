@@ -146,10 +146,9 @@ class DeepenRemote:
             client,
             platform=PLATFORM,
             max_retries=cfg.max_retries,
-            requests_per_second=cfg.requests_per_second,
+            windows=cfg.windows(),
+            limiter_key=f"{name}:{cfg.url}",
         )
-        # Requests that must not be repeated blindly (they create something): one try.
-        self._once = Http(client, platform=PLATFORM, max_retries=0)
         # The upload host must never see the API token: the session URI is its credential.
         self._upload_client = make_client(timeout=max(cfg.timeout, 300.0))
         self.last_send: dict[str, int] = {}
@@ -249,8 +248,12 @@ class DeepenRemote:
             body["dataset_format"] = self.cfg.dataset_format
         # Not idempotent, so no automatic retry: the pipeline recorded the attempt first
         # and looks for the dataset by name (find_upload) before creating another.
-        resource = self._once.request(
-            "POST", f"{self.api}/clients/{self.client_id}/datasets", classify, json=body
+        resource = self.http.request(
+            "POST",
+            f"{self.api}/clients/{self.client_id}/datasets",
+            classify,
+            json=body,
+            idempotent=False,
         )
         upload = self._session_ref(resource, size)
         self._fresh.add(str(upload.ref["upload_url"]))
@@ -329,11 +332,12 @@ class DeepenRemote:
         resource = self._get(f"/datasets/{deepen_id}")
         if resource.get("processing_status") != "files_to_be_uploaded":
             return deepen_id  # an earlier submit arrived
-        self._once.request(
+        self.http.request(
             "POST",
             f"{self.api}/datasets/{deepen_id}/process_uploaded_data",
             classify,
             json={"file_name": upload.ref["file_name"]},
+            idempotent=False,
         )
         return deepen_id
 

@@ -5,7 +5,8 @@ Contract:
 * :func:`make_client` builds the httpx client every backend uses (timeouts,
   connection limits, a User-Agent; auth headers are added by the backend).
 * :meth:`Http.request` sends one logical request: it waits for the rate
-  limiter, retries :class:`~syncd.errors.TransientError` with exponential
+  limiter (every window of the remote's ``rate_limits``, shared by all of
+  that remote's API calls from every thread), retries :class:`~syncd.errors.TransientError` with exponential
   backoff and full jitter (tenacity), obeys ``Retry-After``, and gives up
   after ``max_retries`` tries by raising the last TransientError. It never
   retries a PermanentError or a cancellation (KeyboardInterrupt, SystemExit).
@@ -19,6 +20,8 @@ Contract:
 from __future__ import annotations
 
 import email.utils
+import re
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,10 +29,11 @@ from typing import Any, TypeVar
 
 import httpx
 import tenacity
-from pyrate_limiter import Duration, Limiter, Rate
+from pyrate_limiter import Limiter, Rate
 
 from syncd import __version__
 from syncd.errors import RateLimited, TransientError
+from syncd.log import get_logger
 
 T = TypeVar("T")
 
@@ -45,6 +49,37 @@ def make_client(*, timeout: float, base_url: str = "") -> httpx.Client:
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         follow_redirects=False,
     )
+
+
+# The platform timestamps a request when it arrives, a moment after we sent it;
+# windows a little longer than the platform's keep that moment from causing 429s.
+WINDOW_MARGIN = 1.02
+WINDOW_MARGIN_MS = 20
+
+
+def limiter_rates(windows: list[tuple[int, float]]) -> list[Rate]:
+    """pyrate-limiter rates for (requests, seconds) windows, shortest first, with the margin."""
+    return [
+        Rate(n, int(seconds * 1000 * WINDOW_MARGIN) + WINDOW_MARGIN_MS)
+        for n, seconds in sorted(windows, key=lambda w: w[1])
+    ]
+
+
+_limiters: dict[tuple[str, tuple[tuple[int, float], ...]], Limiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def shared_limiter(key: str, windows: list[tuple[int, float]]) -> Limiter:
+    """One limiter per remote (``key``) and windows in this process, whoever builds a client.
+
+    The preflight check, the push loop and every pull thread then draw from
+    the same budget, as the platform counts them.
+    """
+    with _limiters_lock:
+        spec = (key, tuple(sorted(windows)))
+        if spec not in _limiters:
+            _limiters[spec] = Limiter(limiter_rates(windows))
+        return _limiters[spec]
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -79,19 +114,24 @@ class Http:
         *,
         platform: str,
         max_retries: int = 6,
-        requests_per_second: float = 20.0,
+        windows: list[tuple[int, float]] | None = None,
+        limiter_key: str | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
-        rates: list[Rate] | None = None,
     ) -> None:
         self.client = client
         self.platform = platform
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        per_second = max(1, int(requests_per_second))
-        self.limiter = Limiter(rates or [Rate(per_second, Duration.SECOND)])
+        self.limiter = shared_limiter(
+            limiter_key or f"{platform}@{id(self)}", windows or [(20, 1.0)]
+        )
         self.requests_sent = 0
+        self._quiet_lock = threading.Lock()
+        self._failures = 0
+        self._last_shape = ""
+        self._last_logged = 0.0
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -102,25 +142,80 @@ class Http:
         )
         return float(backoff(state))
 
-    def call(self, send: Callable[[], T]) -> T:
-        """Run ``send`` (one try of a request, mapping its own errors) under the retry policy."""
+    def call(self, send: Callable[[], T], *, idempotent: bool = True) -> T:
+        """Run ``send`` (one try of a request, mapping its own errors) under the retry policy.
+
+        A non-idempotent request is retried only when it surely never reached
+        the platform (refused connection, 429); otherwise its TransientError
+        (``request_sent``) goes to the caller, who must ask the platform first.
+        """
+
+        def retryable(exc: BaseException) -> bool:
+            if not isinstance(exc, TransientError):
+                return False
+            return idempotent or not exc.request_sent
+
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientError),
+            retry=tenacity.retry_if_exception(retryable),
             stop=tenacity.stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
+            before_sleep=self._before_sleep,
             reraise=True,
             sleep=time.sleep,
         )
-        return retrying(send)
+        try:
+            result = retrying(send)
+        except TransientError as exc:
+            self._trouble(exc, None)
+            raise
+        self._recovered()
+        return result
+
+    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TransientError):
+            self._trouble(exc, state.next_action.sleep if state.next_action else None)
+
+    def _trouble(self, exc: TransientError, wait: float | None) -> None:
+        """Log a failed try: a new kind of error at once, the same one at most every QUIET_SECONDS."""
+        now = time.monotonic()
+        shape = re.sub(r"\d+", "#", str(exc))
+        with self._quiet_lock:
+            self._failures += 1
+            due = shape != self._last_shape or now - self._last_logged >= QUIET_SECONDS
+            if due:
+                self._last_shape, self._last_logged = shape, now
+            failures = self._failures
+        if due:
+            get_logger().warning(
+                "remote.retry",
+                platform=self.platform,
+                error=str(exc),
+                failures=failures,
+                retry_in=None if wait is None else round(wait, 2),
+            )
+
+    def _recovered(self) -> None:
+        if not self._failures:
+            return
+        with self._quiet_lock:
+            failures, self._failures, self._last_shape = self._failures, 0, ""
+        if failures:
+            get_logger().info("remote.recovered", platform=self.platform, after_failures=failures)
 
     def request(
         self,
         method: str,
         url: str,
         classify: Callable[[httpx.Response], T],
+        *,
+        idempotent: bool = True,
         **kwargs: Any,
     ) -> T:
-        """Send a request with rate limiting and retries; ``classify`` maps the response."""
+        """Send a request with rate limiting and retries; ``classify`` maps the response.
+
+        ``idempotent=False``: see :meth:`call`.
+        """
 
         def once() -> T:
             self.limiter.try_acquire(self.platform)
@@ -140,7 +235,7 @@ class Http:
                 ) from exc
             return classify(response)
 
-        return self.call(once)
+        return self.call(once, idempotent=idempotent)
 
 
 def transport_reason(exc: httpx.TransportError) -> str:
@@ -155,6 +250,9 @@ def transport_reason(exc: httpx.TransportError) -> str:
     if isinstance(exc, httpx.RemoteProtocolError):
         return f"connection broken ({text})"
     return f"{type(exc).__name__}: {text}"
+
+
+QUIET_SECONDS = 30.0
 
 
 def status_error(response: httpx.Response, platform: str) -> TransientError | None:

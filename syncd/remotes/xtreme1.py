@@ -26,6 +26,7 @@ from syncd.errors import (
     RemoteRejected,
     TransientError,
 )
+from syncd.log import get_logger
 from syncd.remotes.base import (
     ByteSource,
     ItemPage,
@@ -39,6 +40,7 @@ from syncd.remotes.base import (
 from syncd.remotes.http import Http, describe, make_client, status_error, transport_reason
 
 PLATFORM = "xtreme1"
+FRESH_URL_TRIES = 3
 PAGE_SIZE = 500  # Xtreme1 has no upper bound on pageSize; 500 keeps replies small
 RESULT_BATCH = 100  # ids per getDataAndResult call (DESIGN: batches of at most 100)
 UPLOAD_CHUNK = 1024 * 1024
@@ -133,7 +135,8 @@ class Xtreme1Remote:
             client,
             platform=PLATFORM,
             max_retries=cfg.max_retries,
-            requests_per_second=cfg.requests_per_second,
+            windows=cfg.windows(),
+            limiter_key=f"{name}:{cfg.url}",
         )
         # The object store must never see the API token: a client without auth.
         self._put_client = make_client(timeout=max(cfg.timeout, 300.0))
@@ -243,6 +246,20 @@ class Xtreme1Remote:
     def upload_archive(
         self, dataset_id: str, file_name: str, size: int, body: ByteSource
     ) -> Upload:
+        # A URL can expire while we wait (backoff, a slow link): ask for a
+        # fresh one, a few times, then let the package back off.
+        for _ in range(FRESH_URL_TRIES):
+            try:
+                return self._upload_once(dataset_id, file_name, size, body)
+            except _ExpiredUrl as exc:
+                get_logger().warning("remote.retry", platform=PLATFORM, error=str(exc))
+        raise TransientError(
+            f"PUT {file_name}: the presigned URL expired {FRESH_URL_TRIES} times in a row "
+            "(is the platform's clock right?)",
+            platform=PLATFORM,
+        )
+
+    def _upload_once(self, dataset_id: str, file_name: str, size: int, body: ByteSource) -> Upload:
         urls = self._get("/data/generatePresignedUrl", fileName=file_name, datasetId=dataset_id)
         presigned, access = urls["presignedUrl"], urls["accessUrl"]
 
@@ -276,11 +293,7 @@ class Xtreme1Remote:
                 code=str(response.status_code),
             )
 
-        try:
-            self.http.call(put_once)
-        except _ExpiredUrl:
-            # A URL that expired while we waited: ask for a fresh one, once.
-            return self.upload_archive(dataset_id, file_name, size, body)
+        self.http.call(put_once)
         return Upload(ref={"accessUrl": access, "fileName": file_name})
 
     def submit(self, dataset_id: str, upload: Upload, *, with_results: str | None) -> str:
@@ -293,7 +306,10 @@ class Xtreme1Remote:
         if with_results:
             # Without resultType the backend ignores result/*.json (notes §3.3).
             body["resultType"] = with_results
-        serial = self._post("/data/upload", body)
+        # Not idempotent: a failure after sending is left to the caller's recovery.
+        serial = self.http.request(
+            "POST", self.api + "/data/upload", classify, json=body, idempotent=False
+        )
         return str(serial)
 
     def processing(self, serial: str) -> Processing:

@@ -13,6 +13,8 @@ fires ``times`` times (for ever when null) and is then dropped.
 - ``truncated_json``: HTTP 200 with JSON cut in the middle.
 - ``reset``: read part of the body, start a response, then drop the
   connection (the client sees the connection break).
+- ``throttle``: serve normally but read the request body at ``rate`` bytes
+  per second (a slow uplink; the client's writes block as on a real one).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class FaultRules:
 
     def add(self, rule: dict[str, Any]) -> None:
         action = rule.get("action", "status")
-        if action not in ("status", "delay", "html", "truncated_json", "reset"):
+        if action not in ("status", "delay", "html", "truncated_json", "reset", "throttle"):
             raise ValueError(f"unknown action {action!r}")
         re.compile(rule.get("path", ".*"))
         with self._lock:
@@ -75,6 +77,17 @@ class FaultMiddleware:
         if action == "delay":
             await asyncio.sleep(float(rule.get("delay", 1.0)))
             await self.app(scope, receive, send)
+            return
+        if action == "throttle":
+            rate = max(1.0, float(rule.get("rate", 1e6)))
+
+            async def slow_receive() -> Message:
+                message = await receive()
+                if message["type"] == "http.request":
+                    await asyncio.sleep(len(message.get("body", b"")) / rate)
+                return message
+
+            await self.app(scope, slow_receive, send)
             return
         if action == "reset":
             await _drain(receive, limit=int(rule.get("after_bytes", 64 * 1024)))

@@ -11,6 +11,7 @@ the internal ``minio:9000`` host. ``/__sandbox/`` is the admin API.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -27,6 +28,7 @@ from starlette.routing import Route
 
 from syncd.sandbox.faults import FaultMiddleware, FaultRules
 from syncd.sandbox.objectstore import ObjectStore
+from syncd.sandbox.ratelimit import RateWindows
 from syncd.sandbox.xtreme1_state import (
     BUCKET,
     INTERNAL,
@@ -123,6 +125,8 @@ class Xtreme1App:
         self.store = ObjectStore(data_dir / "objects")
         self.state = Xtreme1State(self.store)
         self.faults = FaultRules()
+        self._windows: RateWindows | None = None
+        self._windows_spec: object = None
 
     # --- plumbing ------------------------------------------------------------------
 
@@ -143,6 +147,9 @@ class Xtreme1App:
                     },
                     status_code=401,
                 )
+            limited = self._rate_limited()
+            if limited is not None:
+                return limited
             try:
                 return await fn(request)
             except Business as exc:
@@ -153,6 +160,25 @@ class Xtreme1App:
                 )
 
         return wrapped
+
+    def _rate_limited(self) -> Response | None:
+        """429 when a configured window is full (``Retry-After`` unless switched off)."""
+        spec = self.state.config.get("rate_limits")
+        if not spec:
+            return None
+        if self._windows is None or self._windows_spec != spec:
+            self._windows, self._windows_spec = RateWindows([tuple(w) for w in spec]), spec
+        wait = self._windows.admit()
+        if wait is None:
+            return None
+        headers = {}
+        if self.state.config.get("rate_limit_retry_after", True):
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return JSONResponse(
+            {"code": "TOO_MANY_REQUESTS", "message": "Too many requests", "data": None},
+            status_code=429,
+            headers=headers,
+        )
 
     def dataset(self, dataset_id: int) -> DatasetRow:
         row = self.state.datasets.get(dataset_id)
@@ -569,6 +595,7 @@ class Xtreme1App:
                     "data_upload_calls": list(st.upload_calls),
                     "items_per_dataset": per_ds,
                     "bytes_received": self.store.bytes_received,
+                    "rate_limited": self._windows.rejected if self._windows else 0,
                 }
             )
 

@@ -110,6 +110,10 @@ class Xtreme1State:
             "processing_step_delay": 0.05,
             "max_concurrent_processing": 2,
             "stall_processing": False,
+            # [[requests, seconds], ...]: windows enforced with 429 (self-hosted
+            # Xtreme1 has none; tests switch them on to prove the client's limiter)
+            "rate_limits": None,
+            "rate_limit_retry_after": True,
         }
         self._queue: list[str] = []
         self._cond = threading.Condition()

@@ -55,6 +55,7 @@ def _v1_initial(conn: Connection) -> None:
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial tables and views", _v1_initial),
 ]
+LATEST_VERSION = MIGRATIONS[-1][0]
 
 
 def migrate(engine: Engine) -> int:

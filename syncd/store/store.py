@@ -16,6 +16,7 @@ Contract:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,9 +30,9 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 from syncd import failpoints
-from syncd.errors import StoreError
+from syncd.errors import ConfigError, StoreError
 from syncd.log import get_logger, redact
-from syncd.store.migrations import migrate
+from syncd.store.migrations import LATEST_VERSION, migrate
 from syncd.store.models import FINAL_STATES, PACKAGE_STATES, Event, Package
 
 BUSY_TIMEOUT_MS = 30_000
@@ -158,25 +159,103 @@ class Tx:
         self._logs.clear()
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_database(path: Path) -> None:
+    """Refuse a file syncd must not touch: not SQLite, another program's, or a newer syncd's.
+
+    Raises ConfigError naming ``state.dir``; never writes to the file.
+    """
+    where = f"state.dir: {str(path)!r}"
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"{where} cannot be read: {exc.strerror}") from exc
+    if not head:
+        return  # an empty file is what SQLite itself creates first
+    if head != SQLITE_MAGIC:
+        raise ConfigError(
+            f"{where} is not a SQLite database (corrupted, or another file); syncd will not "
+            "overwrite it: move it away to start with an empty state"
+        )
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            newest = (
+                conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+                if "schema_migrations" in tables
+                else None
+            )
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(
+            f"{where} cannot be read as a database ({exc}); syncd will not overwrite it: "
+            "move it away to start with an empty state"
+        ) from exc
+    if tables and "schema_migrations" not in tables:
+        raise ConfigError(
+            f"{where} belongs to another program (tables {', '.join(sorted(tables)[:5])}); "
+            "point state.dir at a folder of syncd's own"
+        )
+    if newest is not None and newest > LATEST_VERSION:
+        raise ConfigError(
+            f"{where} was written by a newer syncd (schema {newest}, this one knows "
+            f"{LATEST_VERSION}); upgrade syncd"
+        )
+
+
+def store_error(path: Path, exc: OperationalError) -> StoreError:
+    """A StoreError that says what to do about the usual causes."""
+    reason = str(exc.orig)
+    if "locked" in reason:
+        reason += (
+            f" (another process held the write lock for over {BUSY_TIMEOUT_MS // 1000}s: "
+            "a sqlite3 shell with an open transaction? readers never block syncd)"
+        )
+    elif "full" in reason:
+        reason += " (free space on the state disk; syncd retries and loses nothing)"
+    return StoreError(f"state database {str(path)!r}: {reason}")
+
+
 class Store:
-    """Opens ``<state.dir>/syncd.db``, migrates it, and hands out transactions."""
+    """Opens ``<state.dir>/syncd.db``, migrates it, and hands out transactions.
+
+    A new state folder is created 0700 and a new database 0600 (its -wal and
+    -shm files inherit that): it holds dataset names, file paths and events.
+    """
 
     def __init__(self, state_dir: Path) -> None:
         self.dir = Path(state_dir)
         self.path = self.dir / "syncd.db"
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            (self.dir / "spool").mkdir(exist_ok=True)
+            if not self.dir.exists():
+                self.dir.mkdir(parents=True, mode=0o700)
+                self.dir.chmod(0o700)  # mkdir's mode is filtered by the umask
         except OSError as exc:
-            raise StoreError(
-                f"state.dir {str(self.dir)!r} cannot be created: {exc.strerror}"
+            raise ConfigError(
+                f"state.dir: {str(self.dir)!r} cannot be created: {exc.strerror}"
+            ) from exc
+        check_database(self.path)
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise ConfigError(
+                f"state.dir: {str(self.path)!r} cannot be created or written: {exc.strerror}"
             ) from exc
         try:
             self._write = _engine(self.path, immediate=True)
             self._read = _engine(self.path, immediate=False)
             self.version = migrate(self._write)
         except OperationalError as exc:
-            raise StoreError(f"state database {str(self.path)!r}: {exc.orig}") from exc
+            raise store_error(self.path, exc) from exc
 
     @contextmanager
     def tx(self) -> Iterator[Tx]:
@@ -187,7 +266,7 @@ class Store:
             with session.begin():
                 yield tx
         except OperationalError as exc:
-            raise StoreError(f"state database {str(self.path)!r}: {exc.orig}") from exc
+            raise store_error(self.path, exc) from exc
         finally:
             session.close()
         tx.emit_logs()
@@ -199,6 +278,8 @@ class Store:
         try:
             with session.begin():
                 yield session
+        except OperationalError as exc:
+            raise store_error(self.path, exc) from exc
         finally:
             session.close()
 
