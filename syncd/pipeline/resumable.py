@@ -35,7 +35,6 @@ from syncd.remotes.base import ResumableUploads, Upload
 from syncd.store import Package, PackageFile, utcnow
 
 MAX_SESSIONS = 20  # a package that burns this many sessions has a problem a new one won't fix
-_PUBLIC = ("deepen_dataset_id", "dataset_name", "file_name", "session_created_at")
 
 
 def _save(
@@ -60,8 +59,8 @@ def _save(
 
 
 def _public(session: dict[str, Any]) -> dict[str, Any]:
-    """What of a session may appear in events (never the session URI: it is a credential)."""
-    return {k: session[k] for k in _PUBLIC if k in session}
+    """What of a session may appear in events: never its URI (the URI is a credential)."""
+    return {k: v for k, v in session.items() if "url" not in k.lower()}
 
 
 def upload(

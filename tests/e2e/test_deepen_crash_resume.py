@@ -98,6 +98,10 @@ def test_sigkill_mid_upload_resumes_from_what_the_platform_holds(tmp_path: Path)
         after = admin("GET", "/counters")
         sent_after_restart = after["bytes_received"] - before["bytes_received"]
         archive_bytes = query(db, "SELECT archive_bytes FROM packages")[0][0]
+        print(
+            f"archive {archive_bytes} B; held at the kill {held} B; "
+            f"sent after the restart {sent_after_restart} B"
+        )
         assert 0 < sent_after_restart < archive_bytes
         assert sent_after_restart <= archive_bytes - held + 8 * 1024 * 1024
         # one session, one Deepen dataset, processed once
