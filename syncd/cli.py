@@ -20,7 +20,7 @@ import click
 
 from syncd import __version__
 from syncd.config import Config, check_folders, config_path, folder_problem, load_config
-from syncd.errors import AuthError, ConfigError, SyncdError
+from syncd.errors import AuthError, ConfigError, PermanentError, SyncdError
 from syncd.log import configure
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -131,6 +131,10 @@ def _preflight(daemon: Any, *, fatal_unreachable: bool) -> None:
             probe.check()
         except AuthError as exc:
             raise AuthError(f"remote {name!r}: {exc}") from None
+        except PermanentError as exc:
+            if exc.code == "tls":  # a setting to change, not an outage to wait out
+                raise ConfigError(f"remotes.{name}.ca_bundle: {exc}") from None
+            raise type(exc)(f"remote {name!r}: {exc}") from None
         except SyncdError as exc:
             if fatal_unreachable:
                 raise type(exc)(f"remote {name!r}: {exc}") from None

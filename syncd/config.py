@@ -161,6 +161,9 @@ class RemoteConfig(_Model):
     token: str | None = Field(default=None, repr=False)
     token_file: Path | None = None
     timeout: Duration = 30.0
+    # PEM file of the CA that signed the platform's certificate (a private CA);
+    # verification itself is always on
+    ca_bundle: Path | None = None
     max_retries: int = Field(default=6, ge=0, le=100)
     # Client-side windows shared by all of this remote's API calls; None = the platform's default.
     rate_limits: tuple[RateLimit, ...] | None = None
@@ -186,6 +189,13 @@ class RemoteConfig(_Model):
         if not re.match(r"^https?://[^/\s]+", v):
             raise ValueError(f"not an http(s) URL: {v!r}")
         return v.rstrip("/")
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"no such file: {str(v)!r}")
+        return v
 
     @model_validator(mode="after")
     def _one_token(self) -> RemoteConfig:
@@ -409,6 +419,9 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path) -> Config:
             if not tf.is_absolute():
                 tf = Path(cred_dir) / tf if cred_dir else base_dir / tf
             remote["token_file"] = str(tf)
+        if isinstance(remote, dict) and isinstance(remote.get("ca_bundle"), str):
+            ca = Path(remote["ca_bundle"])
+            remote["ca_bundle"] = str(ca if ca.is_absolute() else base_dir / ca)
         del name
     state = expanded.get("state")
     if isinstance(state, dict) and isinstance(state.get("dir"), str):

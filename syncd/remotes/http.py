@@ -20,6 +20,8 @@ Contract:
 from __future__ import annotations
 
 import email.utils
+import os
+import ssl
 import re
 import threading
 import time
@@ -32,7 +34,7 @@ import tenacity
 from pyrate_limiter import Limiter, Rate
 
 from syncd import __version__
-from syncd.errors import RateLimited, TransientError
+from syncd.errors import PermanentError, RateLimited, TransientError
 from syncd.log import get_logger
 
 T = TypeVar("T")
@@ -40,9 +42,19 @@ T = TypeVar("T")
 USER_AGENT = f"syncd/{__version__}"
 
 
-def make_client(*, timeout: float, base_url: str = "") -> httpx.Client:
+def tls_context(ca_bundle: str | os.PathLike[str] | None) -> ssl.SSLContext:
+    """Certificate verification, always on: the system's CAs, or ``ca_bundle`` (PEM) instead."""
+    if ca_bundle is None:
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=os.fspath(ca_bundle))
+
+
+def make_client(
+    *, timeout: float, base_url: str = "", verify: ssl.SSLContext | None = None
+) -> httpx.Client:
     """The httpx client every backend uses. Uploads pass their own longer timeouts."""
     return httpx.Client(
+        verify=verify if verify is not None else tls_context(None),
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
         limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
@@ -228,6 +240,12 @@ class Http:
                     platform=self.platform,
                 ) from exc
             except httpx.TransportError as exc:
+                if is_tls_failure(exc):
+                    raise PermanentError(
+                        f"{method} {httpx.URL(url).path}: {transport_reason(exc)}",
+                        platform=self.platform,
+                        code="tls",
+                    ) from exc
                 raise TransientError(
                     f"{method} {httpx.URL(url).path}: {transport_reason(exc)}",
                     platform=self.platform,
@@ -238,9 +256,20 @@ class Http:
         return self.call(once, idempotent=idempotent)
 
 
+def is_tls_failure(exc: httpx.TransportError) -> bool:
+    """A certificate that is not trusted: retrying cannot help, the configuration must change."""
+    return isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc)
+
+
 def transport_reason(exc: httpx.TransportError) -> str:
     """A short human reason for a transport failure, without URLs."""
     text = str(exc) or type(exc).__name__
+    if is_tls_failure(exc):
+        detail = text.split("certificate verify failed:")[-1].split("(")[0].strip() or "unknown CA"
+        return (
+            f"the platform's TLS certificate is not trusted ({detail}); give the CA's PEM file "
+            "as the remote's ca_bundle"
+        )
     if isinstance(exc, httpx.ConnectError):
         if "refused" in text.lower():
             return "connection refused (is the platform running and the url right?)"

@@ -37,7 +37,15 @@ from syncd.remotes.base import (
     RemoteObject,
     Upload,
 )
-from syncd.remotes.http import Http, describe, make_client, status_error, transport_reason
+from syncd.remotes.http import (
+    Http,
+    describe,
+    is_tls_failure,
+    make_client,
+    status_error,
+    tls_context,
+    transport_reason,
+)
 
 PLATFORM = "xtreme1"
 FRESH_URL_TRIES = 3
@@ -129,7 +137,8 @@ class Xtreme1Remote:
         self.name = name
         self.cfg = cfg
         self.api = cfg.url + "/api"
-        client = make_client(timeout=cfg.timeout)
+        verify = tls_context(cfg.ca_bundle)
+        client = make_client(timeout=cfg.timeout, verify=verify)
         client.headers["Authorization"] = f"Bearer {token}"
         self.http = Http(
             client,
@@ -139,7 +148,7 @@ class Xtreme1Remote:
             limiter_key=f"{name}:{cfg.url}",
         )
         # The object store must never see the API token: a client without auth.
-        self._put_client = make_client(timeout=max(cfg.timeout, 300.0))
+        self._put_client = make_client(timeout=max(cfg.timeout, 300.0), verify=verify)
 
     def close(self) -> None:
         self.http.client.close()
@@ -275,9 +284,8 @@ class Xtreme1Remote:
             except httpx.TimeoutException as exc:
                 raise TransientError(f"PUT {file_name}: timed out", platform=PLATFORM) from exc
             except httpx.TransportError as exc:
-                raise TransientError(
-                    f"PUT {file_name}: {transport_reason(exc)}", platform=PLATFORM
-                ) from exc
+                kind = PermanentError if is_tls_failure(exc) else TransientError
+                raise kind(f"PUT {file_name}: {transport_reason(exc)}", platform=PLATFORM) from exc
             if response.status_code in (200, 201, 204):
                 return
             text = response.text[:500]

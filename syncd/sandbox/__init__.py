@@ -94,7 +94,8 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if sockets:
             port = sockets[0].getsockname()[1]
-            self.url = f"http://127.0.0.1:{port}"
+            scheme = "https" if self.config.ssl_certfile else "http"
+            self.url = f"{scheme}://127.0.0.1:{port}"
             if self.announce:
                 print(f"READY {self.url}", flush=True)
 
@@ -110,9 +111,11 @@ def _socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _config(app: Any) -> uvicorn.Config:
+def _config(app: Any, tls: tuple[Path, Path] | None = None) -> uvicorn.Config:
     return uvicorn.Config(
         app,
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
         loop="asyncio",
         http="httptools",
         log_level="warning",
@@ -146,10 +149,13 @@ def serve(
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """Serve an ASGI app on a free loopback port in a thread; yields its base URL."""
+def serve_in_thread(app: Any, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """Serve an ASGI app on a free loopback port in a thread; yields its base URL.
+
+    ``tls``: (certificate, key) PEM files to serve HTTPS instead of HTTP.
+    """
     sock = _socket("127.0.0.1", 0)
-    server = _Server(_config(app), announce=False)
+    server = _Server(_config(app, tls), announce=False)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -166,7 +172,9 @@ def serve_in_thread(app: Any) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def run_in_thread(platform: str, *, token: str, data_dir: Path) -> Iterator[str]:
+def run_in_thread(
+    platform: str, *, token: str, data_dir: Path, tls: tuple[Path, Path] | None = None
+) -> Iterator[str]:
     """Run a sandbox on a free loopback port in a thread; yields its base URL."""
-    with serve_in_thread(create_app(platform, token, data_dir)) as url:
+    with serve_in_thread(create_app(platform, token, data_dir), tls) as url:
         yield url

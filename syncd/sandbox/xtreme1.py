@@ -350,7 +350,7 @@ class Xtreme1App:
 
         key = f"{USER_ID}/{dataset_id}/{uuid.uuid4().hex}/{file_name}"
         host = request.headers.get("host", "localhost")
-        proto = request.headers.get("x-forwarded-proto", "http")
+        proto = request.headers.get("x-forwarded-proto", request.url.scheme)
         return ok(
             {
                 "accessUrl": self.store.presign("GET", INTERNAL, BUCKET, key),

@@ -7,11 +7,13 @@ sandbox platform's own view (its admin API), never with syncd's opinion alone.
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import admin_call, api_call, query
+from tests.conftest import TOKEN, admin_call, api_call, query
 
 
 def local_files(folder: Path) -> set[tuple[str, str]]:
@@ -94,3 +96,28 @@ def assert_mirror_matches(db: Path, url: str, dataset: str) -> None:
     assert local == remote, (
         f"mirror differs: only local {set(local) - set(remote)}, only remote {set(remote) - set(local)}"
     )
+
+
+SIGNATURE = re.compile(r"X-Amz-Signature=(?!\*\*\*)[0-9a-fA-F]")
+
+
+def assert_no_secrets(texts: dict[str, str], token: str = TOKEN) -> None:
+    """No token and no presigned-URL signature in any of ``texts`` (name → content)."""
+    for name, text in texts.items():
+        assert token not in text, f"the token appears in {name}"
+        assert not SIGNATURE.search(text), f"a URL signature appears in {name}"
+
+
+def database_text(db: Path) -> str:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        out = []
+        for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            cols = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
+            keep = [c for c in cols if (table, c) != ("packages", "upload_ref")]
+            sql = "SELECT " + ", ".join(f'"{c}"' for c in keep) + f' FROM "{table}"'
+            for row in conn.execute(sql):
+                out += [str(v) for v in row if isinstance(v, str)]
+        return "\n".join(out)
+    finally:
+        conn.close()

@@ -27,7 +27,13 @@ import pytest
 
 from syncd.sampledata import write_bulk_unit, write_fusion_unit, write_scene_unit
 from tests.conftest import SandboxProcess, query, wait_until, write_config
-from tests.reliability.invariants import assert_exactly_once, assert_mirror_matches, dataset_id
+from tests.reliability.invariants import (
+    assert_exactly_once,
+    assert_mirror_matches,
+    assert_no_secrets,
+    database_text,
+    dataset_id,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -212,6 +218,9 @@ def test_chaos_sigkill(tmp_path: Path, sandbox_proc: SandboxProcess) -> None:
     assert _labelled(db) == _labelled_on_platform(sandbox_proc, ds)
     cursors += [int(v) for (v,) in query(db, "SELECT value FROM cursors WHERE name = 'items'")]
     assert cursors == sorted(cursors), f"the items cursor moved backwards: {cursors}"
+    assert_no_secrets(
+        {"daemon log": log.read_text(errors="replace"), "database": database_text(db)}
+    )
     print(f"chaos seed {seed}: {kills} kills survived, {units} units, {figures}, duplicates 0")
     print(f"kills that interrupted packages in each state: {dict(caught)}")
 
