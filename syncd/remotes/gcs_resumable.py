@@ -35,7 +35,7 @@ import httpx
 
 from syncd.errors import PermanentError, TransientError, UploadSessionExpired
 from syncd.remotes.base import OffsetSource
-from syncd.remotes.http import status_error, transport_reason
+from syncd.remotes.http import is_tls_failure, status_error, transport_reason
 
 BLOCK = 256 * 1024
 STALL_LIMIT = 3
@@ -95,9 +95,9 @@ class ResumableUpload:
         except httpx.TimeoutException as exc:
             raise TransientError(f"{what}: timed out", platform=self.platform) from exc
         except httpx.TransportError as exc:
-            raise TransientError(
-                f"{what}: {transport_reason(exc)}", platform=self.platform
-            ) from exc
+            # An untrusted certificate will not fix itself by retrying.
+            kind = PermanentError if is_tls_failure(exc) else TransientError
+            raise kind(f"{what}: {transport_reason(exc)}", platform=self.platform) from exc
 
     def _persisted(self, response: httpx.Response) -> int | None:
         """Bytes held after this reply, or None when the upload is complete."""

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import email.utils
 import os
-import ssl
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable
