@@ -156,7 +156,7 @@ class DaemonConfig(_Model):
 class RemoteConfig(_Model):
     """``[remotes.NAME]``: one platform endpoint and its credentials."""
 
-    platform: Literal["xtreme1", "basicai"]
+    platform: Literal["xtreme1", "basicai", "deepen"]
     url: str
     token: str | None = Field(default=None, repr=False)
     token_file: Path | None = None
@@ -168,6 +168,20 @@ class RemoteConfig(_Model):
     # Client-side windows shared by all of this remote's API calls; None = the platform's default.
     rate_limits: tuple[RateLimit, ...] | None = None
     poll_interval: Duration = 3.0
+    # Deepen only: the workspace, how datasets are created, chunked resumable uploads.
+    client_id: str | None = None
+    dataset_format: Literal["default", "json"] = "default"
+    labelling_mode: Literal["frame_by_frame", "label_by_label"] = "frame_by_frame"
+    upload_chunk_size: Size = 8 * 2**20
+    pull_all_datasets: bool = False
+
+    @field_validator("upload_chunk_size")
+    @classmethod
+    def _chunk(cls, v: int) -> int:
+        # GCS takes only multiples of 256 KiB for every chunk but the last.
+        if v <= 0 or v % (256 * 1024):
+            raise ValueError(f"must be a positive multiple of 256KiB, got {v} bytes")
+        return v
 
     @field_validator("url")
     @classmethod
@@ -187,6 +201,8 @@ class RemoteConfig(_Model):
     def _one_token(self) -> RemoteConfig:
         if (self.token is None) == (self.token_file is None):
             raise ValueError("give exactly one of 'token' or 'token_file'")
+        if self.platform == "deepen" and not self.client_id:
+            raise ValueError("client_id is required for deepen (Deepen issues it with the token)")
         return self
 
     def windows(self) -> list[tuple[int, float]]:

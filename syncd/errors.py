@@ -13,7 +13,8 @@ what happened and what to do next::
         └── PermanentError     retrying will not help: the reason is kept
             ├── AuthError      401 / bad token
             ├── NotFoundError  the dataset, item or serial does not exist
-            └── RemoteRejected a business error or a failed processing
+            ├── RemoteRejected a business error or a failed processing
+            └── UploadSessionExpired  a resumable upload session is dead: open a new one
 
 Lower-level exceptions (httpx, OSError, sqlite3) are mapped to the most
 specific class with ``raise … from exc`` so the cause stays in the chain.
@@ -100,6 +101,13 @@ class NotFoundError(PermanentError):
 
 class RemoteRejected(PermanentError):
     """The platform refused the request (business error) or processing failed."""
+
+
+class UploadSessionExpired(PermanentError):
+    """A resumable upload session is gone (expired, cancelled, unknown).
+
+    Permanent for that session; the pipeline records it and opens a new one.
+    """
 
 
 class Cancelled(SyncdError):

@@ -7,6 +7,8 @@ commas. Points are the names of committed events plus the few moments that no
 event marks:
 
 * ``upload.sent``: the archive was stored, ``uploaded`` is not yet recorded;
+* ``upload.opening`` / ``upload.session_opened``: a resumable upload session
+  is about to be opened / was opened, its ref is not yet recorded;
 * ``submit.sent``: the platform accepted ``/data/upload``, the serial number
   is not yet recorded (the dangerous one: the import runs on the platform).
 

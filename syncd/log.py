@@ -50,6 +50,8 @@ EVENTS = frozenset(
         "package.platform_errors",
         "package.renamed",
         "package.split",
+        "package.upload_session",
+        "package.upload_session_expired",
         "watch.fallback_polling",
         "watch.restarted",
         "watch.overflow",
@@ -67,7 +69,7 @@ EVENTS = frozenset(
 
 _SECRET_KEYS = re.compile(r"(?i)^(token|api_?key|authorization|password|secret|x-amz-signature)$")
 _URL_SECRET = re.compile(
-    r"(?i)((?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|token|GoogleAccessId|sig)=)[^&\s\"']+"
+    r"(?i)((?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|token|GoogleAccessId|sig|upload_id)=)[^&\s\"']+"
 )
 _BEARER = re.compile(r"(?i)\b(Bearer|ApiKey|APIKey|Token)\s+[A-Za-z0-9._~+/=-]{8,}")
 REDACTED = "***"

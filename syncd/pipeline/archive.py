@@ -13,13 +13,18 @@ Contract:
   streaming, so an archive is never submitted with content that changed.
 * The archive bytes depend only on the files, arcnames and class ids; the
   size does not depend on timestamps, so packing and uploading agree.
+* :func:`open_archive_at` yields the same bytes from any offset, so a
+  resumable upload continues where the platform's copy ends; it is
+  byte-identical to the tail of :func:`open_archive` (tested at every
+  boundary). Files before the offset are still read (the central directory
+  at the end needs their CRC-32), but not sent.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,21 @@ from syncd.store import PackageFile
 
 # Point-cloud files are several MB: read them in large blocks, not zipstream's 16 KiB.
 zipstream.ng.READ_BUFFER = 1024 * 1024
+
+
+class _StableInfo(zipstream.ng.ZipStreamInfo):  # type: ignore[misc]
+    """Entries added from bytes (bound result files) get a fixed timestamp, not "now".
+
+    zipstream-ng stamps such entries with the current time, so two streams of
+    the same package differed in those header bytes; a resumed upload must
+    continue byte-identically. Entries from paths keep the file's mtime.
+    """
+
+    def __init__(self, filename: str, date_time: tuple[int, ...] | None = None) -> None:
+        super().__init__(filename, date_time or (1980, 1, 1, 0, 0, 0))
+
+
+zipstream.ng.ZipStreamInfo = _StableInfo
 
 TOOL_TYPES = {
     "3D_BOX": "CUBOID",
@@ -125,3 +145,23 @@ def open_archive(
 def archive_size(folder: Path, files: Sequence[PackageFile], class_ids: dict[str, str]) -> int:
     """The exact size in bytes of the archive :func:`open_archive` would stream."""
     return len(open_archive(folder, files, class_ids))
+
+
+def skip_bytes(chunks: Iterable[bytes], offset: int) -> Iterator[bytes]:
+    """The bytes of ``chunks`` from ``offset`` on (the first ``offset`` bytes are dropped)."""
+    pos = 0
+    for chunk in chunks:
+        end = pos + len(chunk)
+        if end > offset:
+            yield chunk if pos >= offset else bytes(memoryview(chunk)[offset - pos :])
+        pos = end
+
+
+def open_archive_at(
+    folder: Path, files: Sequence[PackageFile], class_ids: dict[str, str], offset: int
+) -> Iterator[bytes]:
+    """The archive of :func:`open_archive` from byte ``offset`` to its end (see module docstring)."""
+    zs = open_archive(folder, files, class_ids)
+    if not 0 <= offset <= len(zs):
+        raise ValueError(f"offset {offset} is outside the archive (0..{len(zs)})")
+    return skip_bytes(zs, offset)

@@ -8,7 +8,11 @@ retry time has come, oldest first):
   and after streaming); a file that changed sends the package back to
   ``detected`` to be packed again, so changed content is never submitted.
   A crash in ``uploading`` uploads again from the start (a new object).
-* Submitting is not idempotent, so ``submit_started_at`` is committed before
+* A remote with resumable uploads (:mod:`syncd.pipeline.resumable`) keeps its
+  session across crashes: ``uploading`` after a restart continues it from
+  what the platform holds.
+* Submitting is not idempotent (unless the remote says ``submit_is_idempotent``:
+  it checks the platform itself), so ``submit_started_at`` is committed before
   the request and the serial right after it. After a crash in between, the
   platform is asked first: when every data item of the package already exists,
   the earlier submit arrived and the package is ``done``; when none exists and
@@ -36,11 +40,12 @@ from sqlmodel import col, delete, select
 
 from syncd import failpoints
 from syncd.errors import Cancelled, LocalDataError, NotFoundError, PermanentError, TransientError
+from syncd.pipeline import resumable
 from syncd.pipeline.archive import open_archive, verify_files
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.pack import fail
 from syncd.pipeline.retry import schedule_retry
-from syncd.remotes.base import Upload, push_mode
+from syncd.remotes.base import ResumableUploads, Upload, push_mode
 from syncd.store import FINAL_STATES, Package, PackageFile, utcnow
 
 ACTIVE_STATES = ("packed", "uploading", "uploaded", "submitted", "processing")
@@ -181,9 +186,12 @@ def _upload(ctx: SyncContext, pkg: Package) -> Package | None:
 
     started = time.monotonic()
     try:
-        upload = ctx.remote.upload_archive(
-            pkg.remote_dataset_id, pkg.archive_name, pkg.archive_bytes, body
-        )
+        if isinstance(ctx.remote, ResumableUploads):
+            upload = resumable.upload(ctx, pkg, files, class_ids)
+        else:
+            upload = ctx.remote.upload_archive(
+                pkg.remote_dataset_id, pkg.archive_name, pkg.archive_bytes, body
+            )
         verify_files(folder, files)
     except LocalDataError as exc:
         _repack(ctx, pkg, str(exc))
@@ -205,6 +213,12 @@ def _upload(ctx: SyncContext, pkg: Package) -> Package | None:
             mb_per_s=round(fresh.archive_bytes / max(seconds, 1e-6) / 1e6, 1)
             if fresh.archive_bytes
             else 0,
+            # resumable uploads: where this run started and what it sent
+            **{
+                k: v
+                for k, v in upload.ref.items()
+                if k in ("upload_resumed_from", "upload_bytes_sent")
+            },
         )
         return fresh
 
@@ -230,7 +244,13 @@ def _wait(ctx: SyncContext, pkg: Package) -> None:
 def _submit(ctx: SyncContext, pkg: Package) -> Package | None:
     dataset_id = pkg.remote_dataset_id
     assert dataset_id
-    if pkg.submit_started_at and not pkg.serial and _recover_submit(ctx, pkg) != "submit":
+    idempotent = bool(getattr(ctx.remote, "submit_is_idempotent", False))
+    if (
+        pkg.submit_started_at
+        and not pkg.serial
+        and not idempotent
+        and _recover_submit(ctx, pkg) != "submit"
+    ):
         return None
     with ctx.store.tx() as tx:
         fresh = tx.session.get(Package, pkg.id)

@@ -18,4 +18,8 @@ def build_remote(name: str, cfg: RemoteConfig, *, max_retries: int | None = None
         from syncd.remotes.basicai import BasicAIRemote
 
         return BasicAIRemote(name, cfg, cfg.resolved_token())
+    if cfg.platform == "deepen":
+        from syncd.remotes.deepen import DeepenRemote
+
+        return DeepenRemote(name, cfg, cfg.resolved_token())
     raise ValueError(f"unknown platform {cfg.platform!r}")

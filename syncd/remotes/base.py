@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 ProcessingState = Literal["pending", "done", "failed"]
 
@@ -94,6 +94,7 @@ class ItemPage:
 
 
 ByteSource = Callable[[], Iterable[bytes]]
+OffsetSource = Callable[[int], Iterable[bytes]]  # the archive from a byte offset to its end
 
 
 class Remote(Protocol):
@@ -239,3 +240,34 @@ def push_mode(remote: Remote) -> PushMode:
     """The push mode of a remote (``"archive"`` unless it says otherwise)."""
     mode = getattr(remote, "push_mode", "archive")
     return "files" if mode == "files" else "archive"
+
+
+@runtime_checkable
+class ResumableUploads(Protocol):
+    """Optional capability: uploads that continue where they stopped, even after a restart.
+
+    A Remote that has it is driven by :mod:`syncd.pipeline.resumable` instead
+    of :meth:`Remote.upload_archive`: the ref of :meth:`open_upload` is stored
+    before a byte is sent, and after any error or restart :meth:`resume_upload`
+    asks the platform how much it holds and sends the rest. Its ``submit`` must
+    be idempotent (the pipeline calls it again after a crash).
+    """
+
+    def open_upload(self, dataset_id: str, file_name: str, size: int, attempt: int) -> Upload:
+        """Open a new upload session for an archive of ``size`` bytes; ``attempt`` counts sessions.
+
+        Not idempotent: the caller records that it is opening ``attempt`` first.
+        """
+        ...
+
+    def find_upload(self, dataset_id: str, file_name: str, attempt: int) -> Upload | None:
+        """The session that :meth:`open_upload` with these arguments opened, if it exists."""
+        ...
+
+    def resume_upload(self, upload: Upload, size: int, body_from: OffsetSource) -> Upload:
+        """Send whatever the session lacks; return the ref of the completed upload.
+
+        Idempotent. Raises UploadSessionExpired when the session is dead (the
+        caller records it and opens a new one), TransientError to try later.
+        """
+        ...

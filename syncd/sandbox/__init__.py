@@ -21,7 +21,7 @@ from typing import Any
 
 import uvicorn
 
-PLATFORMS = ("xtreme1", "basicai")
+PLATFORMS = ("xtreme1", "basicai", "deepen")
 
 
 class SandboxProcess:
@@ -81,6 +81,10 @@ def create_app(platform: str, token: str, data_dir: Path) -> Any:
         from syncd.sandbox.basicai import create_app as basicai_app
 
         return basicai_app(token, data_dir)
+    if platform == "deepen":
+        from syncd.sandbox.deepen import create_app as deepen_app
+
+        return deepen_app(token, data_dir)
     raise ValueError(f"unknown sandbox platform {platform!r}; known: {', '.join(PLATFORMS)}")
 
 

@@ -1,0 +1,142 @@
+"""The whole product path against Deepen, run as users run it: the real CLI and `syncd sandbox deepen`."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd import sandbox
+from syncd.sampledata import write_fusion_unit, write_image_unit
+from tests.conftest import TOKEN, admin_call, query, run_cli
+from tests.deepen_support import write_deepen_config
+
+pytestmark = pytest.mark.e2e
+
+TRANSITIONS = [
+    "detected",
+    "settled",
+    "packing",
+    "packed",
+    "uploading",
+    "uploaded",
+    "submitted",
+    "processing",
+    "done",
+]
+
+
+@pytest.fixture
+def deepen_proc(tmp_path: Path) -> Iterator[sandbox.SandboxProcess]:
+    sp = sandbox.SandboxProcess("deepen", token=TOKEN, data_dir=tmp_path / "sandbox-data")
+    yield sp
+    sp.stop()
+
+
+def test_units_end_to_end(tmp_path: Path, deepen_proc: sandbox.SandboxProcess) -> None:
+    def admin(method: str, path: str, **kw: Any) -> Any:
+        return admin_call(deepen_proc.url, method, path, **kw)
+
+    lidar, images = tmp_path / "lidar", tmp_path / "images"
+    fusion = write_fusion_unit(lidar / "drive_0001", frames=3, cameras=2, with_result=True)
+    write_fusion_unit(lidar / "drive_0002", frames=2, cameras=0, with_result=False, seed=2)
+    pics = write_image_unit(images / "batch_01", images=3)
+    cfg = write_deepen_config(
+        tmp_path / "syncd.toml",
+        deepen_proc.url,
+        [
+            {
+                "name": "lidar",
+                "dataset": "e2e-fusion",
+                "dataset_type": "LIDAR_FUSION",
+                "folder": lidar,
+            },
+            {"name": "images", "dataset": "e2e-images", "dataset_type": "IMAGE", "folder": images},
+        ],
+    )
+    db = tmp_path / "state" / "syncd.db"
+    check = run_cli("check", "--config", str(cfg))
+    assert check.returncode == 0 and "token accepted" in check.stdout + check.stderr
+
+    r = run_cli("once", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    # secrets (the token, the session URI's upload_id) never printed nor recorded in events
+    events_text = " ".join(
+        f for (f,) in query(db, "SELECT fields || COALESCE(message, '') FROM events")
+    )
+    for text in (r.stderr, events_text):
+        assert TOKEN not in text
+        assert not re.search(r"upload_id=[A-Za-z0-9_-]{8}", text)
+
+    # every unit done, one Deepen dataset each, processed once, of the right type
+    assert query(db, "SELECT unit, state FROM packages ORDER BY unit") == [
+        ("batch_01", "done"),
+        ("drive_0001", "done"),
+        ("drive_0002", "done"),
+    ]
+    datasets = admin("GET", "/counters")["datasets"]
+    assert sorted(d["name"] for d in datasets.values()) == [
+        "e2e-fusion/p1-drive_0001",
+        "e2e-fusion/p2-drive_0002",
+        "e2e-images/p3-batch_01",
+    ]
+    assert all(
+        d["process_calls"] == 1 and d["processing_status"] == "files_getting_labelled"
+        for d in datasets.values()
+    )
+
+    # the mirror holds every file of every dataset as an item
+    names = {n for (n,) in query(db, "SELECT name FROM items WHERE deleted_at IS NULL")}
+    assert {f"drive_0001/lidar_point_cloud_0/{n}.pcd" for n in fusion} <= names
+    assert {f"batch_01/image_0/{n}.png" for n in pics} <= names
+    assert len(names) == 3 * 3 + 2 + 3  # fusion: a cloud and two images per frame
+
+    # the annotator labels a frame; the next run brings the label in as an object
+    (ds,) = [k for k, d in datasets.items() if d["name"].endswith("drive_0001")]
+    pcd = f"drive_0001/lidar_point_cloud_0/{fusion[0]}.pcd"
+    box = {"cx": 1, "cy": 2, "cz": 0, "l": 4, "w": 2, "h": 1.5, "rot_z": 0.2}
+    admin(
+        "POST",
+        "/annotate",
+        json={
+            "dataset_id": ds,
+            "file_id": pcd,
+            "labels": [
+                {"label_category_id": "truck", "label_type": "3d_bbox", "three_d_bbox": box}
+            ],
+        },
+    )
+    r = run_cli("once", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = query(
+        db,
+        "SELECT i.name, o.class_name, o.shape_type, json_extract(o.geometry, '$.size3D.x') "
+        "FROM objects o JOIN items i ON i.id = o.item_id",
+    )
+    assert got == [(pcd, "truck", "3D_BOX", 4.0)]
+
+    # the events table holds every transition of every package, in order
+    for (pid,) in query(db, "SELECT id FROM packages"):
+        states = [
+            row[0]
+            for row in query(
+                db,
+                "SELECT to_state FROM events WHERE package_id = ? AND event LIKE 'package.%' "
+                "AND event NOT IN ('package.retry', 'package.upload_session') "
+                "AND to_state IS NOT NULL ORDER BY id",
+                pid,
+            )
+        ]
+        assert states == TRANSITIONS, (pid, states)
+
+    # nothing new: a third run uploads nothing
+    before = admin("GET", "/counters")["bytes_received"]
+    assert run_cli("once", "--config", str(cfg)).returncode == 0
+    assert admin("GET", "/counters")["bytes_received"] == before
+    report = json.loads(run_cli("status", "--config", str(cfg), "--json").stdout)
+    assert report["syncs"]["lidar"]["packages"] == {"done": 2}
