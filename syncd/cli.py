@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -83,6 +84,10 @@ def run(config_file: str | None) -> None:
     """Run the daemon in the foreground until SIGTERM or Ctrl-C."""
     from syncd.daemon import Daemon
 
+    # Until the daemon's own handlers are in place nothing is in flight: a
+    # stop request during start-up is a clean exit.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
     cfg = _load(config_file)
     check_folders(cfg)
     daemon = Daemon(cfg)

@@ -163,9 +163,11 @@ def serve_in_thread(app: Any, tls: tuple[Path, Path] | None = None) -> Iterator[
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
+    # ``started`` turns true inside uvicorn's startup, a moment before our
+    # override has set the URL: wait for the URL itself.
+    while not server.url and time.monotonic() < deadline:
         time.sleep(0.01)
-    if not server.started:
+    if not server.url:
         raise RuntimeError("the sandbox did not start")
     try:
         yield server.url

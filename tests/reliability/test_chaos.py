@@ -163,8 +163,11 @@ def test_chaos_sigkill(tmp_path: Path, sandbox_proc: SandboxProcess) -> None:
             expected += make_unit(folder, units, rng)
             units += 1
 
+        started = _started(db)
         daemon = start(cfg, log)
         try:
+            # the daemon is up (signal handlers in place) before anything is judged
+            wait_until(lambda: _started(db) > started, 60, "the last start")
             wait_until(
                 lambda: (
                     query(
@@ -247,3 +250,9 @@ def _has_schema(db: Path) -> bool:
         return bool(query(db, "SELECT 1 FROM sqlite_master WHERE name = 'cursors'"))
     except sqlite3.DatabaseError:
         return False
+
+
+def _started(db: Path) -> int:
+    if not db.exists() or not _has_schema(db):
+        return 0
+    return int(query(db, "SELECT COUNT(*) FROM events WHERE event = 'daemon.started'")[0][0])
