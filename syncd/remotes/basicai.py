@@ -48,11 +48,9 @@ from syncd.remotes.base import (
     Upload,
 )
 from syncd.remotes.http import (
-    Http,
     describe,
-    make_client,
+    platform_clients,
     status_error,
-    tls_context,
     transport_reason,
 )
 
@@ -190,20 +188,8 @@ class BasicAIRemote:
         self.name = name
         self.cfg = cfg
         self.api = cfg.url + "/api/v1"
-        verify = tls_context(cfg.ca_bundle)
-        client = make_client(timeout=cfg.timeout, verify=verify)
-        client.headers["Authorization"] = f"ApiKey {token}"
-        # Every window the platform enforces, client-side, shared by every
-        # client of this remote in the process (config: rate_limits).
-        self.http = Http(
-            client,
-            platform=PLATFORM,
-            max_retries=cfg.max_retries,
-            windows=cfg.windows(),
-            limiter_key=f"{name}:{cfg.url}",
-        )
         # The object store must never see the API key: a client without auth.
-        self._put_client = make_client(timeout=max(cfg.timeout, 300.0), verify=verify)
+        self.http, self._put_client = platform_clients(name, cfg, PLATFORM, f"ApiKey {token}")
         self._sources: dict[str, dict[str, str]] = {}  # dataset → source id → name
         # The last item_states answer, kept for the labels call that follows it.
         self._kept: tuple[tuple[str, tuple[str, ...]], float, list[dict[str, Any]]] | None = None

@@ -57,7 +57,7 @@ from syncd.remotes.base import (
     Upload,
 )
 from syncd.remotes.gcs_resumable import ResumableUpload
-from syncd.remotes.http import Http, describe, make_client, status_error, tls_context
+from syncd.remotes.http import describe, platform_clients, status_error
 
 PLATFORM = "deepen"
 # GCS: a session must be finished within a week of its creation. Stop an hour
@@ -140,18 +140,8 @@ class DeepenRemote:
         self.cfg = cfg
         self.client_id = cfg.client_id
         self.api = cfg.url + "/api/v2"
-        verify = tls_context(cfg.ca_bundle)
-        client = make_client(timeout=cfg.timeout, verify=verify)
-        client.headers["Authorization"] = f"Bearer {token}"
-        self.http = Http(
-            client,
-            platform=PLATFORM,
-            max_retries=cfg.max_retries,
-            windows=cfg.windows(),
-            limiter_key=f"{name}:{cfg.url}",
-        )
         # The upload host must never see the API token: the session URI is its credential.
-        self._upload_client = make_client(timeout=max(cfg.timeout, 300.0), verify=verify)
+        self.http, self._upload_client = platform_clients(name, cfg, PLATFORM, f"Bearer {token}")
         self.last_send: dict[str, int] = {}
         self._group_types: dict[str, str] = {}  # group → Deepen dataset_type (ensure_dataset)
         self._fresh: set[str] = set()  # sessions opened by this process, nothing sent yet

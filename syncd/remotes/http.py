@@ -34,6 +34,7 @@ import tenacity
 from pyrate_limiter import Limiter, Rate
 
 from syncd import __version__
+from syncd.config import RemoteConfig
 from syncd.errors import PermanentError, RateLimited, TransientError
 from syncd.log import get_logger
 
@@ -92,6 +93,26 @@ def shared_limiter(key: str, windows: list[tuple[int, float]]) -> Limiter:
         if spec not in _limiters:
             _limiters[spec] = Limiter(limiter_rates(windows))
         return _limiters[spec]
+
+
+def platform_clients(
+    name: str, cfg: RemoteConfig, platform: str, auth: str
+) -> tuple[Http, httpx.Client]:
+    """The two clients of a backend: the API one (``Authorization: auth``, retries, the
+    remote's shared rate limiter) and one without credentials for object-store or
+    upload-session URLs, which carry their own signature and must never see the token.
+    """
+    verify = tls_context(cfg.ca_bundle)
+    client = make_client(timeout=cfg.timeout, verify=verify)
+    client.headers["Authorization"] = auth
+    http = Http(
+        client,
+        platform=platform,
+        max_retries=cfg.max_retries,
+        windows=cfg.windows(),
+        limiter_key=f"{name}:{cfg.url}",
+    )
+    return http, make_client(timeout=max(cfg.timeout, 300.0), verify=verify)
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:

@@ -38,12 +38,10 @@ from syncd.remotes.base import (
     Upload,
 )
 from syncd.remotes.http import (
-    Http,
     describe,
     is_tls_failure,
-    make_client,
+    platform_clients,
     status_error,
-    tls_context,
     transport_reason,
 )
 
@@ -137,18 +135,8 @@ class Xtreme1Remote:
         self.name = name
         self.cfg = cfg
         self.api = cfg.url + "/api"
-        verify = tls_context(cfg.ca_bundle)
-        client = make_client(timeout=cfg.timeout, verify=verify)
-        client.headers["Authorization"] = f"Bearer {token}"
-        self.http = Http(
-            client,
-            platform=PLATFORM,
-            max_retries=cfg.max_retries,
-            windows=cfg.windows(),
-            limiter_key=f"{name}:{cfg.url}",
-        )
         # The object store must never see the API token: a client without auth.
-        self._put_client = make_client(timeout=max(cfg.timeout, 300.0), verify=verify)
+        self.http, self._put_client = platform_clients(name, cfg, PLATFORM, f"Bearer {token}")
 
     def close(self) -> None:
         self.http.client.close()
