@@ -35,14 +35,9 @@ def schedule_retry(
         fresh.next_attempt_at = time.time() + wait
         fresh.last_error = reason
         tx.session.add(fresh)
-        tx.event(
+        tx.note(
             "package.retry",
-            level="warning",
-            sync=ctx.name,
-            package_id=fresh.id,
-            unit=fresh.unit,
-            from_state=fresh.state,
-            to_state=fresh.state,
+            fresh,
             reason=reason,
             attempt=fresh.attempts,
             retry_in=round(wait, 1),

@@ -110,16 +110,7 @@ def advance(ctx: SyncContext, pkg: Package) -> None:
 def _checkpoint(ctx: SyncContext, pkg: Package, reason: str) -> None:
     """The drain deadline cut a step short: its committed state is where the next start resumes."""
     with ctx.store.tx() as tx:
-        tx.event(
-            "package.checkpointed",
-            level="warning",
-            sync=ctx.name,
-            package_id=pkg.id,
-            unit=pkg.unit,
-            from_state=pkg.state,
-            to_state=pkg.state,
-            reason=reason,
-        )
+        tx.note("package.checkpointed", pkg, reason=reason)
 
 
 def _files(ctx: SyncContext, pkg: Package) -> list[PackageFile]:
@@ -297,14 +288,9 @@ def _recover_submit(ctx: SyncContext, pkg: Package) -> Literal["submit", "wait",
         return "done"
     if not present and _age(pkg.submit_started_at) >= ctx.cfg.processing_timeout:
         with ctx.store.tx() as tx:
-            tx.event(
+            tx.note(
                 "package.retry",
-                level="warning",
-                sync=ctx.name,
-                package_id=pkg.id,
-                unit=pkg.unit,
-                from_state=pkg.state,
-                to_state=pkg.state,
+                pkg,
                 reason="the submit before the restart left no trace within processing_timeout: submitting again",
             )
         return "submit"

@@ -122,6 +122,19 @@ class Tx:
             (name, level, {**{k: v for k, v in head.items() if v is not None}, **clean})
         )
 
+    def note(self, name: str, pkg: Package, *, level: str = "warning", **fields: Any) -> None:
+        """Record an event about ``pkg`` that leaves its state as it is (a retry, a checkpoint)."""
+        self.event(
+            name,
+            level=level,
+            sync=pkg.sync,
+            package_id=pkg.id,
+            unit=pkg.unit,
+            from_state=pkg.state,
+            to_state=pkg.state,
+            **fields,
+        )
+
     def transition(self, pkg: Package, to_state: str, **fields: Any) -> None:
         """Move ``pkg`` to ``to_state`` and record ``package.<to_state>`` in this transaction."""
         if to_state not in PACKAGE_STATES:
