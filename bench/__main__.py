@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="1,4", help="upload sizes in GiB (default 1,4)")
     p.add_argument("--items", type=int, default=50_000, help="pull: items in the dataset")
     p.add_argument("--files", type=int, default=100_000, help="detect: files in the folder")
-    p.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temp dir)")
+    p.add_argument(
+        "--work", type=Path, default=None, help="scratch directory (default: a temp dir)"
+    )
     p.add_argument("--no-results", action="store_true", help="do not rewrite bench/RESULTS.md")
     args = p.parse_args(argv)
     only = set(args.only or ("upload", "pull", "detect"))
@@ -76,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         figures += upload.run(work, "xtreme1", args.repeat, sizes, notes)
     if "pull" in only:
         for name in platforms:
-            figures += pull.run(work / f"pull-{name}", PLATFORMS[name], args.repeat, args.items, notes)
+            figures += pull.run(
+                work / f"pull-{name}", PLATFORMS[name], args.repeat, args.items, notes
+            )
     if "detect" in only:
         figures += detect.run(work / "detect", "xtreme1", args.repeat, args.files, notes)
     say("")

@@ -20,8 +20,8 @@ class Platform:
 
     name: str  # the sandbox (``syncd sandbox NAME``) and the remote's ``platform``
     dataset_type: str
-    # Seeds ``items`` items with ``objects`` objects each into a new dataset; returns its id.
-    seed: Callable[[str, str, int, int], str]
+    # (url, token, dataset name, items, objects) → dataset id: seeds ``items`` items with ``objects`` objects each into a new dataset; returns its id.
+    seed: Callable[[str, str, str, int, int], str]
     # The reference puller's source file, run as ``python FILE URL TOKEN DATASET_ID DB``.
     reference: Path
 

@@ -116,8 +116,10 @@ def _syncd_upload(work: Path, url: str, watch: Path, rep: int) -> tuple[float, f
     rss = RssWatch(proc.pid)
     try:
         wait_for(
-            lambda: bool(event_times(db, "package.uploaded") or event_times(db, "package.failed"))
-            or proc.poll() is not None,
+            lambda: (
+                bool(event_times(db, "package.uploaded") or event_times(db, "package.failed"))
+                or proc.poll() is not None
+            ),
             timeout=3600,
             what="package.uploaded",
             every=0.1,
@@ -136,9 +138,7 @@ def _syncd_upload(work: Path, url: str, watch: Path, rep: int) -> tuple[float, f
     return uploaded[0] - settled[0], peak
 
 
-def run_size(
-    work: Path, platform: str, size: int, repeat: int, notes: list[str]
-) -> list[Figure]:
+def run_size(work: Path, platform: str, size: int, repeat: int, notes: list[str]) -> list[Figure]:
     label = f"{size // GiB} GiB"
     need = size * 3 + GiB  # unit + naive archive + one stored object + slack
     if disk_free(work.parent) < need:
@@ -191,17 +191,36 @@ def run_size(
     bench = f"upload {label}"
     return [
         Figure(
-            bench, "syncd settled→uploaded", med["syncd"], "s", med["naive"],
-            "zip -0 -r + curl -T", 1.0, times["syncd"],
+            bench,
+            "syncd settled→uploaded",
+            med["syncd"],
+            "s",
+            med["naive"],
+            "zip -0 -r + curl -T",
+            1.0,
+            times["syncd"],
         ),
         Figure(
-            bench, "syncd settled→uploaded", med["syncd"], "s", med["transfer"],
-            "curl -T of a ready archive", 1.5, times["syncd"],
+            bench,
+            "syncd settled→uploaded",
+            med["syncd"],
+            "s",
+            med["transfer"],
+            "curl -T of a ready archive",
+            1.5,
+            times["syncd"],
             note=f"sandbox raw receive {mb / med['transfer']:.0f} MB/s",
         ),
         Figure(
-            bench, "syncd settled→uploaded", med["syncd"], "s", med["disk"],
-            "cat files > /dev/null", float("inf"), times["syncd"], note="disk limit, no target",
+            bench,
+            "syncd settled→uploaded",
+            med["syncd"],
+            "s",
+            med["disk"],
+            "cat files > /dev/null",
+            float("inf"),
+            times["syncd"],
+            note="disk limit, no target",
         ),
         Figure(bench, "daemon peak RSS", max(rss), "MB", RSS_BUDGET_MB, "budget", 1.0, rss),
     ]

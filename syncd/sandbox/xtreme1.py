@@ -596,6 +596,20 @@ class Xtreme1App:
             ]
         return JSONResponse({"items": rows})
 
+    async def admin_seed(self, request: Request) -> Response:
+        """Bulk-create items with ground truth (benchmarks): ``{items, objects, annotated_every}``."""
+        body = json.loads(await request.body())
+        try:
+            ids = self.state.seed(
+                int(request.path_params["id"]),
+                int(body["items"]),
+                int(body.get("objects", 0)),
+                int(body.get("annotated_every", 0)),
+            )
+        except KeyError:
+            return JSONResponse({"error": "no such dataset"}, status_code=404)
+        return JSONResponse({"created": len(ids), "first_id": ids[0] if ids else None})
+
     async def admin_faults(self, request: Request) -> Response:
         if request.method == "DELETE":
             self.faults.clear()
@@ -650,6 +664,7 @@ def create_app(token: str, data_dir: Path) -> Starlette:
         Route("/__sandbox/counters", x.admin_counters, methods=["GET"]),
         Route("/__sandbox/annotate", x.admin_annotate, methods=["POST"]),
         Route("/__sandbox/datasets/{id}/items", x.admin_items, methods=["GET"]),
+        Route("/__sandbox/datasets/{id}/seed", x.admin_seed, methods=["POST"]),
         Route("/__sandbox/faults", x.admin_faults, methods=["POST", "DELETE"]),
         Route("/__sandbox/config", x.admin_config, methods=["POST"]),
     ]
