@@ -24,8 +24,9 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, insert, select, update
 
 from syncd.pipeline.context import SyncContext
 from syncd.remotes.base import RemoteItem, RemoteLabel
@@ -54,10 +55,13 @@ class PullStats:
         return bool(self.new_items or self.labels_changed or self.deleted)
 
 
+def canonical_json(raw: object) -> str:
+    """The form a label is stored and hashed in: sorted keys, no spaces."""
+    return json.dumps(raw, sort_keys=True, separators=(",", ":"))
+
+
 def label_hash(raw: dict[str, object]) -> str:
-    return hashlib.sha256(
-        json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
+    return hashlib.sha256(canonical_json(raw).encode()).hexdigest()
 
 
 def _get_cursor(session: Session, sync: str, name: str) -> str | None:
@@ -125,6 +129,8 @@ def apply_labels(
     """Write the labels of the ``fetched`` items; returns how many labels changed.
 
     A source that no longer comes back for a fetched item is marked deleted.
+    Rows are written with one statement per table and batch (executemany),
+    not object by object: a first mirror writes millions of objects.
     """
     by_item: dict[str, list[RemoteLabel]] = {}
     for lab in labels:
@@ -135,7 +141,10 @@ def apply_labels(
         for lab in tx.session.exec(select(Label).where(col(Label.item_id).in_(item_ids))).all()
     }
     now = utcnow()
-    changed = 0
+    changed: list[tuple[Item, RemoteLabel, str, str]] = []  # item, label, hash, raw JSON
+    new_rows: list[dict[str, Any]] = []
+    replaced: list[int] = []  # label ids whose objects are replaced or dropped
+    checked: list[int] = []
     for rid in fetched:
         item = rows.get(rid)
         if item is None or item.id is None:
@@ -143,56 +152,78 @@ def apply_labels(
         seen_sources = set()
         for lab in by_item.get(rid, []):
             seen_sources.add(lab.source)
-            h = label_hash(lab.raw)
+            raw = canonical_json(lab.raw)
+            h = hashlib.sha256(raw.encode()).hexdigest()
             row = current.get((item.id, lab.source))
             if row is not None and row.hash == h and row.deleted_at is None:
                 continue
+            changed.append((item, lab, h, raw))
+            values: dict[str, Any] = {
+                "hash": h,
+                "raw": raw,
+                "updated_at": now,
+                "deleted_at": None,
+                "object_count": len(lab.objects),
+            }
             if row is None:
-                row = Label(
-                    item_id=item.id,
-                    remote=item.remote,
-                    remote_item_id=rid,
-                    source=lab.source,
-                    hash=h,
-                    updated_at=now,
+                new_rows.append(
+                    {
+                        "item_id": item.id,
+                        "remote": item.remote,
+                        "remote_item_id": rid,
+                        "source": lab.source,
+                        **values,
+                    }
                 )
-            row.hash, row.raw, row.updated_at, row.deleted_at = (
-                h,
-                json.dumps(lab.raw, sort_keys=True),
-                now,
-                None,
-            )
-            row.object_count = len(lab.objects)
-            tx.session.add(row)
-            tx.session.flush()
-            tx.session.exec(delete(Object).where(col(Object.label_id) == row.id))
-            tx.session.add_all(
-                Object(
-                    label_id=row.id or 0,
-                    item_id=item.id,
-                    remote_object_id=o.remote_id,
-                    class_name=o.class_name,
-                    class_id=o.class_id,
-                    shape_type=o.shape_type,
-                    track_id=o.track_id,
-                    track_name=o.track_name,
-                    confidence=o.confidence,
-                    geometry=json.dumps(o.geometry, sort_keys=True),
-                    attributes=json.dumps(o.attributes, sort_keys=True),
-                )
-                for o in lab.objects
-            )
-            changed += 1
+            else:
+                assert row.id is not None
+                replaced.append(row.id)
+                tx.session.execute(update(Label).where(col(Label.id) == row.id).values(**values))
         for (item_pk, source), row in current.items():
             if item_pk == item.id and source not in seen_sources and row.deleted_at is None:
-                row.deleted_at = now
-                row.object_count = 0
-                tx.session.add(row)
-                tx.session.exec(delete(Object).where(col(Object.label_id) == row.id))
-                changed += 1
-        item.checked_at = now
-        tx.session.add(item)
-    return changed
+                assert row.id is not None
+                replaced.append(row.id)
+                tx.session.execute(
+                    update(Label)
+                    .where(col(Label.id) == row.id)
+                    .values(deleted_at=now, object_count=0)
+                )
+                changed.append((item, RemoteLabel(rid, source, {}, []), "", ""))
+        checked.append(item.id)
+    if replaced:
+        tx.session.execute(delete(Object).where(col(Object.label_id).in_(replaced)))
+    if new_rows:
+        tx.session.execute(insert(Label), new_rows)
+    label_ids = {
+        (r[1], r[2]): r[0]
+        for r in tx.session.execute(
+            select(Label.id, Label.item_id, Label.source).where(
+                col(Label.item_id).in_([c[0].id for c in changed])
+            )
+        )
+    }
+    objects = [
+        {
+            "label_id": label_ids[(item.id, lab.source)],
+            "item_id": item.id,
+            "remote_object_id": o.remote_id,
+            "class_name": o.class_name,
+            "class_id": o.class_id,
+            "shape_type": o.shape_type,
+            "track_id": o.track_id,
+            "track_name": o.track_name,
+            "confidence": o.confidence,
+            "geometry": json.dumps(o.geometry, sort_keys=True),
+            "attributes": json.dumps(o.attributes, sort_keys=True),
+        }
+        for item, lab, _, _ in changed
+        for o in lab.objects
+    ]
+    if objects:
+        tx.session.execute(insert(Object), objects)
+    if checked:
+        tx.session.execute(update(Item).where(col(Item.id).in_(checked)).values(checked_at=now))
+    return len(changed)
 
 
 def _label_targets(items: Iterable[RemoteItem | Item]) -> list[str]:
