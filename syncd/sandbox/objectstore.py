@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.requests import ClientDisconnect, Request
@@ -146,7 +147,7 @@ class ObjectStore:
         md5 = hashlib.md5()
         received = 0
         buf = bytearray()
-        pending: list[asyncio.Future[None]] = []
+        pending: list[asyncio.Future[Any]] = []
         loop = asyncio.get_running_loop()
 
         async def settle() -> None:

@@ -94,7 +94,10 @@ async def body_json(request: Request) -> Any:
         ) from None
 
 
-def page(rows: list[Any], request: Request) -> dict[str, Any]:
+def page(
+    rows: list[Any], request: Request, dto: Callable[[Any], Any] = lambda row: row
+) -> dict[str, Any]:
+    """One page of ``rows``; ``dto`` renders only the rows on the page."""
     page_no = as_long(request.query_params.get("pageNo", "1"), "pageNo")
     size = as_long(request.query_params.get("pageSize", "10"), "pageSize")
     start = max(0, (page_no - 1) * size)
@@ -102,7 +105,7 @@ def page(rows: list[Any], request: Request) -> dict[str, Any]:
         "pageSize": size,
         "pageNo": page_no,
         "total": len(rows),
-        "list": rows[start : start + size],
+        "list": [dto(row) for row in rows[start : start + size]],
     }
 
 
@@ -232,7 +235,7 @@ class Xtreme1App:
                 rows = [d for d in rows if q["name"].lower() in d.name.lower()]
             if q.get("type"):
                 rows = [d for d in rows if d.type == q["type"]]
-            return ok(page([self.dataset_dto(d) for d in rows], request))
+            return ok(page(rows, request, self.dataset_dto))
 
     async def dataset_info(self, request: Request) -> Response:
         dataset_id = as_long(request.path_params["id"], "id")
@@ -431,7 +434,7 @@ class Xtreme1App:
             elif sort_field == "CREATED_AT":
                 rows.sort(key=lambda i: i.created_at, reverse=desc)
             rows.sort(key=lambda i: 0 if i.type == "SCENE" else 1)
-            return ok(page([self.item_dto(i) for i in rows], request))
+            return ok(page(rows, request, self.item_dto))
 
     async def data_info(self, request: Request) -> Response:
         with self.state.lock:
