@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import detect, pull, upload  # noqa: F401
+from bench import detect, pull, upload
 from bench.common import Figure, machine, say, today
 from bench.platforms import PLATFORMS
 

@@ -83,14 +83,14 @@ def run(work: Path, platform: Platform, repeat: int, items: int, notes: list[str
     work.mkdir(parents=True)
     template = work / "template"
     Store(template).close()  # an empty syncd database: the reference writes the same schema
-    bench = f"pull {platform.name} {items // 1000}k×{OBJECTS}"
+    bench = f"pull {platform.name} {items // 1000}kx{OBJECTS}"
     t_ref: list[float] = []
     t_syncd: list[float] = []
     rss: list[float] = []
     reqs: list[float] = []
     budget = 0
     with sandbox(platform.name, work / "sandbox") as sb:
-        say(f"{bench}: seeding {items} items × {OBJECTS} objects ...")
+        say(f"{bench}: seeding {items} items x {OBJECTS} objects ...")
         platform.seed(sb.url, TOKEN, DATASET, items, OBJECTS)
         for rep in range(repeat):
             ref_db = work / f"ref-{rep}.db"
@@ -124,7 +124,7 @@ def run(work: Path, platform: Platform, repeat: int, items: int, notes: list[str
                 f"{bench} rep {rep + 1}/{repeat}: reference {t_ref[-1]:.2f}s, syncd {s:.2f}s, "
                 f"peak RSS {peak:.0f} MB, rows {mine}; unchanged cycle {reqs[-1]:.0f} requests "
                 f"({unfinished} unfinished → budget {budget}): "
-                + ", ".join(f"{k} ×{v}" for k, v in sorted(delta.items()) if v)
+                + ", ".join(f"{k} x{v}" for k, v in sorted(delta.items()) if v)
             )
             ref_db.unlink()
             shutil.rmtree(state, ignore_errors=True)

@@ -26,7 +26,7 @@ BATCH = 100
 
 
 def seed(url: str, token: str, name: str, items: int, objects: int) -> str:
-    """Create dataset ``name`` and seed ``items`` items × ``objects`` objects (every 2nd annotated)."""
+    """Create dataset ``name`` and seed ``items`` items x ``objects`` objects (every 2nd annotated)."""
     auth = {"Authorization": f"Bearer {token}"}
     r = httpx.post(
         f"{url}/api/dataset/create", json={"name": name, "type": "LIDAR_BASIC"}, headers=auth
@@ -42,10 +42,8 @@ def seed(url: str, token: str, name: str, items: int, objects: int) -> str:
     return dataset_id
 
 
-def _hash(raw: Any) -> str:
-    return hashlib.sha256(
-        json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
+def _canonical(raw: Any) -> str:
+    return json.dumps(raw, sort_keys=True, separators=(",", ":"))
 
 
 def main(url: str, token: str, dataset_name: str, db_path: str) -> None:
@@ -60,6 +58,7 @@ def main(url: str, token: str, dataset_name: str, db_path: str) -> None:
     db = sqlite3.connect(db_path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
+    get("/dataset/findByPage", pageNo=1, pageSize=1)  # syncd once checks the token first
     found = get("/dataset/findByPage", pageNo=1, pageSize=100, name=dataset_name)["list"]
     dataset_id = str(next(d["id"] for d in found if d["name"] == dataset_name))
     get(f"/dataset/{dataset_id}/statistics/dataStatus")
@@ -114,19 +113,20 @@ def main(url: str, token: str, dataset_name: str, db_path: str) -> None:
                         pk[str(res["dataId"])],
                         str(res["dataId"]),
                         res["sourceName"],
-                        _hash(res),
+                        hashlib.sha256(raw.encode()).hexdigest(),
                         len(res["objects"]),
-                        json.dumps(res, sort_keys=True),
+                        raw,
                         now,
                     )
                     for res in results
+                    for raw in [_canonical(res)]
                 ],
             )
             label_pk = {
-                item: lid
-                for lid, item in db.execute(
-                    f"SELECT id, remote_item_id FROM labels WHERE remote = 'bench'"
-                    f" AND remote_item_id IN ({','.join(repr(str(x['dataId'])) for x in results) or 'NULL'})"
+                (item, source): lid
+                for lid, item, source in db.execute(
+                    "SELECT id, item_id, source FROM labels"
+                    f" WHERE item_id IN ({','.join(str(v) for v in pk.values())})"
                 )
             }
             db.executemany(
@@ -135,7 +135,7 @@ def main(url: str, token: str, dataset_name: str, db_path: str) -> None:
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
-                        label_pk[str(res["dataId"])],
+                        label_pk[(pk[str(res["dataId"])], res["sourceName"])],
                         pk[str(res["dataId"])],
                         o.get("id"),
                         o.get("className"),

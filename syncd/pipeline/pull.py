@@ -7,8 +7,13 @@ Contract of :func:`run_once` for one sync:
    the cursor moved in one transaction (``pull.page_committed``). A crash
    loses at most the page in flight, which is read again.
 2. **Unfinished items** (not yet annotated) are re-checked every cycle: their
-   status and their labels, compared by content hash; only changes are
-   written. Scenes not yet annotated have their frames listed again.
+   labels, compared by content hash (only changes are written), and their
+   status; scenes not yet annotated have their frames listed again. Where
+   the remote offers a :class:`StatusFingerprint` (read first in the cycle)
+   and it equals the one of the last complete cycle, and no new item came,
+   no status changed on the platform: statuses and frames are not fetched,
+   so an unchanged cycle costs one request per 100 unfinished items plus a
+   few.
 3. **Full sweep** every ``full_sweep_interval``: every item is listed and
    every label re-read, so edits to finished items arrive and items gone
    from the platform get ``deleted_at`` (rows are never dropped).
@@ -29,7 +34,7 @@ from typing import Any
 from sqlmodel import Session, col, delete, insert, select, update
 
 from syncd.pipeline.context import SyncContext
-from syncd.remotes.base import RemoteItem, RemoteLabel
+from syncd.remotes.base import RemoteItem, RemoteLabel, StatusFingerprint
 from syncd.store import Cursor, Item, Label, Object, Tx, utcnow
 
 BATCH = 100
@@ -37,6 +42,7 @@ FINISHED = ("ANNOTATED", "INVALID")
 CURSOR_ITEMS = "items"
 CURSOR_SWEEP = "full_sweep_at"
 CURSOR_LAST_PULL = "last_pull_at"
+CURSOR_FINGERPRINT = "status_fingerprint"
 
 
 @dataclass
@@ -293,6 +299,14 @@ def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
     with ctx.store.read() as s:
         cursor = _get_cursor(s, ctx.name, CURSOR_ITEMS)
         last_sweep = _get_cursor(s, ctx.name, CURSOR_SWEEP)
+        last_fingerprint = _get_cursor(s, ctx.name, CURSOR_FINGERPRINT)
+    # Read before anything else: a status that changes after this read moves
+    # the next cycle's fingerprint.
+    fingerprint = (
+        ctx.remote.status_fingerprint(dataset_id)
+        if isinstance(ctx.remote, StatusFingerprint)
+        else None
+    )
     # 1. new items, page by page, cursor committed with each page
     fetched: set[str] = set()
     for page in ctx.remote.new_items(dataset_id, cursor):
@@ -311,13 +325,17 @@ def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
         _commit_batch(ctx, dataset_id, fresh, stats, cursor=page.cursor)
         fetched.update(i.id for i in fresh)
     # 2. unfinished items: status and labels again
-    _recheck(ctx, dataset_id, stats, skip=fetched)
+    moved = fingerprint is None or fingerprint != last_fingerprint or stats.new_items > 0
+    _recheck(ctx, dataset_id, stats, skip=fetched, statuses=moved)
     # 3. the full sweep
     due = last_sweep is None or time.time() - float(last_sweep) >= ctx.cfg.full_sweep_interval
     if full_sweep if full_sweep is not None else (due and cursor is not None):
         _sweep(ctx, dataset_id, stats)
     with ctx.store.tx() as tx:
         _set_cursor(tx, ctx.name, CURSOR_LAST_PULL, utcnow())
+        if fingerprint is not None and not ctx.stop.is_set():
+            # Only a cycle that ran to its end vouches for the statuses it saw.
+            _set_cursor(tx, ctx.name, CURSOR_FINGERPRINT, fingerprint)
         if last_sweep is None:
             _set_cursor(tx, ctx.name, CURSOR_SWEEP, str(time.time()))
         if stats.changed():
@@ -333,10 +351,18 @@ def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
     return stats
 
 
-def _recheck(ctx: SyncContext, dataset_id: str, stats: PullStats, *, skip: set[str]) -> None:
+def _recheck(
+    ctx: SyncContext, dataset_id: str, stats: PullStats, *, skip: set[str], statuses: bool
+) -> None:
+    """Labels of every unfinished item again; their statuses and scene frames when ``statuses``.
+
+    One request per batch of 100 items when nothing moved on the platform
+    (``statuses`` False, see :class:`StatusFingerprint`), two when it did,
+    plus a frame listing per unfinished scene.
+    """
     with ctx.store.read() as s:
         rows = s.exec(
-            select(Item)
+            select(Item.remote_id, Item.kind)
             .where(
                 Item.sync == ctx.name,
                 Item.remote == ctx.remote.name,
@@ -346,10 +372,10 @@ def _recheck(ctx: SyncContext, dataset_id: str, stats: PullStats, *, skip: set[s
             )
             .order_by(col(Item.id))
         ).all()
-    rows = [r for r in rows if r.remote_id not in skip]
-    scenes = [r for r in rows if r.kind == "SCENE"]
-    for scene in scenes:
-        frames = ctx.remote.frames(dataset_id, scene.remote_id)
+    rows = [r for r in rows if r[0] not in skip]
+    scenes = [r[0] for r in rows if r[1] == "SCENE"] if statuses else []
+    for scene_id in scenes:
+        frames = ctx.remote.frames(dataset_id, scene_id)
         with ctx.store.read() as s:
             known = set(
                 s.exec(
@@ -362,27 +388,30 @@ def _recheck(ctx: SyncContext, dataset_id: str, stats: PullStats, *, skip: set[s
         new_frames = [f for f in frames if f.id not in known]
         if new_frames:
             _commit_batch(ctx, dataset_id, new_frames, stats)
-    ids = [r.remote_id for r in rows]
-    for start in range(0, len(ids), BATCH):
+    if not statuses:
+        rows = [r for r in rows if r[1] != "SCENE"]  # a scene has no labels of its own
+    for start in range(0, len(rows), BATCH):
         if ctx.stop.is_set():
             return
-        batch = ids[start : start + BATCH]
-        states = ctx.remote.item_states(dataset_id, batch)
-        changed_status = [s for rid, s in states.items() if s.annotation_status]
-        items = [
-            RemoteItem(
-                id=s.id,
-                dataset_id=dataset_id,
-                name=s.name,
-                kind="",
-                parent_id=None,
-                annotation_status=s.annotation_status,
-                status=s.status,
-                zip_path=None,
-            )
-            for s in changed_status
-        ]
-        label_ids = [r.remote_id for r in rows[start : start + BATCH] if r.kind != "SCENE"]
+        batch = rows[start : start + BATCH]
+        items = []
+        if statuses:
+            states = ctx.remote.item_states(dataset_id, [r[0] for r in batch])
+            items = [
+                RemoteItem(
+                    id=s.id,
+                    dataset_id=dataset_id,
+                    name=s.name,
+                    kind="",
+                    parent_id=None,
+                    annotation_status=s.annotation_status,
+                    status=s.status,
+                    zip_path=None,
+                )
+                for s in states.values()
+                if s.annotation_status
+            ]
+        label_ids = [r[0] for r in batch if r[1] != "SCENE"]
         _commit_batch(ctx, dataset_id, items, stats, label_ids=label_ids)
 
 

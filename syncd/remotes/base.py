@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 ProcessingState = Literal["pending", "done", "failed"]
 
@@ -176,3 +176,20 @@ class Remote(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+@runtime_checkable
+class StatusFingerprint(Protocol):
+    """An optional capability: one cheap request that tells whether item statuses changed.
+
+    ``status_fingerprint`` returns a value that changes whenever an item of
+    the dataset is added or deleted or its annotation status changes (for
+    example the dataset's status counters), or None when the platform cannot
+    say. The pull reads it at the start of a cycle; when it equals the value
+    read at the start of the previous complete cycle and no new item arrived,
+    the statuses of unfinished items are not fetched again (their labels
+    still are). A platform whose statuses can move so that such a value
+    stays equal is caught by the full sweep.
+    """
+
+    def status_fingerprint(self, dataset_id: str) -> str | None: ...
