@@ -29,9 +29,9 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlmodel import Session, col, delete, insert, select, update
+from sqlmodel import Session, SQLModel, col, delete, select, update
 
 from syncd.pipeline.context import SyncContext
 from syncd.remotes.base import RemoteItem, RemoteLabel, StatusFingerprint
@@ -43,6 +43,10 @@ CURSOR_ITEMS = "items"
 CURSOR_SWEEP = "full_sweep_at"
 CURSOR_LAST_PULL = "last_pull_at"
 CURSOR_FINGERPRINT = "status_fingerprint"
+# Core tables for the bulk inserts: plain executemany, without the ORM's per-row work.
+_LABELS = SQLModel.metadata.tables["labels"]
+_OBJECTS = SQLModel.metadata.tables["objects"]
+_ITEMS = SQLModel.metadata.tables["items"]
 
 
 @dataclass
@@ -83,36 +87,53 @@ def _set_cursor(tx: Tx, sync: str, name: str, value: str) -> None:
     tx.session.add(row)
 
 
+class ItemRef(NamedTuple):
+    """The mirror row of one item, as far as writing its labels needs it."""
+
+    id: int
+    remote: str
+
+
 def upsert_items(
     tx: Tx, ctx: SyncContext, items: Iterable[RemoteItem]
-) -> tuple[dict[str, Item], int]:
-    """Insert or update items; returns ``remote_id → row`` and the number of new rows."""
+) -> tuple[dict[str, ItemRef], int]:
+    """Insert or update items; returns ``remote_id → row`` and the number of new rows.
+
+    Written with one INSERT (executemany) for the new items and one UPDATE per
+    known item: a first mirror inserts every item of the dataset.
+    """
     remote = ctx.remote.name
-    items = list(items)
-    ids = [i.id for i in items]
+    by_id = {i.id: i for i in items}  # a repeated id: the last listing wins
     existing = {
         r.remote_id: r
         for r in tx.session.exec(
-            select(Item).where(Item.remote == remote, col(Item.remote_id).in_(ids))
+            select(Item).where(Item.remote == remote, col(Item.remote_id).in_(list(by_id)))
         ).all()
     }
     now = utcnow()
-    new = 0
-    for it in items:
+    fresh: list[dict[str, Any]] = []
+    for it in by_id.values():
         row = existing.get(it.id)
         if row is None:
-            row = Item(
-                remote=remote,
-                sync=ctx.name,
-                dataset_remote_id=it.dataset_id,
-                remote_id=it.id,
-                name=it.name,
-                kind=it.kind,
-                first_seen_at=now,
-                updated_at=now,
+            fresh.append(
+                {
+                    "remote": remote,
+                    "sync": ctx.name,
+                    "dataset_remote_id": it.dataset_id,
+                    "remote_id": it.id,
+                    "name": it.name,
+                    "kind": it.kind,
+                    "parent_remote_id": it.parent_id if it.kind else None,
+                    "annotation_status": it.annotation_status,
+                    "status": it.status,
+                    "zip_path": it.zip_path,
+                    "raw": json.dumps(it.raw, sort_keys=True, default=str) if it.kind else "{}",
+                    "first_seen_at": now,
+                    "updated_at": now,
+                    "deleted_at": None,
+                }
             )
-            existing[it.id] = row
-            new += 1
+            continue
         row.name = it.name or row.name
         row.kind = it.kind or row.kind
         row.parent_remote_id = it.parent_id if it.kind else row.parent_remote_id
@@ -126,11 +147,24 @@ def upsert_items(
         row.updated_at = now
         tx.session.add(row)
     tx.session.flush()
-    return existing, new
+    refs = {rid: ItemRef(r.id, remote) for rid, r in existing.items() if r.id is not None}
+    if fresh:
+        tx.session.execute(_ITEMS.insert(), fresh)
+        refs.update(_refs(tx.session, remote, [f["remote_id"] for f in fresh]))
+    return refs, len(fresh)
+
+
+def _refs(session: Session, remote: str, remote_ids: Sequence[str]) -> dict[str, ItemRef]:
+    rows = session.exec(
+        select(Item.id, Item.remote_id).where(
+            Item.remote == remote, col(Item.remote_id).in_(remote_ids)
+        )
+    ).all()
+    return {r[1]: ItemRef(r[0], remote) for r in rows if r[0] is not None}
 
 
 def apply_labels(
-    tx: Tx, rows: dict[str, Item], fetched: Sequence[str], labels: Sequence[RemoteLabel]
+    tx: Tx, rows: dict[str, ItemRef], fetched: Sequence[str], labels: Sequence[RemoteLabel]
 ) -> int:
     """Write the labels of the ``fetched`` items; returns how many labels changed.
 
@@ -147,13 +181,13 @@ def apply_labels(
         for lab in tx.session.exec(select(Label).where(col(Label.item_id).in_(item_ids))).all()
     }
     now = utcnow()
-    changed: list[tuple[Item, RemoteLabel, str, str]] = []  # item, label, hash, raw JSON
+    changed: list[tuple[ItemRef, RemoteLabel, str, str]] = []  # item, label, hash, raw JSON
     new_rows: list[dict[str, Any]] = []
     replaced: list[int] = []  # label ids whose objects are replaced or dropped
     checked: list[int] = []
     for rid in fetched:
         item = rows.get(rid)
-        if item is None or item.id is None:
+        if item is None:
             continue
         seen_sources = set()
         for lab in by_item.get(rid, []):
@@ -199,7 +233,7 @@ def apply_labels(
     if replaced:
         tx.session.execute(delete(Object).where(col(Object.label_id).in_(replaced)))
     if new_rows:
-        tx.session.execute(insert(Label), new_rows)
+        tx.session.execute(_LABELS.insert(), new_rows)
     label_ids = {
         (r[1], r[2]): r[0]
         for r in tx.session.execute(
@@ -226,7 +260,7 @@ def apply_labels(
         for o in lab.objects
     ]
     if objects:
-        tx.session.execute(insert(Object), objects)
+        tx.session.execute(_OBJECTS.insert(), objects)
     if checked:
         tx.session.execute(update(Item).where(col(Item.id).in_(checked)).values(checked_at=now))
     return len(changed)
@@ -261,16 +295,7 @@ def _commit_batch(
         if label_ids is not None:
             missing = [i for i in targets if i not in rows]
             if missing:
-                rows.update(
-                    {
-                        r.remote_id: r
-                        for r in tx.session.exec(
-                            select(Item).where(
-                                Item.remote == ctx.remote.name, col(Item.remote_id).in_(missing)
-                            )
-                        ).all()
-                    }
-                )
+                rows.update(_refs(tx.session, ctx.remote.name, missing))
         changed = apply_labels(tx, rows, targets, labels)
         moved = cursor is not None and cursor != _get_cursor(tx.session, ctx.name, CURSOR_ITEMS)
         if moved and cursor is not None:
