@@ -180,6 +180,7 @@ class Store:
             # database checkpoints it (writes every page again). With this one
             # open, checkpoints happen as usual, every 1000 pages.
             self._keeper = sqlite3.connect(self.path, check_same_thread=False)
+            self._keeper.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opens the WAL
         except OperationalError as exc:
             raise StoreError(f"state database {str(self.path)!r}: {exc.orig}") from exc
 
