@@ -130,21 +130,21 @@ def _latencies(work: Path, url: str, folder: Path, cfg: Path, db: Path) -> list[
             unit = f"trial_{trial + 1:03d}"
             write_fusion_unit(folder / unit, frames=1, cameras=0, with_result=False, points=50)
             time.sleep(0.3)  # the files' own events are handled first, as in real use
-            marker = folder / unit / "_READY"
-            marker.touch()
-            t0 = marker.stat().st_mtime_ns / 1e9
-            wait_for(
-                lambda u=unit: bool(event_times(db, "package.packing", u)), 120, f"{unit} packing"
-            )
+            t0 = time.time()  # taken before the marker exists: errs on the slow side
+            (folder / unit / "_READY").touch()
+
+            def packing(u: str = unit) -> bool:
+                return bool(event_times(db, "package.packing", u))
+
+            def sent(u: str = unit) -> bool:
+                return bool(
+                    event_times(db, "package.uploaded", u) or event_times(db, "package.failed", u)
+                )
+
+            wait_for(packing, 120, f"{unit} packing")
             if trial >= 0:
                 out.append(event_times(db, "package.packing", unit)[0] - t0)
-            wait_for(
-                lambda u=unit: bool(
-                    event_times(db, "package.uploaded", u) or event_times(db, "package.failed", u)
-                ),
-                120,
-                f"{unit} uploaded",
-            )
+            wait_for(sent, 120, f"{unit} uploaded")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -169,6 +169,7 @@ def run(work: Path, platform: str, repeat: int, files: int, notes: list[str]) ->
     mark_uploaded(state, folder)
     bench = f"watch {units * FILES_PER_UNIT // 1000}k files"
     t_find: list[float] = []
+    t_find_stat: list[float] = []
     t_scan: list[float] = []
     p50: list[float] = []
     p99: list[float] = []
@@ -188,6 +189,13 @@ def run(work: Path, platform: str, repeat: int, files: int, notes: list[str]) ->
         )
         for rep in range(repeat):
             t_find.append(timed(["find", str(folder), "-type", "f"], stdout=subprocess.DEVNULL))
+            # find that also stats every file, as syncd must to see changed files
+            t_find_stat.append(
+                timed(
+                    ["find", str(folder), "-type", "f", "-printf", "%P %s %T@\n"],
+                    stdout=subprocess.DEVNULL,
+                )
+            )
             out = subprocess.run(
                 [sys.executable, "-m", "bench.detect", str(cfg)],
                 check=True,
@@ -198,11 +206,11 @@ def run(work: Path, platform: str, repeat: int, files: int, notes: list[str]) ->
             for d in folder.glob("trial_*"):
                 shutil.rmtree(d)  # a fresh set of trial units (their packages stay: uploaded)
             lat = _latencies(work, sb.url, folder, cfg, state / "syncd.db")
-            lat = [x for x in lat]
             p50.append(_percentile(lat, 50))
             p99.append(_percentile(lat, 99))
             say(
-                f"{bench} rep {rep + 1}/{repeat}: find {t_find[-1]:.2f}s, catch-up scan "
+                f"{bench} rep {rep + 1}/{repeat}: find {t_find[-1]:.3f}s, find -printf size+mtime "
+                f"{t_find_stat[-1]:.3f}s, catch-up scan "
                 f"{t_scan[-1]:.2f}s; marker→packing p50 {p50[-1] * 1000:.0f} ms, "
                 f"p99 {p99[-1] * 1000:.0f} ms (max {max(lat) * 1000:.0f} ms)"
             )

@@ -57,10 +57,11 @@ def _run(cmd: list[str], log: Path) -> tuple[float, float]:
 def _counts(db: Path) -> tuple[int, int, int]:
     con = sqlite3.connect(db)
     try:
-        return tuple(  # type: ignore[return-value]
-            con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        items, labels, objects = (
+            int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
             for t in ("items", "labels", "objects")
         )
+        return items, labels, objects
     finally:
         con.close()
 
