@@ -57,24 +57,32 @@ def assert_exactly_once(
     missing = expected - set(owners)
     assert not missing, f"local files in no done package: {sorted(missing)[:5]}"
     ds = dataset_id(url, dataset)
-    calls = [c for c in admin_call(url, "GET", "/counters")["data_upload_calls"] if c["datasetId"] == ds]
+    calls = [
+        c for c in admin_call(url, "GET", "/counters")["data_upload_calls"] if c["datasetId"] == ds
+    ]
     per_archive = Counter(c["fileName"] for c in calls)
     repeated = {k: n for k, n in per_archive.items() if n > 1}
     assert not repeated, f"archives submitted more than once: {repeated}"
     archives = {a.lower() for (a,) in query(db, "SELECT archive_name FROM packages")}
     assert set(per_archive) == archives, (sorted(per_archive), sorted(archives))
-    items = [i for i in admin_call(url, "GET", f"/datasets/{ds}/items")["items"] if not i["deleted"]]
+    items = [
+        i for i in admin_call(url, "GET", f"/datasets/{ds}/items")["items"] if not i["deleted"]
+    ]
     top = [i for i in items if not i.get("parentId")]
     names = Counter((i.get("parentId"), i["name"]) for i in items)
     assert all(n == 1 for n in names.values()), "duplicate item names on the platform"
-    assert len(top) == expected_items, f"platform has {len(top)} top-level items, expected {expected_items}"
+    assert len(top) == expected_items, (
+        f"platform has {len(top)} top-level items, expected {expected_items}"
+    )
     return {"packages": sum(states.values()), "archives": len(per_archive), "items": len(items)}
 
 
 def assert_mirror_matches(db: Path, url: str, dataset: str) -> None:
     """The mirror's live items and their final labels equal the platform's."""
     ds = dataset_id(url, dataset)
-    items = [i for i in admin_call(url, "GET", f"/datasets/{ds}/items")["items"] if not i["deleted"]]
+    items = [
+        i for i in admin_call(url, "GET", f"/datasets/{ds}/items")["items"] if not i["deleted"]
+    ]
     remote = {str(i["id"]): i["name"] for i in items}
     local = dict(
         query(
@@ -83,4 +91,6 @@ def assert_mirror_matches(db: Path, url: str, dataset: str) -> None:
             str(ds),
         )
     )
-    assert local == remote, f"mirror differs: only local {set(local) - set(remote)}, only remote {set(remote) - set(local)}"
+    assert local == remote, (
+        f"mirror differs: only local {set(local) - set(remote)}, only remote {set(remote) - set(local)}"
+    )

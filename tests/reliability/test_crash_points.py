@@ -54,7 +54,11 @@ def test_crash_right_after(point: str, tmp_path: Path, sandbox_url: str) -> None
 
     crashed = run_cli("once", "--config", str(cfg), env={"SYNCD_CRASH_AT": point}, timeout=120)
     assert crashed.returncode == -9, (crashed.returncode, crashed.stderr[-2000:])
-    before = query(db, "SELECT value FROM cursors WHERE name = 'items'") if point == "pull.page_committed" else []
+    before = (
+        query(db, "SELECT value FROM cursors WHERE name = 'items'")
+        if point == "pull.page_committed"
+        else []
+    )
 
     again = run_cli("once", "--config", str(cfg), timeout=180)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -62,5 +66,9 @@ def test_crash_right_after(point: str, tmp_path: Path, sandbox_url: str) -> None
     assert_exactly_once(db, folder, sandbox_url, dataset, expected_items=4)
     assert_mirror_matches(db, sandbox_url, dataset)
     for (old,) in before:
-        assert query(db, "SELECT 1 FROM cursors WHERE name = 'items' AND CAST(value AS INTEGER) >= ?", int(old))
+        assert query(
+            db,
+            "SELECT 1 FROM cursors WHERE name = 'items' AND CAST(value AS INTEGER) >= ?",
+            int(old),
+        )
     assert len(frames) == 5
