@@ -163,8 +163,16 @@ def api_requests(url: str) -> dict[str, int]:
 # --------------------------------------------------------------------------- syncd
 
 
-def write_config(path: Path, *, url: str, state: Path, sync: dict[str, Any]) -> Path:
-    """A syncd config with one remote ``bench`` and one sync (TOML written by hand)."""
+def write_config(
+    path: Path,
+    *,
+    url: str,
+    state: Path,
+    sync: dict[str, Any],
+    platform: str = "xtreme1",
+    remote: dict[str, Any] | None = None,
+) -> Path:
+    """A syncd config with one remote ``bench`` and one sync ``bench`` (TOML written by hand)."""
 
     def value(v: Any) -> str:
         if isinstance(v, bool):
@@ -180,11 +188,12 @@ def write_config(path: Path, *, url: str, state: Path, sync: dict[str, Any]) -> 
         'format = "json"',
         'level = "info"',
         "[remotes.bench]",
-        'platform = "xtreme1"',
+        f"platform = {value(platform)}",
         f"url = {value(url)}",
         f"token = {value(TOKEN)}",
         "requests_per_second = 10000",
         "poll_interval = 0.2",
+        *(f"{k} = {value(v)}" for k, v in (remote or {}).items()),
         "[[syncs]]",
         'name = "bench"',
         'remote = "bench"',

@@ -8,10 +8,12 @@ through the sandbox's admin API, and its reference puller (a plain script in
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import reference_pull_xtreme1
+from bench.common import api_requests
 
 
 @dataclass(frozen=True)
@@ -22,8 +24,12 @@ class Platform:
     dataset_type: str
     # (url, token, dataset name, items, objects) → dataset id: seeds ``items`` items with ``objects`` objects each into a new dataset; returns its id.
     seed: Callable[[str, str, str, int, int], str]
-    # The reference puller's source file, run as ``python FILE URL TOKEN DATASET_ID DB``.
+    # The reference puller's source file, run as ``python FILE URL TOKEN DATASET_NAME DB``.
     reference: Path
+    # Extra keys of the syncd remote (``[remotes.bench]``) besides platform, url and token.
+    remote: dict[str, Any] = field(default_factory=dict)
+    # The sandbox's API request counters (route → count), read before and after a cycle.
+    requests: Callable[[str], dict[str, int]] = api_requests
 
 
 PLATFORMS: dict[str, Platform] = {

@@ -25,7 +25,6 @@ from bench.common import (
     TOKEN,
     Figure,
     RssWatch,
-    api_requests,
     median,
     sandbox,
     say,
@@ -107,6 +106,8 @@ def run(work: Path, platform: Platform, repeat: int, items: int, notes: list[str
                 url=sb.url,
                 state=state,
                 sync={"dataset": DATASET, "dataset_type": platform.dataset_type, "push": False},
+                platform=platform.name,
+                remote=platform.remote,
             )
             s, peak = _run(syncd_cmd("once", "--config", str(cfg)), work / f"syncd-{rep}.log")
             t_syncd.append(s)
@@ -114,9 +115,9 @@ def run(work: Path, platform: Platform, repeat: int, items: int, notes: list[str
             mine, theirs = _counts(state / "syncd.db"), _counts(ref_db)
             if mine != theirs:
                 raise RuntimeError(f"{bench}: syncd mirrored {mine} rows, the reference {theirs}")
-            before = api_requests(sb.url)
+            before = platform.requests(sb.url)
             _run(syncd_cmd("once", "--config", str(cfg)), work / f"syncd-{rep}-again.log")
-            after = api_requests(sb.url)
+            after = platform.requests(sb.url)
             delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
             reqs.append(sum(delta.values()))
             unfinished = _unfinished(state / "syncd.db")
