@@ -22,10 +22,12 @@ test: $(STAMP) lint
 	$(BIN)/pytest -q -ra
 
 lint: $(STAMP)
-	$(BIN)/ruff check syncd tests
-	$(BIN)/ruff format --check syncd tests
+	$(BIN)/ruff check syncd tests bench
+	$(BIN)/ruff format --check syncd tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 
+## bench: upload, pull and watch benchmarks against references measured in the same run (rewrites bench/RESULTS.md)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

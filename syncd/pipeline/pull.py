@@ -7,8 +7,13 @@ Contract of :func:`run_once` for one sync:
    the cursor moved in one transaction (``pull.page_committed``). A crash
    loses at most the page in flight, which is read again.
 2. **Unfinished items** (not yet annotated) are re-checked every cycle: their
-   status and their labels, compared by content hash; only changes are
-   written. Scenes not yet annotated have their frames listed again.
+   labels, compared by content hash (only changes are written), and their
+   status; scenes not yet annotated have their frames listed again. Where
+   the remote offers a :class:`StatusFingerprint` (read first in the cycle)
+   and it equals the one of the last complete cycle, and no new item came,
+   no status changed on the platform: statuses and frames are not fetched,
+   so an unchanged cycle costs one request per 100 unfinished items plus a
+   few.
 3. **Full sweep** every ``full_sweep_interval``: every item is listed and
    every label re-read, so edits to finished items arrive and items gone
    from the platform get ``deleted_at`` (rows are never dropped).
@@ -24,11 +29,12 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, SQLModel, col, delete, select, update
 
 from syncd.pipeline.context import SyncContext
-from syncd.remotes.base import RemoteItem, RemoteLabel
+from syncd.remotes.base import RemoteItem, RemoteLabel, StatusFingerprint
 from syncd.store import Cursor, Item, Label, Object, Tx, utcnow
 
 BATCH = 100
@@ -36,6 +42,11 @@ FINISHED = ("ANNOTATED", "INVALID")
 CURSOR_ITEMS = "items"
 CURSOR_SWEEP = "full_sweep_at"
 CURSOR_LAST_PULL = "last_pull_at"
+CURSOR_FINGERPRINT = "status_fingerprint"
+# Core tables for the bulk inserts: plain executemany, without the ORM's per-row work.
+_LABELS = SQLModel.metadata.tables["labels"]
+_OBJECTS = SQLModel.metadata.tables["objects"]
+_ITEMS = SQLModel.metadata.tables["items"]
 
 
 @dataclass
@@ -54,10 +65,13 @@ class PullStats:
         return bool(self.new_items or self.labels_changed or self.deleted)
 
 
+def canonical_json(raw: object) -> str:
+    """The form a label is stored and hashed in: sorted keys, no spaces."""
+    return json.dumps(raw, sort_keys=True, separators=(",", ":"))
+
+
 def label_hash(raw: dict[str, object]) -> str:
-    return hashlib.sha256(
-        json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
+    return hashlib.sha256(canonical_json(raw).encode()).hexdigest()
 
 
 def _get_cursor(session: Session, sync: str, name: str) -> str | None:
@@ -73,36 +87,53 @@ def _set_cursor(tx: Tx, sync: str, name: str, value: str) -> None:
     tx.session.add(row)
 
 
+class ItemRef(NamedTuple):
+    """The mirror row of one item, as far as writing its labels needs it."""
+
+    id: int
+    remote: str
+
+
 def upsert_items(
     tx: Tx, ctx: SyncContext, items: Iterable[RemoteItem]
-) -> tuple[dict[str, Item], int]:
-    """Insert or update items; returns ``remote_id → row`` and the number of new rows."""
+) -> tuple[dict[str, ItemRef], int]:
+    """Insert or update items; returns ``remote_id → row`` and the number of new rows.
+
+    Written with one INSERT (executemany) for the new items and one UPDATE per
+    known item: a first mirror inserts every item of the dataset.
+    """
     remote = ctx.remote.name
-    items = list(items)
-    ids = [i.id for i in items]
+    by_id = {i.id: i for i in items}  # a repeated id: the last listing wins
     existing = {
         r.remote_id: r
         for r in tx.session.exec(
-            select(Item).where(Item.remote == remote, col(Item.remote_id).in_(ids))
+            select(Item).where(Item.remote == remote, col(Item.remote_id).in_(list(by_id)))
         ).all()
     }
     now = utcnow()
-    new = 0
-    for it in items:
+    fresh: list[dict[str, Any]] = []
+    for it in by_id.values():
         row = existing.get(it.id)
         if row is None:
-            row = Item(
-                remote=remote,
-                sync=ctx.name,
-                dataset_remote_id=it.dataset_id,
-                remote_id=it.id,
-                name=it.name,
-                kind=it.kind,
-                first_seen_at=now,
-                updated_at=now,
+            fresh.append(
+                {
+                    "remote": remote,
+                    "sync": ctx.name,
+                    "dataset_remote_id": it.dataset_id,
+                    "remote_id": it.id,
+                    "name": it.name,
+                    "kind": it.kind,
+                    "parent_remote_id": it.parent_id if it.kind else None,
+                    "annotation_status": it.annotation_status,
+                    "status": it.status,
+                    "zip_path": it.zip_path,
+                    "raw": json.dumps(it.raw, sort_keys=True, default=str) if it.kind else "{}",
+                    "first_seen_at": now,
+                    "updated_at": now,
+                    "deleted_at": None,
+                }
             )
-            existing[it.id] = row
-            new += 1
+            continue
         row.name = it.name or row.name
         row.kind = it.kind or row.kind
         row.parent_remote_id = it.parent_id if it.kind else row.parent_remote_id
@@ -116,15 +147,30 @@ def upsert_items(
         row.updated_at = now
         tx.session.add(row)
     tx.session.flush()
-    return existing, new
+    refs = {rid: ItemRef(r.id, remote) for rid, r in existing.items() if r.id is not None}
+    if fresh:
+        tx.session.execute(_ITEMS.insert(), fresh)
+        refs.update(_refs(tx.session, remote, [f["remote_id"] for f in fresh]))
+    return refs, len(fresh)
+
+
+def _refs(session: Session, remote: str, remote_ids: Sequence[str]) -> dict[str, ItemRef]:
+    rows = session.exec(
+        select(Item.id, Item.remote_id).where(
+            Item.remote == remote, col(Item.remote_id).in_(remote_ids)
+        )
+    ).all()
+    return {r[1]: ItemRef(r[0], remote) for r in rows if r[0] is not None}
 
 
 def apply_labels(
-    tx: Tx, rows: dict[str, Item], fetched: Sequence[str], labels: Sequence[RemoteLabel]
+    tx: Tx, rows: dict[str, ItemRef], fetched: Sequence[str], labels: Sequence[RemoteLabel]
 ) -> int:
     """Write the labels of the ``fetched`` items; returns how many labels changed.
 
     A source that no longer comes back for a fetched item is marked deleted.
+    Rows are written with one statement per table and batch (executemany),
+    not object by object: a first mirror writes millions of objects.
     """
     by_item: dict[str, list[RemoteLabel]] = {}
     for lab in labels:
@@ -135,64 +181,89 @@ def apply_labels(
         for lab in tx.session.exec(select(Label).where(col(Label.item_id).in_(item_ids))).all()
     }
     now = utcnow()
-    changed = 0
+    changed: list[tuple[ItemRef, RemoteLabel, str, str]] = []  # item, label, hash, raw JSON
+    new_rows: list[dict[str, Any]] = []
+    replaced: list[int] = []  # label ids whose objects are replaced or dropped
+    checked: list[int] = []
     for rid in fetched:
         item = rows.get(rid)
-        if item is None or item.id is None:
+        if item is None:
             continue
         seen_sources = set()
         for lab in by_item.get(rid, []):
             seen_sources.add(lab.source)
-            h = label_hash(lab.raw)
+            raw = canonical_json(lab.raw)
+            h = hashlib.sha256(raw.encode()).hexdigest()
             row = current.get((item.id, lab.source))
             if row is not None and row.hash == h and row.deleted_at is None:
                 continue
+            changed.append((item, lab, h, raw))
+            values: dict[str, Any] = {
+                "hash": h,
+                "raw": raw,
+                "updated_at": now,
+                "deleted_at": None,
+                "object_count": len(lab.objects),
+            }
             if row is None:
-                row = Label(
-                    item_id=item.id,
-                    remote=item.remote,
-                    remote_item_id=rid,
-                    source=lab.source,
-                    hash=h,
-                    updated_at=now,
+                new_rows.append(
+                    {
+                        "item_id": item.id,
+                        "remote": item.remote,
+                        "remote_item_id": rid,
+                        "source": lab.source,
+                        **values,
+                    }
                 )
-            row.hash, row.raw, row.updated_at, row.deleted_at = (
-                h,
-                json.dumps(lab.raw, sort_keys=True),
-                now,
-                None,
-            )
-            row.object_count = len(lab.objects)
-            tx.session.add(row)
-            tx.session.flush()
-            tx.session.exec(delete(Object).where(col(Object.label_id) == row.id))
-            tx.session.add_all(
-                Object(
-                    label_id=row.id or 0,
-                    item_id=item.id,
-                    remote_object_id=o.remote_id,
-                    class_name=o.class_name,
-                    class_id=o.class_id,
-                    shape_type=o.shape_type,
-                    track_id=o.track_id,
-                    track_name=o.track_name,
-                    confidence=o.confidence,
-                    geometry=json.dumps(o.geometry, sort_keys=True),
-                    attributes=json.dumps(o.attributes, sort_keys=True),
-                )
-                for o in lab.objects
-            )
-            changed += 1
+            else:
+                assert row.id is not None
+                replaced.append(row.id)
+                tx.session.execute(update(Label).where(col(Label.id) == row.id).values(**values))
         for (item_pk, source), row in current.items():
             if item_pk == item.id and source not in seen_sources and row.deleted_at is None:
-                row.deleted_at = now
-                row.object_count = 0
-                tx.session.add(row)
-                tx.session.exec(delete(Object).where(col(Object.label_id) == row.id))
-                changed += 1
-        item.checked_at = now
-        tx.session.add(item)
-    return changed
+                assert row.id is not None
+                replaced.append(row.id)
+                tx.session.execute(
+                    update(Label)
+                    .where(col(Label.id) == row.id)
+                    .values(deleted_at=now, object_count=0)
+                )
+                changed.append((item, RemoteLabel(rid, source, {}, []), "", ""))
+        checked.append(item.id)
+    if replaced:
+        tx.session.execute(delete(Object).where(col(Object.label_id).in_(replaced)))
+    if new_rows:
+        tx.session.execute(_LABELS.insert(), new_rows)
+    label_ids = {
+        (r[1], r[2]): r[0]
+        for r in tx.session.execute(
+            select(Label.id, Label.item_id, Label.source).where(
+                col(Label.item_id).in_([c[0].id for c in changed])
+            )
+        )
+    }
+    objects = [
+        {
+            "label_id": label_ids[(item.id, lab.source)],
+            "item_id": item.id,
+            "remote_object_id": o.remote_id,
+            "class_name": o.class_name,
+            "class_id": o.class_id,
+            "shape_type": o.shape_type,
+            "track_id": o.track_id,
+            "track_name": o.track_name,
+            "confidence": o.confidence,
+            "geometry": json.dumps(o.geometry, sort_keys=True),
+            "attributes": json.dumps(o.attributes, sort_keys=True),
+        }
+        for item, lab, _, _ in changed
+        for o in lab.objects
+    ]
+    if objects:
+        tx.session.execute(_OBJECTS.insert(), objects)
+    if checked:
+        tx.session.execute(update(Item).where(col(Item.id).in_(checked)).values(checked_at=now))
+    return len(changed)
 
 
 def _label_targets(items: Iterable[RemoteItem | Item]) -> list[str]:
@@ -224,16 +295,7 @@ def _commit_batch(
         if label_ids is not None:
             missing = [i for i in targets if i not in rows]
             if missing:
-                rows.update(
-                    {
-                        r.remote_id: r
-                        for r in tx.session.exec(
-                            select(Item).where(
-                                Item.remote == ctx.remote.name, col(Item.remote_id).in_(missing)
-                            )
-                        ).all()
-                    }
-                )
+                rows.update(_refs(tx.session, ctx.remote.name, missing))
         changed = apply_labels(tx, rows, targets, labels)
         moved = cursor is not None and cursor != _get_cursor(tx.session, ctx.name, CURSOR_ITEMS)
         if moved and cursor is not None:
@@ -262,6 +324,14 @@ def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
     with ctx.store.read() as s:
         cursor = _get_cursor(s, ctx.name, CURSOR_ITEMS)
         last_sweep = _get_cursor(s, ctx.name, CURSOR_SWEEP)
+        last_fingerprint = _get_cursor(s, ctx.name, CURSOR_FINGERPRINT)
+    # Read before anything else: a status that changes after this read moves
+    # the next cycle's fingerprint.
+    fingerprint = (
+        ctx.remote.status_fingerprint(dataset_id)
+        if isinstance(ctx.remote, StatusFingerprint)
+        else None
+    )
     # 1. new items, page by page, cursor committed with each page
     fetched: set[str] = set()
     for page in ctx.remote.new_items(dataset_id, cursor):
@@ -280,13 +350,17 @@ def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
         _commit_batch(ctx, dataset_id, fresh, stats, cursor=page.cursor)
         fetched.update(i.id for i in fresh)
     # 2. unfinished items: status and labels again
-    _recheck(ctx, dataset_id, stats, skip=fetched)
+    moved = fingerprint is None or fingerprint != last_fingerprint or stats.new_items > 0
+    _recheck(ctx, dataset_id, stats, skip=fetched, statuses=moved)
     # 3. the full sweep
     due = last_sweep is None or time.time() - float(last_sweep) >= ctx.cfg.full_sweep_interval
     if full_sweep if full_sweep is not None else (due and cursor is not None):
         _sweep(ctx, dataset_id, stats)
     with ctx.store.tx() as tx:
         _set_cursor(tx, ctx.name, CURSOR_LAST_PULL, utcnow())
+        if fingerprint is not None and not ctx.stop.is_set():
+            # Only a cycle that ran to its end vouches for the statuses it saw.
+            _set_cursor(tx, ctx.name, CURSOR_FINGERPRINT, fingerprint)
         if last_sweep is None:
             _set_cursor(tx, ctx.name, CURSOR_SWEEP, str(time.time()))
         if stats.changed():
@@ -302,10 +376,18 @@ def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
     return stats
 
 
-def _recheck(ctx: SyncContext, dataset_id: str, stats: PullStats, *, skip: set[str]) -> None:
+def _recheck(
+    ctx: SyncContext, dataset_id: str, stats: PullStats, *, skip: set[str], statuses: bool
+) -> None:
+    """Labels of every unfinished item again; their statuses and scene frames when ``statuses``.
+
+    One request per batch of 100 items when nothing moved on the platform
+    (``statuses`` False, see :class:`StatusFingerprint`), two when it did,
+    plus a frame listing per unfinished scene.
+    """
     with ctx.store.read() as s:
         rows = s.exec(
-            select(Item)
+            select(Item.remote_id, Item.kind)
             .where(
                 Item.sync == ctx.name,
                 Item.remote == ctx.remote.name,
@@ -315,10 +397,10 @@ def _recheck(ctx: SyncContext, dataset_id: str, stats: PullStats, *, skip: set[s
             )
             .order_by(col(Item.id))
         ).all()
-    rows = [r for r in rows if r.remote_id not in skip]
-    scenes = [r for r in rows if r.kind == "SCENE"]
-    for scene in scenes:
-        frames = ctx.remote.frames(dataset_id, scene.remote_id)
+    rows = [r for r in rows if r[0] not in skip]
+    scenes = [r[0] for r in rows if r[1] == "SCENE"] if statuses else []
+    for scene_id in scenes:
+        frames = ctx.remote.frames(dataset_id, scene_id)
         with ctx.store.read() as s:
             known = set(
                 s.exec(
@@ -331,27 +413,30 @@ def _recheck(ctx: SyncContext, dataset_id: str, stats: PullStats, *, skip: set[s
         new_frames = [f for f in frames if f.id not in known]
         if new_frames:
             _commit_batch(ctx, dataset_id, new_frames, stats)
-    ids = [r.remote_id for r in rows]
-    for start in range(0, len(ids), BATCH):
+    if not statuses:
+        rows = [r for r in rows if r[1] != "SCENE"]  # a scene has no labels of its own
+    for start in range(0, len(rows), BATCH):
         if ctx.stop.is_set():
             return
-        batch = ids[start : start + BATCH]
-        states = ctx.remote.item_states(dataset_id, batch)
-        changed_status = [s for rid, s in states.items() if s.annotation_status]
-        items = [
-            RemoteItem(
-                id=s.id,
-                dataset_id=dataset_id,
-                name=s.name,
-                kind="",
-                parent_id=None,
-                annotation_status=s.annotation_status,
-                status=s.status,
-                zip_path=None,
-            )
-            for s in changed_status
-        ]
-        label_ids = [r.remote_id for r in rows[start : start + BATCH] if r.kind != "SCENE"]
+        batch = rows[start : start + BATCH]
+        items = []
+        if statuses:
+            states = ctx.remote.item_states(dataset_id, [r[0] for r in batch])
+            items = [
+                RemoteItem(
+                    id=s.id,
+                    dataset_id=dataset_id,
+                    name=s.name,
+                    kind="",
+                    parent_id=None,
+                    annotation_status=s.annotation_status,
+                    status=s.status,
+                    zip_path=None,
+                )
+                for s in states.values()
+                if s.annotation_status
+            ]
+        label_ids = [r[0] for r in batch if r[1] != "SCENE"]
         _commit_batch(ctx, dataset_id, items, stats, label_ids=label_ids)
 
 

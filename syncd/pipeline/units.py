@@ -9,16 +9,22 @@ a unit's content.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from syncd.errors import LocalDataError
 
 
-@dataclass(frozen=True)
-class FileStat:
-    """One file of a unit: its path relative to the unit, size and mtime."""
+class FileStat(NamedTuple):
+    """One file of a unit: its path relative to the unit, size and mtime.
+
+    A named tuple, not a dataclass: a scan makes one per file, and building a
+    tuple costs a fraction of a frozen dataclass.
+    """
 
     rel_path: str
     size: int
@@ -47,12 +53,21 @@ class UnitSnapshot:
         return sum(f.size for f in self.files)
 
     def signature(self) -> tuple[tuple[str, int, int], ...]:
-        return tuple((f.rel_path, f.size, f.mtime_ns) for f in self.files)
+        return self.files
+
+
+@functools.lru_cache(maxsize=32)
+def _exclude_re(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    # One regex for all globs: the catch-up scan asks for every file it meets.
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 def excluded(name: str, patterns: tuple[str, ...]) -> bool:
-    """True when a path component matches one of the ``exclude`` globs."""
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+    """True when a path component matches one of the ``exclude`` globs (case-sensitive)."""
+    rx = _exclude_re(patterns)
+    return rx is not None and rx.match(name) is not None
 
 
 def unit_of(folder: Path, path: str | os.PathLike[str]) -> str | None:
@@ -113,19 +128,21 @@ def scan_unit(
     skipped: list[tuple[str, str]] = []
     has_marker = False
     real_folder = os.path.realpath(folder)
-    stack = [root]
+    rx = _exclude_re(exclude)
+    # (directory, its path relative to the unit with a trailing "/", or "")
+    stack: list[tuple[str, str]] = [(str(root), "")]
     while stack:
-        current = stack.pop()
+        current, prefix = stack.pop()
         try:
             entries = list(os.scandir(current))
         except FileNotFoundError:
             continue
         except OSError as exc:
-            raise LocalDataError(f"{str(current)!r} cannot be read: {exc.strerror}") from exc
+            raise LocalDataError(f"{current!r} cannot be read: {exc.strerror}") from exc
         for entry in entries:
-            if excluded(entry.name, exclude):
+            if rx is not None and rx.match(entry.name):
                 continue
-            rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
+            rel = prefix + entry.name
             if marker and rel == marker:
                 has_marker = True
                 continue
@@ -134,7 +151,7 @@ def scan_unit(
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
+                    stack.append((entry.path, rel + "/"))
                     continue
                 if entry.is_symlink():
                     target = os.path.realpath(entry.path)

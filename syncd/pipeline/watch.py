@@ -22,7 +22,7 @@ import warnings
 from sqlmodel import col, select
 
 from syncd.pipeline.context import SyncContext
-from syncd.pipeline.coverage import covered_versions
+from syncd.pipeline.coverage import covered_by_unit, covered_versions
 from syncd.pipeline.units import UnitSnapshot, excluded, list_units, scan_unit
 from syncd.store import Package, utcnow
 
@@ -79,6 +79,10 @@ def run_once(ctx: SyncContext, tracker: SettleTracker, units: set[str] | None = 
             ).all()
         }
     names = list_units(folder, ctx.cfg.exclude) if units is None else sorted(units | set(open_pkgs))
+    prefetched = None
+    if units is None:  # a full scan looks at every unit: one query instead of one per unit
+        with ctx.store.read() as s:
+            prefetched = covered_by_unit(s, ctx.name)
     changes = 0
     now = time.monotonic()
     for name in names:
@@ -93,9 +97,12 @@ def run_once(ctx: SyncContext, tracker: SettleTracker, units: set[str] | None = 
         stable = tracker.stable_for(ctx.name, snap, now)
         pkg = open_pkgs.get(name)
         if pkg is None:
-            with ctx.store.read() as s:
-                covered = covered_versions(s, ctx.name, name)
-            new = [f for f in snap.files if (f.rel_path, f.size, f.mtime_ns) not in covered]
+            if prefetched is not None:
+                covered = prefetched.get(name, set())
+            else:
+                with ctx.store.read() as s:
+                    covered = covered_versions(s, ctx.name, name)
+            new = [f for f in snap.files if f not in covered]  # FileStat is that tuple
             if not new:
                 continue
             with ctx.store.tx() as tx:

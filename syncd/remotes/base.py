@@ -271,3 +271,20 @@ class ResumableUploads(Protocol):
         caller records it and opens a new one), TransientError to try later.
         """
         ...
+
+
+@runtime_checkable
+class StatusFingerprint(Protocol):
+    """An optional capability: one cheap request that tells whether item statuses changed.
+
+    ``status_fingerprint`` returns a value that changes whenever an item of
+    the dataset is added or deleted or its annotation status changes (for
+    example the dataset's status counters), or None when the platform cannot
+    say. The pull reads it at the start of a cycle; when it equals the value
+    read at the start of the previous complete cycle and no new item arrived,
+    the statuses of unfinished items are not fetched again (their labels
+    still are). A platform whose statuses can move so that such a value
+    stays equal is caught by the full sweep.
+    """
+
+    def status_fingerprint(self, dataset_id: str) -> str | None: ...

@@ -417,6 +417,17 @@ class Xtreme1Remote:
                     items.extend(self.frames(dataset_id, item.id))
             yield items
 
+    def status_fingerprint(self, dataset_id: str) -> str | None:
+        """The dataset's status counters: they move when an item arrives, goes or is submitted.
+
+        Xtreme1 moves an item to ANNOTATED or INVALID on submit (notes §7) and
+        the notes know of no way back, so equal counters mean that no status
+        changed (see StatusFingerprint; the full sweep covers the rest).
+        """
+        d = self._get(f"/dataset/{dataset_id}/statistics/dataStatus") or {}
+        keys = ("itemCount", "annotatedCount", "notAnnotatedCount", "invalidCount")
+        return "/".join(str(d.get(k)) for k in keys)
+
     def item_states(self, dataset_id: str, item_ids: Sequence[str]) -> dict[str, RemoteItem]:
         out: dict[str, RemoteItem] = {}
         for start in range(0, len(item_ids), RESULT_BATCH):

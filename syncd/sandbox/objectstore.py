@@ -9,21 +9,26 @@ is never stored. Bodies stream to disk in large blocks, never into memory.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 
 WRITE_BLOCK = 4 * 1024 * 1024
+# Hashes and writes received blocks while the event loop reads the next ones.
+_SINK = ThreadPoolExecutor(max_workers=4, thread_name_prefix="objectstore-sink")
 
 
 @dataclass
@@ -142,16 +147,37 @@ class ObjectStore:
         md5 = hashlib.md5()
         received = 0
         buf = bytearray()
+        pending: list[asyncio.Future[Any]] = []
+        loop = asyncio.get_running_loop()
+
+        async def settle() -> None:
+            done = await asyncio.gather(*pending, return_exceptions=True)
+            pending.clear()
+            for outcome in done:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+
         try:
             with tmp.open("wb", buffering=0) as f:
-                async for chunk in request.stream():
-                    received += len(chunk)
-                    md5.update(chunk)
-                    buf += chunk
-                    if len(buf) >= WRITE_BLOCK:
-                        f.write(buf)
-                        buf.clear()
+                try:
+                    async for chunk in request.stream():
+                        received += len(chunk)
+                        buf += chunk
+                        if len(buf) >= WRITE_BLOCK:
+                            # At most one block in flight (memory stays flat). Hashing
+                            # and writing run on two threads at once, off the event
+                            # loop; both release the GIL on large blocks, so the loop
+                            # keeps receiving meanwhile.
+                            await settle()
+                            pending += [
+                                loop.run_in_executor(_SINK, md5.update, buf),
+                                loop.run_in_executor(_SINK, f.write, buf),
+                            ]
+                            buf = bytearray()
+                finally:
+                    await settle()  # never leave a block in flight past the file's close
                 if buf:
+                    md5.update(buf)
                     f.write(buf)
         except ClientDisconnect:
             tmp.unlink(missing_ok=True)

@@ -96,7 +96,10 @@ async def body_json(request: Request) -> Any:
         ) from None
 
 
-def page(rows: list[Any], request: Request) -> dict[str, Any]:
+def page(
+    rows: list[Any], request: Request, dto: Callable[[Any], Any] = lambda row: row
+) -> dict[str, Any]:
+    """One page of ``rows``; ``dto`` renders only the rows on the page."""
     page_no = as_long(request.query_params.get("pageNo", "1"), "pageNo")
     size = as_long(request.query_params.get("pageSize", "10"), "pageSize")
     start = max(0, (page_no - 1) * size)
@@ -104,7 +107,7 @@ def page(rows: list[Any], request: Request) -> dict[str, Any]:
         "pageSize": size,
         "pageNo": page_no,
         "total": len(rows),
-        "list": rows[start : start + size],
+        "list": [dto(row) for row in rows[start : start + size]],
     }
 
 
@@ -258,7 +261,7 @@ class Xtreme1App:
                 rows = [d for d in rows if q["name"].lower() in d.name.lower()]
             if q.get("type"):
                 rows = [d for d in rows if d.type == q["type"]]
-            return ok(page([self.dataset_dto(d) for d in rows], request))
+            return ok(page(rows, request, self.dataset_dto))
 
     async def dataset_info(self, request: Request) -> Response:
         dataset_id = as_long(request.path_params["id"], "id")
@@ -457,7 +460,7 @@ class Xtreme1App:
             elif sort_field == "CREATED_AT":
                 rows.sort(key=lambda i: i.created_at, reverse=desc)
             rows.sort(key=lambda i: 0 if i.type == "SCENE" else 1)
-            return ok(page([self.item_dto(i) for i in rows], request))
+            return ok(page(rows, request, self.item_dto))
 
     async def data_info(self, request: Request) -> Response:
         with self.state.lock:
@@ -623,6 +626,20 @@ class Xtreme1App:
             ]
         return JSONResponse({"items": rows})
 
+    async def admin_seed(self, request: Request) -> Response:
+        """Bulk-create items with ground truth (benchmarks): ``{items, objects, annotated_every}``."""
+        body = json.loads(await request.body())
+        try:
+            ids = self.state.seed(
+                int(request.path_params["id"]),
+                int(body["items"]),
+                int(body.get("objects", 0)),
+                int(body.get("annotated_every", 0)),
+            )
+        except KeyError:
+            return JSONResponse({"error": "no such dataset"}, status_code=404)
+        return JSONResponse({"created": len(ids), "first_id": ids[0] if ids else None})
+
     async def admin_faults(self, request: Request) -> Response:
         if request.method == "DELETE":
             self.faults.clear()
@@ -677,6 +694,7 @@ def create_app(token: str, data_dir: Path) -> Starlette:
         Route("/__sandbox/counters", x.admin_counters, methods=["GET"]),
         Route("/__sandbox/annotate", x.admin_annotate, methods=["POST"]),
         Route("/__sandbox/datasets/{id}/items", x.admin_items, methods=["GET"]),
+        Route("/__sandbox/datasets/{id}/seed", x.admin_seed, methods=["POST"]),
         Route("/__sandbox/faults", x.admin_faults, methods=["POST", "DELETE"]),
         Route("/__sandbox/config", x.admin_config, methods=["POST"]),
     ]

@@ -314,6 +314,77 @@ class Xtreme1State:
             if submit:
                 self.submit(data_id)
 
+    def seed(
+        self, dataset_id: int, items: int, objects: int, annotated_every: int = 0
+    ) -> list[int]:
+        """Add ``items`` imported LIDAR_BASIC items with ``objects`` ground-truth boxes each.
+
+        The fast path for benchmarks: the rows an import of one point cloud per
+        item would create, without archives. Every ``annotated_every``-th item
+        is ANNOTATED (0: none). Returns the new item ids.
+        """
+        classes = [self.ensure_class(dataset_id, n, "CUBOID") for n in ("Car", "Pedestrian")]
+        stem = f"seed-{uuid.uuid4().hex[:8]}"
+        created: list[int] = []
+        with self.lock:
+            if dataset_id not in self.datasets:
+                raise KeyError(dataset_id)
+            now = now_seconds()
+            for n in range(items):
+                row = ItemRow(
+                    self.next_id("item"), dataset_id, f"{stem}-{n:06d}", "SINGLE_DATA", 0, now
+                )
+                fid = self.next_id("file")
+                member = f"lidar_point_cloud_0/{row.name}.pcd"
+                info: dict[str, Any] = {
+                    "@type": "pcdFile",
+                    "id": fid,
+                    "originalName": f"{row.name}.pcd",
+                    "path": f"{USER_ID}/{dataset_id}/{stem}/{member}",
+                    "zipPath": f"{stem}/{member}",
+                    "size": 812345,
+                    "url": f"/minio/{BUCKET}/{USER_ID}/{dataset_id}/{stem}.zip#{member}",
+                }
+                row.files = [{"folder": "lidar_point_cloud_0", **info}]
+                row.content = [
+                    {
+                        "name": "lidar_point_cloud_0",
+                        "type": "directory",
+                        "files": [
+                            {
+                                "name": info["originalName"],
+                                "fileId": fid,
+                                "type": "file",
+                                "file": info,
+                            }
+                        ],
+                    }
+                ]
+                if objects:
+                    row.sources["Ground Truth"] = [
+                        {
+                            "id": uuid.uuid4().hex,
+                            "version": 1,
+                            "type": "3D_BOX",
+                            "classId": classes[k % 2].id,
+                            "trackId": f"t-{k}",
+                            "trackName": str(k),
+                            "contour": {
+                                "center3D": {"x": 1.5 * k, "y": -2.0 + k, "z": 0.8},
+                                "size3D": {"x": 4.5, "y": 1.9, "z": 1.6},
+                                "rotation3D": {"x": 0, "y": 0, "z": 0.1 * k},
+                                "pointN": 100 + k,
+                                "points": [],
+                            },
+                        }
+                        for k in range(objects)
+                    ]
+                if annotated_every and n % annotated_every == 0:
+                    row.annotation_status = "ANNOTATED"
+                self.items[row.id] = row
+                created.append(row.id)
+        return created
+
     def submit(self, data_id: int) -> None:
         with self.lock:
             item = self.items[data_id]

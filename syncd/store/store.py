@@ -267,6 +267,12 @@ class Store:
             self._write = _engine(self.path, immediate=True)
             self._read = _engine(self.path, immediate=False)
             self.version = migrate(self._write)
+            # Held open for the store's life: with NullPool every transaction
+            # closes its connection, and the last connection to close a WAL
+            # database checkpoints it (writes every page again). With this one
+            # open, checkpoints happen as usual, every 1000 pages.
+            self._keeper = sqlite3.connect(self.path, check_same_thread=False)
+            self._keeper.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opens the WAL
         except OperationalError as exc:
             raise store_error(self.path, exc) from exc
 
@@ -297,5 +303,6 @@ class Store:
             session.close()
 
     def close(self) -> None:
+        self._keeper.close()
         self._write.dispose()
         self._read.dispose()

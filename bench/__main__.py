@@ -1,0 +1,101 @@
+"""``python -m bench`` (``make bench``): run the benchmarks, print them, rewrite RESULTS.md.
+
+Every benchmark prints its figures with the reference measured in the same
+run and their ratio in its last lines; the summary at the end repeats them
+all. ``--platform`` adds a sandbox platform to the pull benchmark (the upload
+and watch benchmarks measure syncd's own path, the same for every platform).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import detect, pull, upload
+from bench.common import Figure, machine, say, today
+from bench.platforms import PLATFORMS
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def table(figures: list[Figure]) -> str:
+    rows = [
+        "| benchmark | figure | value | reference | reference value | ratio | target | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for f in figures:
+        target = "—" if f.target == float("inf") else f"≤ {f.target:g}"
+        met = "—" if f.target == float("inf") else ("yes" if f.met else "**no**")
+        rows.append(
+            f"| {f.bench} | {f.name} | {f.value:.3g} {f.unit} | {f.reference_name} | "
+            f"{f.reference:.3g} {f.unit} | {f.ratio:.2f} | {target} | {met} |"
+        )
+    return "\n".join(rows)
+
+
+def write_results(figures: list[Figure], args: argparse.Namespace, notes: list[str]) -> None:
+    text = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` (`python -m bench {' '.join(sys.argv[1:])}`) on {today()}.",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        f"Each figure is the median of {args.repeat} repetitions (peak RSS: the maximum); "
+        "every reference was measured in the same run. Ratio = value / reference.",
+        "",
+        table(figures),
+        "",
+    ]
+    if notes:
+        text += ["Notes printed by the run:", ""] + [f"- {n}" for n in notes] + [""]
+    RESULTS.write_text("\n".join(text))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--only", choices=("upload", "pull", "detect"), action="append")
+    p.add_argument("--platform", choices=sorted(PLATFORMS), action="append")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--sizes", default="1,4", help="upload sizes in GiB (default 1,4)")
+    p.add_argument("--items", type=int, default=50_000, help="pull: items in the dataset")
+    p.add_argument("--files", type=int, default=100_000, help="detect: files in the folder")
+    p.add_argument(
+        "--work", type=Path, default=None, help="scratch directory (default: a temp dir)"
+    )
+    p.add_argument("--no-results", action="store_true", help="do not rewrite bench/RESULTS.md")
+    args = p.parse_args(argv)
+    only = set(args.only or ("upload", "pull", "detect"))
+    platforms = args.platform or ["xtreme1"]
+    work = args.work or Path(tempfile.mkdtemp(prefix="syncd-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    figures: list[Figure] = []
+    notes: list[str] = []
+    if "upload" in only:
+        sizes = tuple(int(s) for s in args.sizes.split(","))
+        figures += upload.run(work, "xtreme1", args.repeat, sizes, notes)
+    if "pull" in only:
+        for name in platforms:
+            figures += pull.run(
+                work / f"pull-{name}", PLATFORMS[name], args.repeat, args.items, notes
+            )
+    if "detect" in only:
+        figures += detect.run(work / "detect", "xtreme1", args.repeat, args.files, notes)
+    say("")
+    say(f"summary ({machine()}):")
+    for f in figures:
+        say(f.line())
+    if not args.no_results:
+        write_results(figures, args, notes)
+        say(f"wrote {RESULTS.name}")
+    if args.work is None:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if all(f.met for f in figures) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""The platforms the pull benchmark runs against: one entry each.
+
+Adding a platform is one entry here: its sandbox name, how to seed a dataset
+through the sandbox's admin API, and its reference puller (a plain script in
+``bench/`` issuing the same requests as syncd in the same order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import reference_pull_xtreme1
+from bench.common import api_requests
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What the pull benchmark needs to know about one platform."""
+
+    name: str  # the sandbox (``syncd sandbox NAME``) and the remote's ``platform``
+    dataset_type: str
+    # (url, token, dataset name, items, objects) → dataset id: seeds ``items`` items with ``objects`` objects each into a new dataset; returns its id.
+    seed: Callable[[str, str, str, int, int], str]
+    # The reference puller's source file, run as ``python FILE URL TOKEN DATASET_NAME DB``.
+    reference: Path
+    # Extra keys of the syncd remote (``[remotes.bench]``) besides platform, url and token.
+    remote: dict[str, Any] = field(default_factory=dict)
+    # The sandbox's API request counters (route → count), read before and after a cycle.
+    requests: Callable[[str], dict[str, int]] = api_requests
+
+
+PLATFORMS: dict[str, Platform] = {
+    "xtreme1": Platform(
+        name="xtreme1",
+        dataset_type="LIDAR_BASIC",
+        seed=reference_pull_xtreme1.seed,
+        reference=Path(reference_pull_xtreme1.__file__),
+    ),
+}

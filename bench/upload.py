@@ -1,0 +1,237 @@
+"""Upload path: syncd from "unit settled" to "upload acknowledged" against the shell pipeline.
+
+For each size (1 GiB, 4 GiB) one unit of ~5 MB incompressible point clouds is
+generated once; every repetition then measures, against the same sandbox
+object store:
+
+* disk: ``cat`` of every file of the unit to /dev/null (the read limit);
+* naive: ``zip -0 -r`` of the unit, then ``curl -T`` of the archive to a
+  presigned PUT URL, ``Expect:`` disabled (what users script today);
+* transfer: ``curl -T`` of that ready archive alone (the transfer limit; its
+  rate is the sandbox's raw receive rate);
+* syncd: ``syncd run`` on a fresh state directory with a ready marker, timed
+  from the ``package.settled`` event to ``package.uploaded``; the daemon's
+  peak RSS (VmHWM) is read from /proc while it runs.
+
+The sandbox's processing is stalled: only the transfer is measured, and the
+stored objects are removed after each repetition to keep the disk free.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from bench.common import (
+    TOKEN,
+    Figure,
+    RssWatch,
+    admin,
+    disk_free,
+    event_times,
+    median,
+    sandbox,
+    say,
+    syncd_cmd,
+    timed,
+    wait_for,
+    write_config,
+)
+from syncd.sampledata import write_bulk_unit
+
+GiB = 2**30
+RSS_BUDGET_MB = 100.0
+
+
+def _presigned(url: str, dataset_id: int, name: str) -> str:
+    r = httpx.get(
+        f"{url}/api/data/generatePresignedUrl",
+        params={"fileName": name, "datasetId": dataset_id},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    r.raise_for_status()
+    return str(r.json()["data"]["presignedUrl"])
+
+
+def _dataset(url: str, name: str) -> int:
+    r = httpx.post(
+        f"{url}/api/dataset/create",
+        json={"name": name, "type": "LIDAR_BASIC"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    r.raise_for_status()
+    return int(r.json()["data"]["id"])
+
+
+def _curl_put(path: Path, presigned: str) -> float:
+    return timed(
+        [
+            "curl",
+            "-sS",
+            "-f",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Expect:",
+            "-H",
+            "Content-Type: application/zip",
+            "-T",
+            str(path),
+            presigned,
+        ]
+    )
+
+
+def _files(unit: Path) -> list[str]:
+    return sorted(str(p) for p in unit.rglob("*") if p.is_file())
+
+
+def _syncd_upload(work: Path, url: str, watch: Path, rep: int) -> tuple[float, float]:
+    """One syncd run over the unit; returns (settled → uploaded seconds, peak RSS MB)."""
+    state = work / f"state-{rep}"
+    shutil.rmtree(state, ignore_errors=True)
+    cfg = write_config(
+        work / f"syncd-{rep}.toml",
+        url=url,
+        state=state,
+        sync={
+            "dataset": "bench-upload",
+            "dataset_type": "LIDAR_BASIC",
+            "folder": str(watch),
+            "ready_marker": "_READY",
+            "settle_seconds": 0,
+            "max_package_bytes": "16GiB",
+            "pull": False,
+        },
+    )
+    db = state / "syncd.db"
+    with (work / f"syncd-{rep}.log").open("w") as log:
+        proc = subprocess.Popen(
+            syncd_cmd("run", "--config", str(cfg)), stdout=log, stderr=subprocess.STDOUT
+        )
+    rss = RssWatch(proc.pid)
+    try:
+        wait_for(
+            lambda: (
+                bool(event_times(db, "package.uploaded") or event_times(db, "package.failed"))
+                or proc.poll() is not None
+            ),
+            timeout=3600,
+            what="package.uploaded",
+            every=0.1,
+        )
+    finally:
+        peak = rss.stop()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    uploaded = event_times(db, "package.uploaded")
+    settled = event_times(db, "package.settled")
+    if not uploaded or not settled:
+        raise RuntimeError(f"syncd did not upload the unit; see {work}/syncd-{rep}.log")
+    return uploaded[0] - settled[0], peak
+
+
+def run_size(work: Path, platform: str, size: int, repeat: int, notes: list[str]) -> list[Figure]:
+    label = f"{size // GiB} GiB"
+    need = size * 3 + GiB  # unit + naive archive + one stored object + slack
+    if disk_free(work.parent) < need:
+        raise RuntimeError(f"upload {label}: needs {need / GiB:.1f} GiB free in {work}")
+    shutil.rmtree(work, ignore_errors=True)
+    watch = work / "watch"
+    unit = watch / "unit_0001"
+    say(f"upload {label}: generating the unit ...")
+    write_bulk_unit(unit, total_bytes=size, seed=size)
+    files = _files(unit)
+    archive = work / "unit_0001.zip"
+    times: dict[str, list[float]] = {"disk": [], "naive": [], "transfer": [], "syncd": []}
+    rss: list[float] = []
+    with sandbox(platform, work / "sandbox") as sb:
+        admin(sb.url, "POST", "config", {"stall_processing": True})
+        dataset_id = _dataset(sb.url, "bench-naive")
+        objects = work / "sandbox" / "objects"
+        for rep in range(repeat):
+            times["disk"].append(timed(["sh", "-c", 'cat "$@" > /dev/null', "cat", *files]))
+            archive.unlink(missing_ok=True)
+            zip_s = timed(["zip", "-0", "-r", "-q", str(archive), "unit_0001"], cwd=watch)
+            put_s = _curl_put(archive, _presigned(sb.url, dataset_id, f"naive-{rep}.zip"))
+            times["naive"].append(zip_s + put_s)
+            archive_bytes = archive.stat().st_size
+            times["transfer"].append(
+                _curl_put(archive, _presigned(sb.url, dataset_id, f"ready-{rep}.zip"))
+            )
+            archive.unlink()
+            (unit / "_READY").touch()
+            s, peak = _syncd_upload(work, sb.url, watch, rep)
+            (unit / "_READY").unlink()
+            times["syncd"].append(s)
+            rss.append(peak)
+            shutil.rmtree(objects / "xtreme1", ignore_errors=True)
+            say(
+                f"upload {label} rep {rep + 1}/{repeat}: "
+                + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items())
+                + f", syncd peak RSS {peak:.0f} MB"
+            )
+    shutil.rmtree(work, ignore_errors=True)
+    med = {k: median(v) for k, v in times.items()}
+    mb = archive_bytes / 1e6
+    rates = (
+        f"upload {label}: sandbox raw receive rate {mb / med['transfer']:.0f} MB/s "
+        f"(curl -T of the ready archive); disk read rate {mb / med['disk']:.0f} MB/s "
+        f"(cat, page cache warm); syncd {mb / med['syncd']:.0f} MB/s"
+    )
+    say(rates)
+    notes.append(rates)
+    bench = f"upload {label}"
+    return [
+        Figure(
+            bench,
+            "syncd settled→uploaded",
+            med["syncd"],
+            "s",
+            med["naive"],
+            "zip -0 -r + curl -T",
+            1.0,
+            times["syncd"],
+        ),
+        Figure(
+            bench,
+            "syncd settled→uploaded",
+            med["syncd"],
+            "s",
+            med["transfer"],
+            "curl -T of a ready archive",
+            1.5,
+            times["syncd"],
+            note=f"sandbox raw receive {mb / med['transfer']:.0f} MB/s",
+        ),
+        Figure(
+            bench,
+            "syncd settled→uploaded",
+            med["syncd"],
+            "s",
+            med["disk"],
+            "cat files > /dev/null",
+            float("inf"),
+            times["syncd"],
+            note="disk limit, no target",
+        ),
+        Figure(bench, "daemon peak RSS", max(rss), "MB", RSS_BUDGET_MB, "budget", 1.0, rss),
+    ]
+
+
+def run(
+    work: Path, platform: str, repeat: int, sizes: tuple[int, ...], notes: list[str]
+) -> list[Figure]:
+    figures: list[Figure] = []
+    for gib in sizes:
+        figures += run_size(work / f"upload-{gib}g", platform, gib * GiB, repeat, notes)
+        for f in figures[-4:]:
+            say(f.line())
+    return figures
