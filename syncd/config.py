@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -128,14 +129,58 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_PG_SCHEMES = ("postgresql+psycopg", "postgresql")
+_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and logs)."""
+    return re.sub(r"^([a-z0-9+]+://[^:/@]*):[^@]*@", r"\1:***@", url, flags=re.IGNORECASE)
+
+
 class StateConfig(_Model):
-    """``[state]``: where the database lives (a new folder is created 0700)."""
+    """``[state]``: where the database lives (a new folder is created 0700).
+
+    ``database_url`` unset: SQLite at ``<dir>/syncd.db`` (one daemon). Set to
+    ``postgresql+psycopg://user@host:5432/db``: a PostgreSQL store shared by a
+    fleet of daemons (``dir`` is then only the spool). ``host`` names this
+    machine in events and owns the packages of its folders; it defaults to
+    the system's host name.
+    """
 
     dir: Path = Path("/var/lib/syncd")
+    database_url: str | None = Field(default=None, repr=False)
+    host: str = Field(default_factory=socket.gethostname)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        scheme, sep, rest = v.partition("://")
+        if not sep or scheme.lower() not in _PG_SCHEMES or not rest.strip("/"):
+            raise ValueError(
+                f"not a PostgreSQL URL: {masked_url(v)!r} (use "
+                "'postgresql+psycopg://USER@HOST:5432/DATABASE'; leave it out for SQLite in state.dir)"
+            )
+        # psycopg 3 is the driver syncd ships; a bare postgresql:// means the same server.
+        return f"postgresql+psycopg://{rest}"
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not _HOST_RE.match(v):
+            raise ValueError(f"not a host name: {v!r} (letters, digits, '.', '_', '-')")
+        return v
 
     @property
     def db_path(self) -> Path:
         return self.dir / "syncd.db"
+
+    @property
+    def database(self) -> str:
+        """What to name the database in messages: the SQLite file, or the URL without password."""
+        return masked_url(self.database_url) if self.database_url else str(self.db_path)
 
 
 class LogConfig(_Model):
@@ -355,7 +400,12 @@ def _format_validation(exc: ValidationError, raw: dict[str, Any]) -> str:
             msg = "unknown key (check its spelling against config/syncd.example.toml)"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        elif "input" in err and repr(err["input"]) not in msg and err["type"] != "model_type":
+        elif (
+            "input" in err
+            and repr(err["input"]) not in msg
+            and err["type"] != "model_type"
+            and err["loc"][-1:] != ("database_url",)  # may hold a password: the message masks it
+        ):
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"{key}: {msg}")
     return "; ".join(lines)

@@ -61,7 +61,9 @@ class Daemon:
         self.log = get_logger()
         self.stop = threading.Event()
         self.wake = threading.Event()
-        self.store = Store(cfg.state.dir)
+        self.store = Store(
+            cfg.state.dir, database_url=cfg.state.database_url, host=cfg.state.host
+        )
         self.remotes: dict[str, Remote] = {
             name: build_remote(name, rc, max_retries=max_retries)
             for name, rc in cfg.remotes.items()
@@ -247,7 +249,8 @@ class Daemon:
             "info",
             pid=os.getpid(),
             syncs=[c.name for c in self.contexts],
-            db=str(self.store.path),
+            db=self.store.location,
+            host=self.store.host,
         )
         last_full = 0.0
         try:

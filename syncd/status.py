@@ -1,7 +1,8 @@
 """``syncd status`` and ``syncd events``: read-only views of the state database.
 
-They open the database read-only with plain sqlite3 (never migrating or
-writing), so they are safe to run while the daemon works.
+They open the database read-only (never migrating or writing): the SQLite
+file in ``mode=ro``, or a PostgreSQL session with read-only transactions, so
+they are safe to run while the daemons work.
 """
 
 from __future__ import annotations
@@ -10,22 +11,68 @@ import json
 import sqlite3
 from typing import Any
 
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
 from syncd.config import Config
 from syncd.errors import StoreError
 
 
-def _connect(cfg: Config) -> sqlite3.Connection:
-    path = cfg.state.db_path
-    if not path.exists():
-        raise StoreError(
-            f"no state database at {str(path)!r} yet: start the daemon first (syncd run)"
-        )
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open {str(path)!r}: {exc}") from exc
-    conn.row_factory = sqlite3.Row
-    return conn
+class _Reader:
+    """Read-only queries with ``:name`` parameters, rows as dicts, on either engine."""
+
+    def __init__(self, cfg: Config) -> None:
+        url = cfg.state.database_url
+        if url is not None:
+            from syncd.store import postgres
+
+            self._where = url
+            self._engine = create_engine(
+                url,
+                poolclass=NullPool,
+                connect_args={
+                    "connect_timeout": postgres.CONNECT_TIMEOUT,
+                    "options": "-c default_transaction_read_only=on",
+                },
+            )
+        else:
+            path = cfg.state.db_path
+            if not path.exists():
+                raise StoreError(
+                    f"no state database at {str(path)!r} yet: start the daemon first (syncd run)"
+                )
+            self._where = str(path)
+            self._engine = create_engine(
+                "sqlite://",
+                poolclass=NullPool,
+                creator=lambda: sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30),
+            )
+        try:
+            self._conn = self._engine.connect()
+        except DBAPIError as exc:
+            raise self._error(exc) from exc
+
+    def _error(self, exc: DBAPIError) -> StoreError:
+        if self._engine.dialect.name == "sqlite":
+            return StoreError(f"cannot open {self._where!r}: {exc.orig}")
+        from syncd.store import postgres
+
+        return postgres.database_error(self._where, exc)
+
+    def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        try:
+            return [dict(r._mapping) for r in self._conn.execute(text(sql), params)]
+        except DBAPIError as exc:
+            raise self._error(exc) from exc
+
+    def close(self) -> None:
+        self._conn.close()
+        self._engine.dispose()
+
+
+def _connect(cfg: Config) -> _Reader:
+    return _Reader(cfg)
 
 
 def collect(cfg: Config) -> dict[str, Any]:
@@ -36,40 +83,36 @@ def collect(cfg: Config) -> dict[str, Any]:
         for s in cfg.syncs:
             states = {
                 r["state"]: r["n"]
-                for r in conn.execute(
-                    "SELECT state, COUNT(*) AS n FROM packages WHERE sync = ? GROUP BY state",
-                    (s.name,),
+                for r in conn.rows(
+                    "SELECT state, COUNT(*) AS n FROM packages WHERE sync = :s GROUP BY state",
+                    s=s.name,
                 )
             }
             cursors = {
                 r["name"]: r["value"]
-                for r in conn.execute("SELECT name, value FROM cursors WHERE sync = ?", (s.name,))
+                for r in conn.rows("SELECT name, value FROM cursors WHERE sync = :s", s=s.name)
             }
-            items = conn.execute(
-                "SELECT COUNT(*) AS n, SUM(annotation_status = 'ANNOTATED') AS annotated FROM items "
-                "WHERE sync = ? AND deleted_at IS NULL",
-                (s.name,),
-            ).fetchone()
-            objects = conn.execute(
-                "SELECT COUNT(*) FROM objects o JOIN items i ON i.id = o.item_id WHERE i.sync = ?",
-                (s.name,),
-            ).fetchone()[0]
-            warnings = [
-                dict(r)
-                for r in conn.execute(
-                    "SELECT id, unit, state, platform_errors FROM packages "
-                    "WHERE sync = ? AND platform_errors IS NOT NULL ORDER BY id DESC LIMIT 10",
-                    (s.name,),
-                )
-            ]
-            failed = [
-                dict(r)
-                for r in conn.execute(
-                    "SELECT id, unit, last_error, updated_at FROM packages WHERE sync = ? AND state = 'failed' "
-                    "ORDER BY id DESC LIMIT 10",
-                    (s.name,),
-                )
-            ]
+            items = conn.rows(
+                "SELECT COUNT(*) AS n, "
+                "SUM(CASE WHEN annotation_status = 'ANNOTATED' THEN 1 ELSE 0 END) AS annotated "
+                "FROM items WHERE sync = :s AND deleted_at IS NULL",
+                s=s.name,
+            )[0]
+            objects = conn.rows(
+                "SELECT COUNT(*) AS n FROM objects o JOIN items i ON i.id = o.item_id "
+                "WHERE i.sync = :s",
+                s=s.name,
+            )[0]["n"]
+            warnings = conn.rows(
+                "SELECT id, unit, state, platform_errors FROM packages "
+                "WHERE sync = :s AND platform_errors IS NOT NULL ORDER BY id DESC LIMIT 10",
+                s=s.name,
+            )
+            failed = conn.rows(
+                "SELECT id, unit, last_error, updated_at FROM packages "
+                "WHERE sync = :s AND state = 'failed' ORDER BY id DESC LIMIT 10",
+                s=s.name,
+            )
             syncs[s.name] = {
                 "remote": s.remote,
                 "dataset": s.dataset,
@@ -82,14 +125,11 @@ def collect(cfg: Config) -> dict[str, Any]:
                 "failed_packages": failed,
                 "platform_errors": warnings,
             }
-        errors = [
-            dict(r)
-            for r in conn.execute(
-                "SELECT ts, event, sync, package_id, unit, message, fields FROM events "
-                "WHERE level = 'error' ORDER BY id DESC LIMIT 10"
-            )
-        ]
-        return {"database": str(cfg.state.db_path), "syncs": syncs, "recent_errors": errors}
+        errors = conn.rows(
+            "SELECT ts, event, sync, package_id, unit, message, fields FROM events "
+            "WHERE level = 'error' ORDER BY id DESC LIMIT 10"
+        )
+        return {"database": cfg.state.database, "syncs": syncs, "recent_errors": errors}
     finally:
         conn.close()
 
@@ -128,17 +168,16 @@ def read_events(
     """Events in id order: the last ``limit`` ones, or those after id ``after``."""
     conn = _connect(cfg)
     try:
-        where, args = ["id > ?"], [after]
-        if sync:
-            where.append("sync = ?")
-            args.append(sync)  # type: ignore[arg-type]
-        rows = conn.execute(
-            f"SELECT * FROM (SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?) ORDER BY id",
-            (*args, limit),
-        ).fetchall()
+        where = ["id > :after"] + (["sync = :sync"] if sync else [])
+        rows = conn.rows(
+            f"SELECT * FROM (SELECT * FROM events WHERE {' AND '.join(where)} "
+            "ORDER BY id DESC LIMIT :limit) AS recent ORDER BY id",
+            after=after,
+            sync=sync,
+            limit=limit,
+        )
         out = []
-        for r in rows:
-            d = dict(r)
+        for d in rows:
             d["fields"] = json.loads(d["fields"] or "{}")
             out.append(d)
         return out

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from syncd import sandbox
+from tests.postgres_support import Cluster, pg_bindir
 
 TOKEN = "test-token"
 
@@ -75,8 +77,13 @@ def write_config(
     state: Path | None = None,
     remote_extra: str = "",
     platform: str = "xtreme1",
+    database_url: str | None = None,
+    host: str | None = None,
 ) -> Path:
-    """A config file with one remote ``sb`` and the given syncs (TOML written by hand)."""
+    """A config file with one remote ``sb`` and the given syncs (TOML written by hand).
+
+    ``database_url``: the store is that PostgreSQL database; ``host``: this daemon's name.
+    """
 
     def val(v: Any) -> str:
         return json.dumps(str(v)) if isinstance(v, Path) else json.dumps(v)
@@ -84,6 +91,8 @@ def write_config(
     lines = [
         "[state]",
         f"dir = {val(state or path.parent / 'state')}",
+        *([f"database_url = {val(database_url)}"] if database_url else []),
+        *([f"host = {val(host)}"] if host else []),
         "[log]",
         'format = "json"',
         'level = "debug"',
@@ -116,7 +125,30 @@ def run_cli(
     )
 
 
-def query(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL server for the session (skipped where PostgreSQL is not installed)."""
+    bindir = pg_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    cluster = Cluster(bindir)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> str:
+    """The URL of a new, empty PostgreSQL database (``postgresql+psycopg://…``)."""
+    return pg_cluster.database()
+
+
+def query(db: Path | str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` (``?`` parameters) from a SQLite file or a PostgreSQL URL."""
+    if isinstance(db, str):
+        from syncd.store.postgres import conninfo
+
+        with psycopg.connect(conninfo(db), autocommit=True) as pg:
+            return [tuple(r) for r in pg.execute(sql.replace("?", "%s"), args).fetchall()]  # type: ignore[call-overload]
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
         return conn.execute(sql, args).fetchall()
@@ -129,8 +161,8 @@ def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condi
     while time.monotonic() < deadline:
         try:
             value = check()
-        except sqlite3.OperationalError:
-            value = None
+        except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
+            value = None  # the daemon has not created its tables yet
         if value:
             return value
         time.sleep(0.05)

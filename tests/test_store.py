@@ -1,19 +1,53 @@
-"""The store: WAL, migrations recorded, state change + event commit together."""
+"""The store on both engines: migrations recorded, state change + event commit together.
+
+Every test here runs on SQLite and on PostgreSQL (a throwaway cluster, see
+``tests/postgres_support.py``); SQLite-only behaviour (WAL) has its own tests.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from syncd.store import Package, Store, utcnow
+from tests.conftest import query
+
+Query = Callable[..., list[tuple[Any, ...]]]
 
 
-def new_pkg(store: Store) -> int:
+class Engine:
+    """One engine under test: how to open its store, and how to read it from outside."""
+
+    def __init__(self, state: Path, url: str | None) -> None:
+        self.state, self.url = state, url
+
+    def open(self, host: str = "rig-a") -> Store:
+        return Store(self.state, database_url=self.url, host=host)
+
+    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return query(self.url or self.state / "syncd.db", sql, *args)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    yield Engine(tmp_path / "state", url)
+
+
+def new_pkg(store: Store, host: str = "rig-a") -> int:
     with store.tx() as tx:
         p = Package(
-            sync="s", unit="u", created_at=utcnow(), updated_at=utcnow(), state_changed_at=utcnow()
+            sync="s",
+            unit="u",
+            host=host,
+            created_at=utcnow(),
+            updated_at=utcnow(),
+            state_changed_at=utcnow(),
         )
         tx.session.add(p)
         tx.session.flush()
@@ -21,15 +55,10 @@ def new_pkg(store: Store) -> int:
         return p.id
 
 
-def test_wal_and_migrations(tmp_path: Path) -> None:
-    store = Store(tmp_path)
-    conn = sqlite3.connect(tmp_path / "syncd.db")
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
-    tables = {
-        r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')")
-    }
-    assert {
+def test_migrations_recorded_and_tables_there(engine: Engine) -> None:
+    store = engine.open()
+    assert engine.query("SELECT version FROM schema_migrations ORDER BY version") == [(1,), (2,)]
+    for table in (
         "datasets",
         "items",
         "labels",
@@ -38,36 +67,65 @@ def test_wal_and_migrations(tmp_path: Path) -> None:
         "packages",
         "package_files",
         "events",
+        "leases",
         "object_details",
-    } <= tables
+        "package_summary",
+    ):
+        assert engine.query(f"SELECT COUNT(*) FROM {table}") == [(0,)], table
     store.close()
-    Store(tmp_path).close()  # reopening runs no migration twice
-    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 1
+    engine.open().close()  # reopening runs no migration twice
+    assert engine.query("SELECT COUNT(*) FROM schema_migrations") == [(2,)]
 
 
-def test_transition_and_event_commit_together(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_wal_mode(tmp_path: Path) -> None:
+    Store(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "syncd.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
+    """A SQLite mirror written before the fleet columns gets them, keeping its rows."""
+    Store(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "syncd.db")
+    conn.executescript(
+        "DELETE FROM schema_migrations WHERE version = 2; DROP TABLE leases;"
+        "DROP INDEX ix_packages_host; ALTER TABLE packages DROP COLUMN host;"
+        "ALTER TABLE packages DROP COLUMN claimed_by; ALTER TABLE events DROP COLUMN host;"
+        "INSERT INTO events (ts, event, level, fields) VALUES ('t', 'old.event', 'info', '{}');"
+    )
+    conn.close()
+    store = Store(tmp_path, host="rig-b")
+    new_pkg(store, host="rig-b")
+    with store.tx() as tx:
+        tx.event("new.event")
+    rows = query(tmp_path / "syncd.db", "SELECT event, host FROM events ORDER BY id")
+    assert rows == [("old.event", None), ("new.event", "rig-b")]
+    assert query(tmp_path / "syncd.db", "SELECT host FROM packages") == [("rig-b",)]
+
+
+def test_transition_and_event_commit_together(engine: Engine) -> None:
+    store = engine.open()
     pid = new_pkg(store)
     with pytest.raises(RuntimeError), store.tx() as tx:
         p = tx.session.get(Package, pid)
         assert p is not None
         tx.transition(p, "settled")
         raise RuntimeError("crash before commit")
-    conn = sqlite3.connect(tmp_path / "syncd.db")
-    assert conn.execute("SELECT state FROM packages").fetchone()[0] == "detected"
-    assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+    assert engine.query("SELECT state FROM packages") == [("detected",)]
+    assert engine.query("SELECT COUNT(*) FROM events") == [(0,)]
     with store.tx() as tx:
         p = tx.session.get(Package, pid)
         assert p is not None
         tx.transition(p, "settled", files=3)
-    assert conn.execute("SELECT state FROM packages").fetchone()[0] == "settled"
-    assert conn.execute("SELECT event, from_state, to_state FROM events").fetchall() == [
-        ("package.settled", "detected", "settled")
+    assert engine.query("SELECT state FROM packages") == [("settled",)]
+    assert engine.query("SELECT event, from_state, to_state, host FROM events") == [
+        ("package.settled", "detected", "settled", "rig-a")
     ]
+    store.close()
 
 
-def test_final_states_are_final(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_final_states_are_final(engine: Engine) -> None:
+    store = engine.open()
     pid = new_pkg(store)
     with store.tx() as tx:
         p = tx.session.get(Package, pid)
@@ -77,11 +135,19 @@ def test_final_states_are_final(tmp_path: Path) -> None:
         p = tx.session.get(Package, pid)
         assert p is not None
         tx.transition(p, "done")
+    store.close()
 
 
-def test_reader_sees_committed_rows_while_writer_holds_a_transaction(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_reader_sees_committed_rows_while_writer_holds_a_transaction(engine: Engine) -> None:
+    store = engine.open()
     new_pkg(store)
-    with store.tx():
-        reader = sqlite3.connect(tmp_path / "syncd.db", timeout=1)
-        assert reader.execute("SELECT COUNT(*) FROM packages").fetchone()[0] == 1
+    with store.tx() as tx:
+        p = Package(
+            sync="s", unit="v", created_at=utcnow(), updated_at=utcnow(), state_changed_at=utcnow()
+        )
+        tx.session.add(p)
+        tx.session.flush()
+        assert engine.query("SELECT COUNT(*) FROM packages") == [(1,)]
+        with store.read() as s:
+            assert len(s.exec(select(Package)).all()) == 1
+    store.close()

@@ -136,6 +136,8 @@ class Package(SQLModel, table=True):
     archive_bytes: int | None = None
     item_count: int = 0
     has_results: bool = False
+    host: str | None = Field(default=None, index=True)  # the machine whose folder holds the unit
+    claimed_by: int | None = None  # the live daemon working on it (PostgreSQL fleets)
     upload_ref: str | None = Field(default=None, sa_column=Column(Text))
     serial: str | None = None
     submit_started_at: str | None = None
@@ -185,6 +187,18 @@ class Event(SQLModel, table=True):
     to_state: str | None = None
     message: str | None = None
     fields: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    host: str | None = None  # the machine whose daemon recorded it
+
+
+class Lease(SQLModel, table=True):
+    """A named duty that one daemon of a fleet holds at a time (``pull:<sync>``)."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True)
+    holder: int | None = None  # the holder's key while it is alive (syncd.store.coordination)
+    host: str | None = None
+    acquired_at: str | None = None
 
 
 class SchemaMigration(SQLModel, table=True):

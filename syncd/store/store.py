@@ -10,13 +10,17 @@ Contract:
 * ``with store.read() as session:`` is a read-only snapshot; readers never
   block the daemon (WAL) and other processes may query the file meanwhile.
 * The database is ``<state.dir>/syncd.db`` in WAL mode with a busy timeout,
-  migrated to the newest schema on open.
+  migrated to the newest schema on open; or, with ``state.database_url``, a
+  PostgreSQL database shared by a fleet of daemons (:mod:`syncd.store.postgres`),
+  whose work they divide through ``store.coord``
+  (:mod:`syncd.store.coordination`). Every event records ``host``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,13 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 from syncd import failpoints
+from syncd.config import masked_url
 from syncd.errors import ConfigError, StoreError
 from syncd.log import get_logger, redact
+from syncd.store import postgres
+from syncd.store.coordination import Coordinator, LocalCoordinator, PostgresCoordinator
 from syncd.store.migrations import LATEST_VERSION, migrate
 from syncd.store.models import FINAL_STATES, PACKAGE_STATES, Event, Package
 
@@ -76,8 +83,9 @@ def _engine(path: Path, *, immediate: bool) -> Engine:
 class Tx:
     """One open write transaction: the session plus the events to log after commit."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, host: str | None = None) -> None:
         self.session = session
+        self.host = host
         self._logs: list[tuple[str, str, dict[str, Any]]] = []
 
     def event(
@@ -108,6 +116,7 @@ class Tx:
                 to_state=to_state,
                 message=msg,
                 fields=json.dumps(clean, default=str, sort_keys=True),
+                host=self.host,
             )
         )
         head = {
@@ -245,9 +254,20 @@ class Store:
     -shm files inherit that): it holds dataset names, file paths and events.
     """
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(
+        self, state_dir: Path, *, database_url: str | None = None, host: str | None = None
+    ) -> None:
         self.dir = Path(state_dir)
         self.path = self.dir / "syncd.db"
+        self.url = database_url
+        self.location = str(self.path)  # what messages and events name: the file, or the URL
+        self._keeper: sqlite3.Connection | None
+        self.host = host or socket.gethostname()
+        self.coord: Coordinator
+        if database_url is not None:
+            self._open_postgres(database_url)
+            return
+        self.coord = LocalCoordinator(self.host)
         try:
             if not self.dir.exists():
                 self.dir.mkdir(parents=True, mode=0o700)
@@ -276,16 +296,40 @@ class Store:
         except OperationalError as exc:
             raise store_error(self.path, exc) from exc
 
+    def _open_postgres(self, url: str) -> None:
+        self._keeper = None
+        self.location = masked_url(url)
+        try:
+            self._write = self._read = postgres.pg_engine(url, self.host)
+            postgres.check_schema(self._write, url, LATEST_VERSION)
+            coord = PostgresCoordinator(self, url, self.host)
+            with coord.exclusive("migrate"):
+                self.version = migrate(self._write)
+        except DBAPIError as exc:
+            raise postgres.database_error(url, exc) from exc
+        self.coord = coord
+
+    @property
+    def engine(self) -> Engine:
+        """The engine write transactions use (for the coordinator's own statements)."""
+        return self._write
+
+    def _error(self, exc: DBAPIError) -> StoreError:
+        if self.url is not None:
+            return postgres.database_error(self.url, exc)
+        assert isinstance(exc, OperationalError)
+        return store_error(self.path, exc)
+
     @contextmanager
     def tx(self) -> Iterator[Tx]:
         """One write transaction; commits on normal exit, rolls back on an exception."""
         session = Session(self._write, expire_on_commit=False)
-        tx = Tx(session)
+        tx = Tx(session, self.host)
         try:
             with session.begin():
                 yield tx
         except OperationalError as exc:
-            raise store_error(self.path, exc) from exc
+            raise self._error(exc) from exc
         finally:
             session.close()
         tx.emit_logs()
@@ -298,11 +342,13 @@ class Store:
             with session.begin():
                 yield session
         except OperationalError as exc:
-            raise store_error(self.path, exc) from exc
+            raise self._error(exc) from exc
         finally:
             session.close()
 
     def close(self) -> None:
-        self._keeper.close()
+        self.coord.close()
+        if self._keeper is not None:
+            self._keeper.close()
         self._write.dispose()
         self._read.dispose()

@@ -1,0 +1,266 @@
+"""Coordination of several daemons through the store: who pulls, who works which package.
+
+Contract (the same interface on both engines):
+
+* :meth:`claim` / :meth:`release` a package before / after working on it:
+  ``claim`` returns False when another live daemon has it. Claims are taken
+  row by row (``SELECT … FOR UPDATE SKIP LOCKED``) and recorded in
+  ``packages.claimed_by``.
+* :meth:`acquire` a named lease (``pull:<sync>``): True when this daemon holds
+  it now. A lease stays with its holder across cycles until the holder
+  closes the store or dies; :meth:`check_lease` (inside the transaction that
+  commits the work) raises :class:`LeaseLost` when it has passed to another.
+  Taking a lease over records ``lease.acquired`` with the previous holder.
+* :meth:`exclusive` serialises a critical section across the fleet (creating
+  a dataset, choosing names on the platform).
+
+On SQLite (:class:`LocalCoordinator`) one daemon owns the file: everything is
+granted, and ``exclusive`` only serialises threads.
+
+On PostgreSQL (:class:`PostgresCoordinator`) a daemon is *alive* while it
+holds a session-level advisory lock ``(PRESENCE, key)`` on a connection of
+its own; ``key`` is the daemon's id in ``claimed_by`` and ``leases.holder``.
+A claim or lease whose holder is not alive is free. The server ends the
+session of a killed process at once (its socket closes) and of a vanished
+machine within about 25 s (TCP keepalives), so a dead holder's work passes to
+the others without a timeout to tune, and a live one never loses it to a
+slow step.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+import psycopg
+from sqlalchemy import Connection, text
+
+from syncd.errors import StoreError, SyncdError
+from syncd.log import get_logger
+from syncd.store import postgres
+
+if TYPE_CHECKING:
+    from syncd.store.store import Store, Tx
+
+# Advisory lock namespaces (the first int4 of the two-key form).
+PRESENCE = 0x5359_4E01  # "SYN" 1: one per live daemon
+EXCLUSIVE = 0x5359_4E02  # named critical sections
+
+_ALIVE = """
+    EXISTS (SELECT 1 FROM pg_locks l
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND l.classid = {ns} AND l.objid = {holder})
+"""
+
+
+class LeaseLost(SyncdError):
+    """Another daemon holds the lease now: the work in hand must not be committed."""
+
+
+class Coordinator(Protocol):
+    """What the pipeline asks of the fleet (see module docstring)."""
+
+    host: str
+    fleet: bool
+
+    def claim(self, package_id: int) -> bool: ...
+    def release(self, package_id: int) -> None: ...
+    def acquire(self, lease: str) -> bool: ...
+    def check_lease(self, tx: Tx, lease: str) -> None: ...
+    def exclusive(self, key: str) -> Any: ...
+    def close(self) -> None: ...
+
+
+class LocalCoordinator:
+    """SQLite: one daemon per database file; nothing to negotiate."""
+
+    fleet = False
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def claim(self, package_id: int) -> bool:
+        return True
+
+    def release(self, package_id: int) -> None:
+        return None
+
+    def acquire(self, lease: str) -> bool:
+        return True
+
+    def check_lease(self, tx: Tx, lease: str) -> None:
+        return None
+
+    @contextmanager
+    def exclusive(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+    def close(self) -> None:
+        return None
+
+
+class PostgresCoordinator:
+    """PostgreSQL: presence by advisory lock, leases and claims in rows (module docstring)."""
+
+    fleet = True
+
+    def __init__(self, store: Store, url: str, host: str) -> None:
+        self.store, self.url, self.host = store, url, host
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self.key = 0
+        self._present()
+
+    # --- presence ------------------------------------------------------------------
+
+    def _present(self) -> int:
+        """This daemon's key, (re)registering when its presence connection is gone."""
+        with self._lock:
+            conn = self._conn
+            if conn is not None and not conn.closed:
+                try:
+                    conn.execute("SELECT 1")
+                    return self.key
+                except psycopg.Error:
+                    get_logger().warning("store.presence_lost", host=self.host, key=self.key)
+                    conn.close()
+            conn = postgres.connect(self.url, self.host)
+            try:
+                for _ in range(100):
+                    key = random.randint(1, 2**31 - 1)
+                    got = conn.execute(
+                        "SELECT pg_try_advisory_lock(%s, %s)", (PRESENCE, key)
+                    ).fetchone()
+                    if got and got[0]:
+                        break
+                else:  # pragma: no cover - 100 collisions among 2^31 keys
+                    raise StoreError("state.database_url: no free daemon key (100 tries)")
+            except psycopg.Error as exc:
+                conn.close()
+                raise postgres.database_error(self.url, exc) from exc
+            self._conn, self.key = conn, key
+            return key
+
+    @staticmethod
+    def _alive(conn: Connection, holder: int | None) -> bool:
+        if holder is None:
+            return False
+        sql = "SELECT " + _ALIVE.format(ns=PRESENCE, holder=int(holder))
+        return bool(conn.execute(text(sql)).scalar())
+
+    # --- package claims ----------------------------------------------------------------
+
+    def claim(self, package_id: int) -> bool:
+        me = self._present()
+        with self.store.engine.begin() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT claimed_by FROM packages WHERE id = :id AND host = :host "
+                    "FOR UPDATE SKIP LOCKED"
+                ),
+                {"id": package_id, "host": self.host},
+            ).first()
+            if row is None:  # another daemon is claiming it this instant, or not ours
+                return False
+            holder = row[0]
+            if holder not in (None, me) and self._alive(conn, holder):
+                return False
+            if holder != me:
+                conn.execute(
+                    text("UPDATE packages SET claimed_by = :me WHERE id = :id"),
+                    {"me": me, "id": package_id},
+                )
+        return True
+
+    def release(self, package_id: int) -> None:
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE packages SET claimed_by = NULL WHERE id = :id AND claimed_by = :me"),
+                {"id": package_id, "me": self.key},
+            )
+
+    # --- leases ------------------------------------------------------------------------
+
+    def acquire(self, lease: str) -> bool:
+        me = self._present()
+        with self.store.tx() as tx:
+            conn = tx.session.connection()
+            conn.execute(
+                text(
+                    "INSERT INTO leases (name, holder, host, acquired_at) "
+                    "VALUES (:n, NULL, NULL, NULL) ON CONFLICT (name) DO NOTHING"
+                ),
+                {"n": lease},
+            )
+            row = conn.execute(
+                text("SELECT holder, host FROM leases WHERE name = :n FOR UPDATE"), {"n": lease}
+            ).one()
+            holder, previous = row[0], row[1]
+            if holder == me:
+                return True
+            if self._alive(conn, holder):
+                return False
+            from syncd.store.store import utcnow
+
+            conn.execute(
+                text(
+                    "UPDATE leases SET holder = :me, host = :host, acquired_at = :t "
+                    "WHERE name = :n"
+                ),
+                {"me": me, "host": self.host, "t": utcnow(), "n": lease},
+            )
+            tx.event(
+                "lease.acquired",
+                lease=lease,
+                holder=me,
+                previous_host=previous,
+                previous_holder=holder,
+            )
+        return True
+
+    def check_lease(self, tx: Tx, lease: str) -> None:
+        conn = tx.session.connection()
+        # FOR SHARE: a takeover (FOR UPDATE) waits until this transaction ends,
+        # so work committed here was committed while the lease was ours.
+        row = conn.execute(
+            text("SELECT holder, host FROM leases WHERE name = :n FOR SHARE"), {"n": lease}
+        ).first()
+        if row is None or row[0] != self.key or not self._alive(conn, self.key):
+            holder = f"{row[1]} (daemon {row[0]})" if row is not None and row[0] else "nobody"
+            raise LeaseLost(f"lease {lease!r} is held by {holder} now: this cycle stops")
+
+    # --- critical sections ----------------------------------------------------------
+
+    @contextmanager
+    def exclusive(self, key: str) -> Iterator[None]:
+        conn = postgres.connect(self.url, self.host)
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (EXCLUSIVE, key))
+            yield
+        except psycopg.Error as exc:
+            raise postgres.database_error(self.url, exc) from exc
+        finally:
+            conn.close()  # ends the session: the lock goes with it
+
+    def close(self) -> None:
+        """Give up every claim and lease of this daemon and leave the fleet."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is None or conn.closed:
+            return
+        try:
+            conn.execute("UPDATE packages SET claimed_by = NULL WHERE claimed_by = %s", (self.key,))
+            conn.execute("UPDATE leases SET holder = NULL WHERE holder = %s", (self.key,))
+        except psycopg.Error:
+            pass  # the server ends the session anyway: what it held is free
+        finally:
+            conn.close()

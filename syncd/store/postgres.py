@@ -1,0 +1,108 @@
+"""PostgreSQL as the store: the engine, connection errors that say what to do, the schema check.
+
+Contract:
+
+* :func:`pg_engine` returns a pooled SQLAlchemy engine over psycopg 3 whose
+  connections say who they are (``application_name = syncd@<host>``) and
+  give up connecting after ``CONNECT_TIMEOUT`` seconds.
+* :func:`connect` opens one plain psycopg connection (autocommit) to the same
+  database, for the session-level advisory locks of
+  :mod:`syncd.store.coordination`.
+* :func:`database_error` turns a driver error into a one-line
+  :class:`~syncd.errors.StoreError` naming ``state.database_url`` (password
+  masked): unreachable server, refused credentials, missing database.
+* :func:`check_schema` refuses a database written by a newer syncd.
+"""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.exc import DBAPIError
+
+from syncd.config import masked_url
+from syncd.errors import ConfigError, StoreError
+
+CONNECT_TIMEOUT = 10
+# The server notices a client that vanished (machine off, cable out) within
+# about 10 + 3 × 5 s and ends its session: its advisory locks are released,
+# so its pull leases and package claims pass to the others.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+SERVER_KEEPALIVES = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+
+
+def conninfo(url: str) -> str:
+    """The libpq connection string of a ``postgresql+psycopg://`` URL."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _params(host: str) -> dict[str, object]:
+    return {
+        "connect_timeout": CONNECT_TIMEOUT,
+        "application_name": f"syncd@{host}"[:63],
+        "options": SERVER_KEEPALIVES,
+        **KEEPALIVES,
+    }
+
+
+def pg_engine(url: str, host: str) -> Engine:
+    """A pooled engine; ``pool_pre_ping`` replaces connections the server closed meanwhile."""
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=4,
+        max_overflow=8,
+        connect_args=_params(host),
+    )
+
+
+def connect(url: str, host: str) -> psycopg.Connection[tuple[object, ...]]:
+    """One autocommit connection of its own (advisory locks live as long as it does)."""
+    try:
+        return psycopg.connect(conninfo(url), autocommit=True, **_params(host))  # type: ignore[arg-type]
+    except psycopg.Error as exc:
+        raise database_error(url, exc) from exc
+
+
+def database_error(url: str, exc: BaseException) -> StoreError:
+    """A StoreError naming ``state.database_url`` that says what to do about the usual causes."""
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = [ln.strip() for ln in str(orig).strip().splitlines() if ln.strip()]
+    reason = lines[0] if lines else type(orig).__name__
+    # libpq prefixes "connection failed: connection to server at …, port … failed:"
+    reason = reason.rsplit(" failed: ", 1)[-1] if "connection to server" in reason else reason
+    reason = re.sub(r"^(FATAL|ERROR):\s+", "", reason)
+    low = reason.lower()
+    if "password authentication failed" in low or "no password supplied" in low:
+        hint = "the server refused the credentials: check the user and password (or ~/.pgpass)"
+    elif "does not exist" in low and "database" in low:
+        hint = "create the database first (createdb), or fix its name"
+    elif "refused" in low or "timeout" in low or "timed out" in low or "could not" in low:
+        hint = "is PostgreSQL running and reachable from here? syncd exits; its supervisor restarts it"
+    elif "permission denied" in low:
+        hint = "grant the user CREATE on the database's public schema"
+    else:
+        hint = ""
+    where = f"state.database_url: {masked_url(url)!r}"
+    return StoreError(f"{where}: {reason}" + (f" ({hint})" if hint else ""))
+
+
+def check_schema(engine: Engine, url: str, latest: int) -> None:
+    """Refuse a database a newer syncd migrated (ConfigError naming ``state.database_url``)."""
+    with engine.connect() as conn:
+        exists = conn.execute(text("SELECT to_regclass('schema_migrations') IS NOT NULL")).scalar()
+        if not exists:
+            return
+        newest = conn.execute(text("SELECT MAX(version) FROM schema_migrations")).scalar()
+    if newest is not None and int(newest) > latest:
+        raise ConfigError(
+            f"state.database_url: {masked_url(url)!r} was written by a newer syncd (schema "
+            f"{newest}, this one knows {latest}); upgrade syncd on every machine of the fleet"
+        )

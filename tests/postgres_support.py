@@ -1,0 +1,134 @@
+"""A throwaway PostgreSQL cluster for the tests (Debian's ``postgresql`` package).
+
+:class:`Cluster` runs ``initdb`` and ``pg_ctl`` from ``/usr/lib/postgresql/<newest>/bin``
+in a fresh temporary folder, on a free loopback port, with password
+authentication over TCP; :meth:`Cluster.database` makes one empty database per
+test. PostgreSQL refuses to run as root, so as root the cluster runs as the
+unprivileged ``nobody`` (through ``runuser``), owning only its own folder.
+``.ci/run`` installs the package when it is missing; without it the
+PostgreSQL tests are skipped and the SQLite ones run as always.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+USER = "syncd"
+PASSWORD = "fleet-test-pw"
+RUN_AS = "nobody"
+
+
+def pg_bindir() -> Path | None:
+    """The newest installed PostgreSQL's ``bin`` folder, or None."""
+    found = glob.glob("/usr/lib/postgresql/*/bin/initdb")
+
+    def version(p: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in re.findall(r"\d+", p.split("/")[-3]))
+
+    return Path(max(found, key=version)).parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    """One running server; :meth:`stop` stops it and removes every file it wrote."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="syncd-pg-"))
+        self.data = self.root / "data"
+        self.port = 0
+        self._as_root = os.geteuid() == 0
+        if self._as_root:
+            shutil.chown(self.root, RUN_AS)
+        pwfile = self.root / "pw"
+        pwfile.write_text(PASSWORD + "\n")
+        if self._as_root:
+            shutil.chown(pwfile, RUN_AS)
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            USER,
+            f"--pwfile={pwfile}",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        )
+        pwfile.unlink()
+        for _ in range(5):
+            self.port = _free_port()
+            opts = (
+                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                "-c max_connections=200"
+            )
+            proc = self._run(
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.root / "server.log"),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+                check=False,
+            )
+            if proc.returncode == 0:
+                return
+        log = (self.root / "server.log").read_text(errors="replace")[-2000:]
+        self.stop()
+        raise RuntimeError(f"PostgreSQL did not start: {log}")
+
+    def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.bindir / tool), *args]
+        if self._as_root:
+            cmd = ["runuser", "-u", RUN_AS, "--", *cmd]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=self.root)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"{tool} failed: {proc.stderr or proc.stdout}")
+        return proc
+
+    def url(self, database: str = "postgres", password: str = PASSWORD) -> str:
+        return f"postgresql+psycopg://{USER}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def execute(self, sql: str, database: str = "postgres") -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user={USER} password={PASSWORD} dbname={database}",
+            autocommit=True,
+        ) as conn:
+            cur = conn.execute(sql)  # type: ignore[call-overload]
+            return list(cur.fetchall()) if cur.description else []
+
+    def database(self) -> str:
+        """A new empty database; returns its URL."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        self.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        if self.data.exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop", check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
