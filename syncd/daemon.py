@@ -32,6 +32,7 @@ from functools import partial
 from types import FrameType
 from typing import Any, TypeVar
 
+from sqlalchemy import true
 from sqlmodel import col, select
 
 from syncd.config import Config
@@ -61,9 +62,7 @@ class Daemon:
         self.log = get_logger()
         self.stop = threading.Event()
         self.wake = threading.Event()
-        self.store = Store(
-            cfg.state.dir, database_url=cfg.state.database_url, host=cfg.state.host
-        )
+        self.store = Store(cfg.state.dir, database_url=cfg.state.database_url, host=cfg.state.host)
         self.remotes: dict[str, Remote] = {
             name: build_remote(name, rc, max_retries=max_retries)
             for name, rc in cfg.remotes.items()
@@ -173,7 +172,11 @@ class Daemon:
         with self.store.read() as s:
             return list(
                 s.exec(
-                    select(Package).where(col(Package.state).not_in((*FINAL_STATES, "detected")))
+                    select(Package).where(
+                        col(Package.state).not_in((*FINAL_STATES, "detected")),
+                        # this machine's own: a fleet's other daemons work theirs
+                        col(Package.host) == self.store.host if self.store.coord.fleet else true(),
+                    )
                 ).all()
             )
 
@@ -250,7 +253,6 @@ class Daemon:
             pid=os.getpid(),
             syncs=[c.name for c in self.contexts],
             db=self.store.location,
-            host=self.store.host,
         )
         last_full = 0.0
         try:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from sqlmodel import select
+from sqlalchemy import ColumnElement, true
+from sqlmodel import col, select
 
 from syncd.config import SyncConfig
 from syncd.remotes.base import Remote
-from syncd.store import Dataset, Store, utcnow
+from syncd.store import Dataset, Package, Store, utcnow
 
 
 @dataclass
@@ -33,8 +34,28 @@ class SyncContext:
     def name(self) -> str:
         return self.cfg.name
 
+    def owned(self) -> ColumnElement[bool]:
+        """Which packages this daemon works: its own host's on a fleet store, all on SQLite.
+
+        A unit belongs to the machine whose folder holds it; two machines may
+        feed the same sync and dataset, each with its own units.
+        """
+        if not self.store.coord.fleet:
+            return true()
+        return col(Package.host) == self.store.host
+
     def dataset_id(self) -> str:
-        """The remote dataset id, looked up or created once, and recorded in ``datasets``."""
+        """The remote dataset id, looked up or created once, and recorded in ``datasets``.
+
+        One daemon of a fleet at a time looks it up or creates it, so daemons
+        starting together create a new dataset once.
+        """
+        if self._dataset_id is not None:
+            return self._dataset_id
+        with self.store.coord.exclusive(f"dataset:{self.remote.name}:{self.cfg.dataset}"):
+            return self._resolve_dataset()
+
+    def _resolve_dataset(self) -> str:
         if self._dataset_id is not None:
             return self._dataset_id
         ds, created = self.remote.ensure_dataset(self.cfg.dataset, self.cfg.dataset_type)

@@ -11,33 +11,55 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sqlalchemy import ColumnElement, true
 from sqlmodel import Session, col, select
 
 from syncd.store import Package, PackageFile
 
 
 def covered_versions(
-    session: Session, sync: str, unit: str, *, exclude_package: int | None = None
+    session: Session,
+    sync: str,
+    unit: str,
+    *,
+    exclude_package: int | None = None,
+    owned: ColumnElement[bool] | None = None,
 ) -> set[tuple[str, int, int]]:
-    """``{(rel_path, size, mtime_ns)}`` of the unit's files that need no new package."""
+    """``{(rel_path, size, mtime_ns)}`` of the unit's files that need no new package.
+
+    ``owned`` limits it to this machine's packages (a fleet: another machine's
+    unit of the same name is another unit).
+    """
     rows = session.exec(
         select(PackageFile.rel_path, PackageFile.size, PackageFile.mtime_ns, PackageFile.package_id)
         .join(Package, col(Package.id) == col(PackageFile.package_id))
-        .where(PackageFile.sync == sync, PackageFile.unit == unit)
+        .where(
+            PackageFile.sync == sync, PackageFile.unit == unit, true() if owned is None else owned
+        )
     ).all()
     return {(r[0], r[1], r[2]) for r in rows if r[3] != exclude_package}
 
 
-def covered_by_unit(session: Session, sync: str) -> dict[str, set[tuple[str, int, int]]]:
-    """:func:`covered_versions` of every unit of ``sync`` at once (one query, for full scans)."""
+def covered_by_unit(
+    session: Session, sync: str, host: str | None = None
+) -> dict[str, set[tuple[str, int, int]]]:
+    """:func:`covered_versions` of every unit of ``sync`` at once (one query, for full scans).
+
+    ``host``: only that machine's packages (a fleet store).
+    """
     out: dict[str, set[tuple[str, int, int]]] = {}
     # Plain SQL on the driver's cursor: 100 000 rows through the ORM cost more
-    # than stat-ing the files they describe.
-    cursor = session.connection().connection.driver_connection.execute(  # type: ignore[union-attr]
+    # than stat-ing the files they describe. sqlite3 and psycopg differ only
+    # in how they write a parameter.
+    mark = "?" if session.get_bind().dialect.name == "sqlite" else "%s"
+    sql = (
         "SELECT f.unit, f.rel_path, f.size, f.mtime_ns FROM package_files f"
-        " JOIN packages p ON p.id = f.package_id WHERE f.sync = ?",
-        (sync,),
+        f" JOIN packages p ON p.id = f.package_id WHERE f.sync = {mark}"
     )
+    args: tuple[str, ...] = (sync,)
+    if host is not None:
+        sql, args = sql + f" AND p.host = {mark}", (sync, host)
+    cursor = session.connection().connection.driver_connection.execute(sql, args)  # type: ignore[union-attr]
     for unit, rel_path, size, mtime_ns in cursor:
         out.setdefault(unit, set()).add((rel_path, size, mtime_ns))
     return out

@@ -60,6 +60,7 @@ def run_once(ctx: SyncContext) -> int:
                 Package.sync == ctx.name,
                 col(Package.state).in_(("settled", "packing")),
                 Package.next_attempt_at <= time.time(),
+                ctx.owned(),
             )
             .order_by(col(Package.id))
         ).all()
@@ -67,6 +68,9 @@ def run_once(ctx: SyncContext) -> int:
     for pkg in due:
         if ctx.stop.is_set():
             break
+        assert pkg.id is not None
+        if not ctx.store.coord.claim(pkg.id):
+            continue  # another daemon of this machine has it
         try:
             pack_one(ctx, pkg)
             done += 1
@@ -78,6 +82,8 @@ def run_once(ctx: SyncContext) -> int:
             schedule_retry(ctx, pkg, str(exc))
         except PermanentError as exc:
             fail(ctx, pkg, str(exc))
+        finally:
+            ctx.store.coord.release(pkg.id)
     return done
 
 
@@ -147,8 +153,7 @@ def pack_one(ctx: SyncContext, pkg: Package) -> None:
         if age < ctx.cfg.settle_seconds:
             raise StillChanging(f"unit {pkg.unit!r} is still changing")
     with ctx.store.read() as s:
-        covered = covered_versions(s, ctx.name, pkg.unit, exclude_package=pkg.id)
-        claimed = claimed_names(s, ctx.name, exclude_package=pkg.id)
+        covered = covered_versions(s, ctx.name, pkg.unit, exclude_package=pkg.id, owned=ctx.owned())
     files = [f for f in snap.files if (f.rel_path, f.size, f.mtime_ns) not in covered]
     if not files:
         with ctx.store.tx() as tx:
@@ -174,7 +179,18 @@ def pack_one(ctx: SyncContext, pkg: Package) -> None:
     unit_is_scene = pkg.unit.lower().startswith("scene_") and not snap.is_file
     groups = group_items(files, pkg.unit, unit_is_scene)
     dataset_id = ctx.dataset_id()
+    # Names are the dataset's keys, and other machines may feed the same
+    # dataset: one daemon at a time chooses names and commits them.
+    with ctx.store.coord.exclusive(f"names:{ctx.remote.name}:{dataset_id}"):
+        _name_and_commit(ctx, pkg, groups, files, dataset_id)
 
+
+def _name_and_commit(
+    ctx: SyncContext, pkg: Package, groups: list[Group], files: list[FileStat], dataset_id: str
+) -> None:
+    """Rename (or refuse) colliding names, bind classes, split, and commit the parts."""
+    with ctx.store.read() as s:
+        claimed = claimed_names(s, ctx.name, exclude_package=pkg.id)
     names = [g.name for g in groups if g.name]
     taken = ctx.remote.existing_names(dataset_id, names) if names else set()
     taken |= {c for c in claimed if c.lower() in {n.lower() for n in names}}
@@ -255,6 +271,7 @@ def _commit_parts(
             extra = Package(
                 sync=ctx.name,
                 unit=pkg.unit,
+                host=pkg.host,
                 part=n,
                 state="packing",
                 created_at=now,

@@ -20,6 +20,12 @@ Contract of :func:`run_once` for one sync:
 
 Labels are one row per item and source (raw JSON + sha256 of its canonical
 form); a changed label has its ``objects`` rows replaced.
+
+A fleet sharing one store pulls each sync on one daemon at a time: the cycle
+runs only while this daemon holds the lease ``pull:<sync>``
+(:mod:`syncd.store.coordination`; always granted on SQLite), and every
+transaction that commits pulled rows checks the lease first, so a daemon that
+lost it commits nothing more.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ class PullStats:
     swept: bool = False
     requests: int = 0
     changed_items: set[str] = field(default_factory=set)
+    skipped: bool = False  # another daemon of the fleet holds this sync's pull lease
 
     def changed(self) -> bool:
         return bool(self.new_items or self.labels_changed or self.deleted)
@@ -77,6 +84,11 @@ def label_hash(raw: dict[str, object]) -> str:
 def _get_cursor(session: Session, sync: str, name: str) -> str | None:
     row = session.get(Cursor, (sync, name))
     return row.value if row else None
+
+
+def lease_name(ctx: SyncContext) -> str:
+    """The lease that one daemon of a fleet holds to pull this sync."""
+    return f"pull:{ctx.name}"
 
 
 def _set_cursor(tx: Tx, sync: str, name: str, value: str) -> None:
@@ -291,6 +303,7 @@ def _commit_batch(
     for start in range(0, len(targets), BATCH):
         labels += ctx.remote.labels(dataset_id, targets[start : start + BATCH])
     with ctx.store.tx() as tx:
+        ctx.store.coord.check_lease(tx, lease_name(ctx))
         rows, new = upsert_items(tx, ctx, items)
         if label_ids is not None:
             missing = [i for i in targets if i not in rows]
@@ -319,6 +332,9 @@ def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
     """One pull cycle for this sync (see module docstring)."""
     stats = PullStats()
     if not ctx.cfg.pull:
+        return stats
+    if not ctx.store.coord.acquire(lease_name(ctx)):
+        stats.skipped = True  # another daemon pulls this sync; it stays with it while it lives
         return stats
     dataset_id = ctx.dataset_id()
     with ctx.store.read() as s:
@@ -357,6 +373,7 @@ def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
     if full_sweep if full_sweep is not None else (due and cursor is not None):
         _sweep(ctx, dataset_id, stats)
     with ctx.store.tx() as tx:
+        ctx.store.coord.check_lease(tx, lease_name(ctx))
         _set_cursor(tx, ctx.name, CURSOR_LAST_PULL, utcnow())
         if fingerprint is not None and not ctx.stop.is_set():
             # Only a cycle that ran to its end vouches for the statuses it saw.
@@ -448,6 +465,7 @@ def _sweep(ctx: SyncContext, dataset_id: str, stats: PullStats) -> None:
         live.update(i.id for i in items)
         _commit_batch(ctx, dataset_id, items, stats)
     with ctx.store.tx() as tx:
+        ctx.store.coord.check_lease(tx, lease_name(ctx))
         gone = tx.session.exec(
             select(Item).where(
                 Item.sync == ctx.name,

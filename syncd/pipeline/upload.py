@@ -60,13 +60,21 @@ def run_once(ctx: SyncContext) -> int:
                 Package.sync == ctx.name,
                 col(Package.state).in_(ACTIVE_STATES),
                 Package.next_attempt_at <= time.time(),
+                ctx.owned(),
             )
             .order_by(col(Package.id))
         ).all()
     for pkg in due:
         if ctx.stop.is_set():
             break
-        advance(ctx, pkg)
+        assert pkg.id is not None
+        # Claimed row by row: two daemons never upload the same package.
+        if not ctx.store.coord.claim(pkg.id):
+            continue
+        try:
+            advance(ctx, pkg)
+        finally:
+            ctx.store.coord.release(pkg.id)
     return len(due)
 
 

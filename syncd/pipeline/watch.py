@@ -75,14 +75,18 @@ def run_once(ctx: SyncContext, tracker: SettleTracker, units: set[str] | None = 
         open_pkgs = {
             p.unit: p
             for p in s.exec(
-                select(Package).where(Package.sync == ctx.name, col(Package.state).in_(OPEN_STATES))
+                select(Package).where(
+                    Package.sync == ctx.name, col(Package.state).in_(OPEN_STATES), ctx.owned()
+                )
             ).all()
         }
     names = list_units(folder, ctx.cfg.exclude) if units is None else sorted(units | set(open_pkgs))
     prefetched = None
     if units is None:  # a full scan looks at every unit: one query instead of one per unit
         with ctx.store.read() as s:
-            prefetched = covered_by_unit(s, ctx.name)
+            prefetched = covered_by_unit(
+                s, ctx.name, ctx.store.host if ctx.store.coord.fleet else None
+            )
     changes = 0
     now = time.monotonic()
     for name in names:
@@ -101,7 +105,7 @@ def run_once(ctx: SyncContext, tracker: SettleTracker, units: set[str] | None = 
                 covered = prefetched.get(name, set())
             else:
                 with ctx.store.read() as s:
-                    covered = covered_versions(s, ctx.name, name)
+                    covered = covered_versions(s, ctx.name, name, owned=ctx.owned())
             new = [f for f in snap.files if f not in covered]  # FileStat is that tuple
             if not new:
                 continue
@@ -110,6 +114,7 @@ def run_once(ctx: SyncContext, tracker: SettleTracker, units: set[str] | None = 
                 pkg = Package(
                     sync=ctx.name,
                     unit=name,
+                    host=ctx.store.host,
                     state="detected",
                     file_count=len(new),
                     total_bytes=sum(f.size for f in new),

@@ -213,8 +213,7 @@ class PostgresCoordinator:
 
             conn.execute(
                 text(
-                    "UPDATE leases SET holder = :me, host = :host, acquired_at = :t "
-                    "WHERE name = :n"
+                    "UPDATE leases SET holder = :me, host = :host, acquired_at = :t WHERE name = :n"
                 ),
                 {"me": me, "host": self.host, "t": utcnow(), "n": lease},
             )

@@ -27,7 +27,7 @@ from syncd.errors import ConfigError, StoreError
 
 CONNECT_TIMEOUT = 10
 # The server notices a client that vanished (machine off, cable out) within
-# about 10 + 3 × 5 s and ends its session: its advisory locks are released,
+# about 10 + 3 * 5 s and ends its session: its advisory locks are released,
 # so its pull leases and package claims pass to the others.
 KEEPALIVES = {
     "keepalives": 1,
@@ -35,7 +35,9 @@ KEEPALIVES = {
     "keepalives_interval": 5,
     "keepalives_count": 3,
 }
-SERVER_KEEPALIVES = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+SERVER_KEEPALIVES = (
+    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+)
 
 
 def conninfo(url: str) -> str:
@@ -85,7 +87,9 @@ def database_error(url: str, exc: BaseException) -> StoreError:
     elif "does not exist" in low and "database" in low:
         hint = "create the database first (createdb), or fix its name"
     elif "refused" in low or "timeout" in low or "timed out" in low or "could not" in low:
-        hint = "is PostgreSQL running and reachable from here? syncd exits; its supervisor restarts it"
+        hint = (
+            "is PostgreSQL running and reachable from here? syncd exits; its supervisor restarts it"
+        )
     elif "permission denied" in low:
         hint = "grant the user CREATE on the database's public schema"
     else:
