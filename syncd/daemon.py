@@ -44,6 +44,7 @@ from syncd.pipeline.observe import FolderWatcher
 from syncd.pipeline.schedule import build_scheduler
 from syncd.remotes import build_remote
 from syncd.remotes.base import Remote
+from syncd.remotes.http import set_host
 from syncd.store import FINAL_STATES, Package, Store
 
 T = TypeVar("T")
@@ -63,6 +64,7 @@ class Daemon:
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.store = Store(cfg.state.dir, database_url=cfg.state.database_url, host=cfg.state.host)
+        set_host(cfg.state.host)
         self.remotes: dict[str, Remote] = {
             name: build_remote(name, rc, max_retries=max_retries)
             for name, rc in cfg.remotes.items()

@@ -193,7 +193,10 @@ def _name_and_commit(
         claimed = claimed_names(s, ctx.name, exclude_package=pkg.id)
     names = [g.name for g in groups if g.name]
     taken = ctx.remote.existing_names(dataset_id, names) if names else set()
-    taken |= {c for c in claimed if c.lower() in {n.lower() for n in names}}
+    # Every name a live package holds, not only this unit's own: a new name
+    # must not collide either, and another machine's unit of the same name
+    # picks the same candidates.
+    taken |= claimed
     renames = plan_names(groups, taken, pkg.unit)
     if renames and ctx.cfg.name_collision == "refuse":
         reason = (

@@ -41,6 +41,14 @@ from syncd.log import get_logger
 T = TypeVar("T")
 
 USER_AGENT = f"syncd/{__version__}"
+_agent = USER_AGENT
+
+
+def set_host(host: str) -> None:
+    """Name this machine in the User-Agent of clients made from now on (``syncd/0.1 (rig-3)``):
+    the platform's operators, and the sandbox, can tell a fleet's daemons apart."""
+    global _agent
+    _agent = f"{USER_AGENT} ({host})"
 
 
 def tls_context(ca_bundle: str | os.PathLike[str] | None) -> ssl.SSLContext:
@@ -59,7 +67,7 @@ def make_client(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
         limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
-        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        headers={"User-Agent": _agent, "Accept": "application/json"},
         follow_redirects=False,
     )
 

@@ -10,9 +10,11 @@ the internal ``minio:9000`` host. ``/__sandbox/`` is the admin API.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
@@ -29,6 +31,7 @@ from starlette.routing import Route
 from syncd.sandbox.faults import FaultMiddleware, FaultRules
 from syncd.sandbox.objectstore import ObjectStore
 from syncd.sandbox.ratelimit import RateWindows
+from syncd.sandbox.traversals import TraversalLog
 from syncd.sandbox.xtreme1_state import (
     BUCKET,
     INTERNAL,
@@ -128,6 +131,7 @@ class Xtreme1App:
         self.store = ObjectStore(data_dir / "objects")
         self.state = Xtreme1State(self.store)
         self.faults = FaultRules()
+        self.reads = TraversalLog()
         self._windows: RateWindows | None = None
         self._windows_spec: object = None
 
@@ -153,7 +157,11 @@ class Xtreme1App:
             limited = self._rate_limited()
             if limited is not None:
                 return limited
+            dataset = _traversed_dataset(request)
+            started = time.monotonic()
             try:
+                if dataset is not None:
+                    await asyncio.sleep(float(self.state.config["traversal_delay"]))
                 return await fn(request)
             except Business as exc:
                 return JSONResponse({"code": exc.code, "message": str(exc), "data": None})
@@ -161,6 +169,10 @@ class Xtreme1App:
                 return JSONResponse(
                     {"code": "UNKNOWN", "message": str(exc), "data": None}, status_code=500
                 )
+            finally:
+                if dataset is not None:
+                    agent = request.headers.get("user-agent", "")
+                    self.reads.record(dataset, agent, started, time.monotonic())
 
         return wrapped
 
@@ -602,6 +614,13 @@ class Xtreme1App:
                 }
             )
 
+    async def admin_traversals(self, request: Request) -> Response:
+        """Pull traversals per dataset and client, and the pairs that overlapped in time."""
+        if request.method == "DELETE":
+            self.reads.clear()
+            return JSONResponse({"ok": True})
+        return JSONResponse(self.reads.report(float(self.state.config["traversal_gap"])))
+
     async def admin_annotate(self, request: Request) -> Response:
         body = json.loads(await request.body())
         if int(body["dataId"]) not in self.state.items:
@@ -659,6 +678,20 @@ class Xtreme1App:
         return JSONResponse(dict(self.state.config))
 
 
+def _traversed_dataset(request: Request) -> int | None:
+    """The dataset a pull reads with this request, or None (uploads, name checks, admin)."""
+    path, q = request.url.path, request.query_params
+    try:
+        if path == "/api/data/findByPage" and "name" not in q and q.get("datasetId"):
+            return int(q["datasetId"])
+        if path == "/api/data/getDataAndResult" and q.get("datasetId"):
+            return int(q["datasetId"])
+        m = re.fullmatch(r"/api/dataset/(\d+)/statistics/dataStatus", path)
+        return int(m.group(1)) if m else None
+    except ValueError:
+        return None
+
+
 def _lifespan(x: Xtreme1App) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -693,6 +726,7 @@ def create_app(token: str, data_dir: Path) -> Starlette:
         Route("/minio/{bucket}/{key:path}", x.minio, methods=["PUT", "GET"]),
         Route("/__sandbox/counters", x.admin_counters, methods=["GET"]),
         Route("/__sandbox/annotate", x.admin_annotate, methods=["POST"]),
+        Route("/__sandbox/traversals", x.admin_traversals, methods=["GET", "DELETE"]),
         Route("/__sandbox/datasets/{id}/items", x.admin_items, methods=["GET"]),
         Route("/__sandbox/datasets/{id}/seed", x.admin_seed, methods=["POST"]),
         Route("/__sandbox/faults", x.admin_faults, methods=["POST", "DELETE"]),

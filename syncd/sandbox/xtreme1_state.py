@@ -114,6 +114,10 @@ class Xtreme1State:
             # Xtreme1 has none; tests switch them on to prove the client's limiter)
             "rate_limits": None,
             "rate_limit_retry_after": True,
+            # Pull traversals (syncd.sandbox.traversals): a pause longer than
+            # this ends one; each reading request takes at least traversal_delay.
+            "traversal_gap": 0.5,
+            "traversal_delay": 0.0,
         }
         self._queue: list[str] = []
         self._cond = threading.Condition()

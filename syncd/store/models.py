@@ -7,7 +7,7 @@ ISO-8601 UTC strings, so they sort and read well in ``sqlite3``.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # The package state machine (DESIGN.md). Final states end the package's life.
@@ -132,8 +132,8 @@ class Package(SQLModel, table=True):
     archive_name: str | None = None
     remote_dataset_id: str | None = None
     file_count: int = 0
-    total_bytes: int = 0
-    archive_bytes: int | None = None
+    total_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    archive_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
     item_count: int = 0
     has_results: bool = False
     host: str | None = Field(default=None, index=True)  # the machine whose folder holds the unit
@@ -166,8 +166,9 @@ class PackageFile(SQLModel, table=True):
     rel_path: str
     arcname: str
     item_key: str
-    size: int
-    mtime_ns: int
+    # 64-bit on every engine (SQLite's INTEGER is; PostgreSQL's is not)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    mtime_ns: int = Field(sa_column=Column(BigInteger, nullable=False))
     bind_classes: bool = False  # a result JSON whose classNames get the dataset's classIds
 
 
