@@ -137,3 +137,24 @@ def test_sizes(text: object, size: int) -> None:
 def test_bad_durations(bad: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(bad)
+
+
+def test_database_url_must_be_postgresql_and_hides_its_password(tmp_path: Path) -> None:
+    text = BASE.replace('dir = "state"', 'dir = "state"\ndatabase_url = "mysql://u:s3cret@db/x"')
+    msg = error_of(tmp_path, text)
+    assert msg.startswith("state.database_url: not a PostgreSQL URL: 'mysql://u:***@db/x'"), msg
+    assert "s3cret" not in msg
+
+
+def test_database_url_and_host(tmp_path: Path) -> None:
+    text = BASE.replace(
+        'dir = "state"',
+        'dir = "state"\ndatabase_url = "postgresql://syncd:pw@db:5432/fleet"\nhost = "rig-3"',
+    )
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.state.database_url == "postgresql+psycopg://syncd:pw@db:5432/fleet"
+    assert cfg.state.database == "postgresql+psycopg://syncd:***@db:5432/fleet"
+    assert cfg.state.host == "rig-3"
+    assert "pw" not in repr(cfg.state)
+    bad = BASE.replace('dir = "state"', 'dir = "state"\nhost = "rig 3/x"')
+    assert error_of(tmp_path, bad).startswith("state.host: not a host name: 'rig 3/x'")

@@ -36,7 +36,7 @@ def dataset_id(url: str, name: str) -> int:
 
 
 def assert_exactly_once(
-    db: Path, folder: Path, url: str, dataset: str, expected_items: int
+    db: Path | str, folder: Path, url: str, dataset: str, expected_items: int
 ) -> dict[str, Any]:
     """Nothing lost, nothing twice; returns figures for the test's report.
 
@@ -79,7 +79,7 @@ def assert_exactly_once(
     return {"packages": sum(states.values()), "archives": len(per_archive), "items": len(items)}
 
 
-def assert_mirror_matches(db: Path, url: str, dataset: str) -> None:
+def assert_mirror_matches(db: Path | str, url: str, dataset: str) -> None:
     """The mirror's live items and their final labels equal the platform's."""
     ds = dataset_id(url, dataset)
     items = [
@@ -108,7 +108,19 @@ def assert_no_secrets(texts: dict[str, str], token: str = TOKEN) -> None:
         assert not SIGNATURE.search(text), f"a URL signature appears in {name}"
 
 
-def database_text(db: Path) -> str:
+def database_text(db: Path | str) -> str:
+    """Every text value in the database (but the upload sessions), to scan for secrets."""
+    if isinstance(db, str):
+        out = []
+        tables = query(
+            db,
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND data_type IN ('character varying', 'text')",
+        )
+        for table, column in tables:
+            if (table, column) != ("packages", "upload_ref"):
+                out += [str(v) for (v,) in query(db, f'SELECT "{column}" FROM "{table}"') if v]
+        return "\n".join(out)
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         out = []

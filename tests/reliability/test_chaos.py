@@ -7,6 +7,9 @@ restarted; after the last one it is left to finish. Then the platform is
 compared with the folder and the mirror (see ``invariants``), and the
 cursor is checked never to have moved backwards.
 
+It runs on both engines: the SQLite file, and a PostgreSQL store (a
+throwaway cluster; fewer kills there, the same checks).
+
 Replay a failure with ``SYNCD_CHAOS_SEED=<the printed seed>``; change the
 number of kills with ``SYNCD_CHAOS_KILLS``.
 """
@@ -106,9 +109,16 @@ class Annotator(threading.Thread):
                 )
 
 
-def test_chaos_sigkill(tmp_path: Path, sandbox_proc: SandboxProcess) -> None:
+KILLS = {"sqlite": 30, "postgresql": 12}
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_chaos_sigkill(
+    tmp_path: Path, sandbox_proc: SandboxProcess, engine: str, request: pytest.FixtureRequest
+) -> None:
     seed = int(os.environ.get("SYNCD_CHAOS_SEED") or random.SystemRandom().randrange(10**9))
-    kills_wanted = int(os.environ.get("SYNCD_CHAOS_KILLS") or 30)
+    kills_wanted = int(os.environ.get("SYNCD_CHAOS_KILLS") or KILLS[engine])
+    url = request.getfixturevalue("pg_url") if engine == "postgresql" else None
     print(f"chaos seed {seed} (replay with SYNCD_CHAOS_SEED={seed})")
     rng = random.Random(seed)
     folder = tmp_path / "in"
@@ -127,8 +137,9 @@ def test_chaos_sigkill(tmp_path: Path, sandbox_proc: SandboxProcess) -> None:
                 "processing_timeout": 60,
             }
         ],
+        database_url=url,
     )
-    db = tmp_path / "state" / "syncd.db"
+    db: Path | str = url or tmp_path / "state" / "syncd.db"
     log = tmp_path / "daemon.log"
     expected = sum(make_unit(folder, k, rng) for k in range(8))
     units = 8
@@ -148,7 +159,7 @@ def test_chaos_sigkill(tmp_path: Path, sandbox_proc: SandboxProcess) -> None:
             if units < 22 and rng.random() < 0.6:
                 expected += make_unit(folder, units, rng)
                 units += 1
-            if db.exists() and _has_schema(db):
+            if _has_schema(db):
                 caught.update(
                     s
                     for (s,) in query(
@@ -229,7 +240,7 @@ def test_chaos_sigkill(tmp_path: Path, sandbox_proc: SandboxProcess) -> None:
     print(f"kills that interrupted packages in each state: {dict(caught)}")
 
 
-def _labelled(db: Path) -> int:
+def _labelled(db: Path | str) -> int:
     return int(
         query(
             db,
@@ -244,15 +255,19 @@ def _labelled_on_platform(sandbox: SandboxProcess, ds: int) -> int:
     return sum(1 for i in items if not i["deleted"] and i["sources"].get("Ground Truth"))
 
 
-def _has_schema(db: Path) -> bool:
+def _has_schema(db: Path | str) -> bool:
     """A kill can land before the first migration has committed: no tables yet."""
+    if isinstance(db, str):
+        return bool(query(db, "SELECT to_regclass('cursors') IS NOT NULL")[0][0])
+    if not db.exists():
+        return False
     try:
         return bool(query(db, "SELECT 1 FROM sqlite_master WHERE name = 'cursors'"))
     except sqlite3.DatabaseError:
         return False
 
 
-def _started(db: Path) -> int:
-    if not db.exists() or not _has_schema(db):
+def _started(db: Path | str) -> int:
+    if not _has_schema(db):
         return 0
     return int(query(db, "SELECT COUNT(*) FROM events WHERE event = 'daemon.started'")[0][0])
