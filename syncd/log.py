@@ -64,6 +64,9 @@ EVENTS = frozenset(
         "pull.items_deleted",
         "pull.finished",
         "pull.failed",
+        "pull.skipped",
+        "lease.acquired",
+        "store.presence_lost",
     }
 )
 
@@ -72,11 +75,14 @@ _URL_SECRET = re.compile(
     r"(?i)((?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|token|GoogleAccessId|sig|upload_id)=)[^&\s\"']+"
 )
 _BEARER = re.compile(r"(?i)\b(Bearer|ApiKey|APIKey|Token)\s+[A-Za-z0-9._~+/=-]{8,}")
+# user:password@ in a URL (a database_url quoted by a driver error)
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
 REDACTED = "***"
 
 
 def redact_text(text: str) -> str:
     """Remove URL signatures, ``token=`` parameters and bearer tokens from a string."""
+    text = _URL_PASSWORD.sub(r"\1" + REDACTED + "@", text)
     return _BEARER.sub(r"\1 " + REDACTED, _URL_SECRET.sub(r"\1" + REDACTED, text))
 
 

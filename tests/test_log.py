@@ -27,3 +27,10 @@ def test_bearer_and_token_fields_redacted() -> None:
 
 def test_plain_text_kept() -> None:
     assert redact_text("package 3 uploaded 12 bytes") == "package 3 uploaded 12 bytes"
+
+
+def test_database_url_password_is_redacted() -> None:
+    text = "state.database_url: postgresql+psycopg://syncd:s3cret@db:5432/fleet: refused"
+    assert redact_text(text) == (
+        "state.database_url: postgresql+psycopg://syncd:***@db:5432/fleet: refused"
+    )

@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 
 from sqlmodel import Session, SQLModel, col, delete, select, update
 
+from syncd.log import get_logger
 from syncd.pipeline.context import SyncContext
 from syncd.remotes.base import RemoteItem, RemoteLabel, StatusFingerprint
 from syncd.store import Cursor, Item, Label, Object, Tx, utcnow
@@ -334,7 +335,9 @@ def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
     if not ctx.cfg.pull:
         return stats
     if not ctx.store.coord.acquire(lease_name(ctx)):
-        stats.skipped = True  # another daemon pulls this sync; it stays with it while it lives
+        # another daemon of the fleet pulls this sync; it keeps it while it lives
+        stats.skipped = True
+        get_logger().debug("pull.skipped", sync=ctx.name, reason="another daemon holds the lease")
         return stats
     dataset_id = ctx.dataset_id()
     with ctx.store.read() as s:

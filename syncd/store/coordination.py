@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from syncd.errors import StoreError, SyncdError
 from syncd.log import get_logger
@@ -161,6 +162,12 @@ class PostgresCoordinator:
 
     def claim(self, package_id: int) -> bool:
         me = self._present()
+        try:
+            return self._claim(me, package_id)
+        except DBAPIError as exc:
+            raise postgres.database_error(self.url, exc) from exc
+
+    def _claim(self, me: int, package_id: int) -> bool:
         with self.store.engine.begin() as conn:
             row = conn.execute(
                 text(
@@ -182,11 +189,17 @@ class PostgresCoordinator:
         return True
 
     def release(self, package_id: int) -> None:
-        with self.store.engine.begin() as conn:
-            conn.execute(
-                text("UPDATE packages SET claimed_by = NULL WHERE id = :id AND claimed_by = :me"),
-                {"id": package_id, "me": self.key},
-            )
+        try:
+            with self.store.engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "UPDATE packages SET claimed_by = NULL WHERE id = :id AND claimed_by = :me"
+                    ),
+                    {"id": package_id, "me": self.key},
+                )
+        except DBAPIError as exc:
+            # the claim dies with this daemon's presence anyway; say why it lingers
+            raise postgres.database_error(self.url, exc) from exc
 
     # --- leases ------------------------------------------------------------------------
 
