@@ -166,6 +166,14 @@ def check(config_file: str | None) -> None:
             click.echo(
                 f"ok   sync {s.name}: {s.folder if s.push else 'pull only'} → {s.remote}/{s.dataset}"
             )
+    if cfg.state.database_url is not None:
+        from syncd.status import database_check
+
+        try:
+            click.echo(f"ok   database {database_check(cfg)}")
+        except SyncdError as exc:
+            click.echo(f"FAIL database: {exc}", err=True)
+            problems += 1
     for name, rc in cfg.remotes.items():
         remote = build_remote(name, rc, max_retries=1)
         try:

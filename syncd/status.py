@@ -75,6 +75,29 @@ def _connect(cfg: Config) -> _Reader:
     return _Reader(cfg)
 
 
+def database_check(cfg: Config) -> str:
+    """One line on the shared database (``syncd check``): reachable, credentials taken, schema.
+
+    Read-only, like every view here; raises StoreError naming ``state.database_url``.
+    """
+    conn = _connect(cfg)
+    try:
+        exists = conn.rows("SELECT to_regclass('schema_migrations') IS NOT NULL AS yes")[0]["yes"]
+        version = (
+            conn.rows("SELECT MAX(version) AS v FROM schema_migrations")[0]["v"] if exists else None
+        )
+        hosts = (
+            [r["host"] for r in conn.rows("SELECT DISTINCT host FROM packages ORDER BY host")]
+            if exists
+            else []
+        )
+    finally:
+        conn.close()
+    schema = f"schema {version}" if version else "empty: the first daemon creates the tables"
+    fleet = ", ".join(h for h in hosts if h) or "none yet"
+    return f"{cfg.state.database} ({schema}; this machine: {cfg.state.host}; machines: {fleet})"
+
+
 def collect(cfg: Config) -> dict[str, Any]:
     """Everything ``syncd status`` shows, as plain data."""
     conn = _connect(cfg)

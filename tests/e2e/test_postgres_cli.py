@@ -82,3 +82,15 @@ def test_once_and_status_on_postgresql(
     r = run_cli("events", "--config", str(cfg))
     assert r.returncode == 0 and "package.done" in r.stdout
     assert PASSWORD not in r.stdout
+    r = run_cli("check", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "ok   database postgresql+psycopg://syncd:***@127.0.0.1:" in r.stdout
+    assert "schema 2" in r.stdout and PASSWORD not in r.stdout + r.stderr
+
+
+def test_check_reports_a_refused_password(tmp_path: Path, pg_url: str) -> None:
+    cfg = config(tmp_path, "http://127.0.0.1:1", pg_url.replace(PASSWORD, "wrong-one"))
+    r = run_cli("check", "--config", str(cfg), timeout=60)
+    assert r.returncode == 1
+    assert "FAIL database: state.database_url:" in r.stderr
+    assert "password authentication failed" in r.stderr and "wrong-one" not in r.stderr
