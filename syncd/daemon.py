@@ -32,7 +32,7 @@ from functools import partial
 from types import FrameType
 from typing import Any, TypeVar
 
-from sqlalchemy import true
+from sqlalchemy import ColumnElement
 from sqlmodel import col, select
 
 from syncd.config import Config
@@ -46,6 +46,7 @@ from syncd.remotes import build_remote
 from syncd.remotes.base import Remote
 from syncd.remotes.http import set_host
 from syncd.store import FINAL_STATES, Package, Store
+from syncd.store.coordination import owned_packages
 
 T = TypeVar("T")
 RESCAN_SECONDS = 300.0
@@ -169,15 +170,17 @@ class Daemon:
             if p.attempts - self._attempts_before.get(p.id or 0, 0) >= attempts
         ]
 
+    def _owned(self) -> ColumnElement[bool]:
+        """This machine's packages: on a fleet store the other daemons answer for theirs."""
+        return owned_packages(self.store.coord)
+
     def pending_packages(self) -> list[Package]:
         """Packages that are past ``settled`` and not final (work the daemon still owes)."""
         with self.store.read() as s:
             return list(
                 s.exec(
                     select(Package).where(
-                        col(Package.state).not_in((*FINAL_STATES, "detected")),
-                        # this machine's own: a fleet's other daemons work theirs
-                        col(Package.host) == self.store.host if self.store.coord.fleet else true(),
+                        col(Package.state).not_in((*FINAL_STATES, "detected")), self._owned()
                     )
                 ).all()
             )
@@ -188,8 +191,9 @@ class Daemon:
         """``syncd once``: returns the exit code (0 all done, 1 something failed)."""
         started = time.monotonic()
         with self.store.read() as s:
-            before = {p.id: p.state for p in s.exec(select(Package)).all()}
-            self._attempts_before = {p.id: p.attempts for p in s.exec(select(Package)).all()}
+            mine = s.exec(select(Package).where(self._owned())).all()
+            before = {p.id: p.state for p in mine}
+            self._attempts_before = {p.id: p.attempts for p in mine}
         # A first scan only records what is there; a second one (same content)
         # settles units whose files are older than settle_seconds.
         self.push_cycle()
@@ -228,7 +232,9 @@ class Daemon:
         with self.store.read() as s:
             failed_now = [
                 p
-                for p in s.exec(select(Package).where(Package.state == "failed")).all()
+                for p in s.exec(
+                    select(Package).where(Package.state == "failed", self._owned())
+                ).all()
                 if before.get(p.id) != "failed"
             ]
         return 1 if failed_now or self.failed_in_run else 0

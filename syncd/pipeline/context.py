@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, true
-from sqlmodel import col, select
+from sqlalchemy import ColumnElement
+from sqlmodel import select
 
 from syncd.config import SyncConfig
 from syncd.remotes.base import Remote
-from syncd.store import Dataset, Package, Store, utcnow
+from syncd.store import Dataset, Store, utcnow
+from syncd.store.coordination import owned_packages
 
 
 @dataclass
@@ -35,14 +36,9 @@ class SyncContext:
         return self.cfg.name
 
     def owned(self) -> ColumnElement[bool]:
-        """Which packages this daemon works: its own host's on a fleet store, all on SQLite.
-
-        A unit belongs to the machine whose folder holds it; two machines may
-        feed the same sync and dataset, each with its own units.
-        """
-        if not self.store.coord.fleet:
-            return true()
-        return col(Package.host) == self.store.host
+        """Which packages this daemon works (:func:`~syncd.store.coordination.owned_packages`):
+        two machines may feed the same sync and dataset, each with its own units."""
+        return owned_packages(self.store.coord)
 
     def dataset_id(self) -> str:
         """The remote dataset id, looked up or created once, and recorded in ``datasets``.

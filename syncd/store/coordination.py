@@ -36,8 +36,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
-from sqlalchemy import Connection, text
+from sqlalchemy import ColumnElement, Connection, text, true
 from sqlalchemy.exc import DBAPIError
+from sqlmodel import col
 
 from syncd.errors import StoreError, SyncdError
 from syncd.log import get_logger
@@ -74,6 +75,17 @@ class Coordinator(Protocol):
     def check_lease(self, tx: Tx, lease: str) -> None: ...
     def exclusive(self, key: str) -> Any: ...
     def close(self) -> None: ...
+
+
+def owned_packages(coord: Coordinator) -> ColumnElement[bool]:
+    """The packages a daemon works: its own host's on a fleet store, every one on SQLite.
+
+    A unit belongs to the machine whose folder holds it; on SQLite there is one
+    machine, and a state restored on a renamed machine keeps working.
+    """
+    from syncd.store.models import Package
+
+    return true() if not coord.fleet else col(Package.host) == coord.host
 
 
 class LocalCoordinator:
