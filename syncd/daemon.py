@@ -53,6 +53,7 @@ RESCAN_SECONDS = 300.0
 QUIET_SECONDS = 30.0
 LOOP_SECONDS = 1.0
 HARD_EXIT_GRACE = 5.0
+HOST_WAIT_SECONDS = 30.0
 ONCE_GIVE_UP_ATTEMPTS = 4  # about 15 s of backoff: enough for a blip, not for a broken file
 
 
@@ -65,6 +66,12 @@ class Daemon:
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.store = Store(cfg.state.dir, database_url=cfg.state.database_url, host=cfg.state.host)
+        try:
+            # A daemon restarted right after a crash waits for its old session to end.
+            self.store.coord.hold_host(wait=HOST_WAIT_SECONDS)
+        except BaseException:
+            self.store.close()
+            raise
         set_host(cfg.state.host)
         self.remotes: dict[str, Remote] = {
             name: build_remote(name, rc, max_retries=max_retries)

@@ -162,3 +162,19 @@ def test_a_killed_daemon_frees_its_claims_and_leases_at_once(tmp_path: Path, pg_
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_one_running_daemon_per_host_name(tmp_path: Path, pg_url: str) -> None:
+    from syncd.errors import ConfigError
+
+    a = Store(tmp_path, database_url=pg_url, host="rig-a")
+    a.coord.hold_host(wait=0)
+    twin = Store(tmp_path, database_url=pg_url, host="rig-a")
+    with pytest.raises(ConfigError, match=r"state.host: 'rig-a' is in use by another running"):
+        twin.coord.hold_host(wait=1)
+    other = Store(tmp_path, database_url=pg_url, host="rig-b")
+    other.coord.hold_host(wait=0)
+    a.close()
+    twin.coord.hold_host(wait=5)  # free as soon as the first one is gone
+    twin.close()
+    other.close()

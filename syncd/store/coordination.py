@@ -13,6 +13,8 @@ Contract (the same interface on both engines):
   Taking a lease over records ``lease.acquired`` with the previous holder.
 * :meth:`exclusive` serialises a critical section across the fleet (creating
   a dataset, choosing names on the platform).
+* :meth:`hold_host` (``syncd run``/``once``): one running daemon per host
+  name, since a host's daemon detects the units of its folders.
 
 On SQLite (:class:`LocalCoordinator`) one daemon owns the file: everything is
 granted, and ``exclusive`` only serialises threads.
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,7 +43,7 @@ from sqlalchemy import ColumnElement, Connection, text, true
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col
 
-from syncd.errors import StoreError, SyncdError
+from syncd.errors import ConfigError, StoreError, SyncdError
 from syncd.log import get_logger
 from syncd.store import postgres
 
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
 # Advisory lock namespaces (the first int4 of the two-key form).
 PRESENCE = 0x5359_4E01  # "SYN" 1: one per live daemon
 EXCLUSIVE = 0x5359_4E02  # named critical sections
+HOST = 0x5359_4E03  # one running daemon per host name
 
 _ALIVE = """
     EXISTS (SELECT 1 FROM pg_locks l
@@ -74,6 +78,7 @@ class Coordinator(Protocol):
     def acquire(self, lease: str) -> bool: ...
     def check_lease(self, tx: Tx, lease: str) -> None: ...
     def exclusive(self, key: str) -> Any: ...
+    def hold_host(self, wait: float) -> None: ...
     def close(self) -> None: ...
 
 
@@ -117,6 +122,9 @@ class LocalCoordinator:
         with lock:
             yield
 
+    def hold_host(self, wait: float) -> None:
+        return None
+
     def close(self) -> None:
         return None
 
@@ -131,6 +139,7 @@ class PostgresCoordinator:
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self.key = 0
+        self._host_held = False
         self._present()
 
     # --- presence ------------------------------------------------------------------
@@ -157,11 +166,45 @@ class PostgresCoordinator:
                         break
                 else:  # pragma: no cover - 100 collisions among 2^31 keys
                     raise StoreError("state.database_url: no free daemon key (100 tries)")
+                if self._host_held and not self._try_host(conn):
+                    conn.close()
+                    raise StoreError(f"state.host: {self.host!r} was taken by another syncd")
             except psycopg.Error as exc:
                 conn.close()
                 raise postgres.database_error(self.url, exc) from exc
             self._conn, self.key = conn, key
             return key
+
+    def _try_host(self, conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
+        got = conn.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (HOST, self.host)
+        ).fetchone()
+        return bool(got and got[0])
+
+    def hold_host(self, wait: float) -> None:
+        """Be the one running daemon named ``host``; wait up to ``wait`` s for another to go.
+
+        Raises ConfigError naming ``state.host`` when another daemon keeps it
+        (two machines with one name would both detect, and upload, their units).
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            self._present()
+            with self._lock:
+                conn = self._conn
+                assert conn is not None
+                try:
+                    if self._try_host(conn):
+                        self._host_held = True
+                        return
+                except psycopg.Error as exc:
+                    raise postgres.database_error(self.url, exc) from exc
+            if time.monotonic() >= deadline:
+                raise ConfigError(
+                    f"state.host: {self.host!r} is in use by another running syncd on this "
+                    "database (give every machine its own host name)"
+                )
+            time.sleep(0.5)
 
     @staticmethod
     def _alive(conn: Connection, holder: int | None) -> bool:
