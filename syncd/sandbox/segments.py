@@ -506,6 +506,10 @@ class SegmentsApp:
             return s3_error(404, "NoSuchBucket", "The specified bucket does not exist.")
         if "authorization" in request.headers:
             return s3_error(400, "InvalidArgument", "POST requires exactly one auth mechanism.")
+        if "content-length" not in request.headers:
+            return s3_error(
+                411, "MissingContentLength", "You must provide the Content-Length HTTP header."
+            )
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             return s3_error(
                 412,

@@ -39,6 +39,8 @@ class Backend:
     stored_names: Callable[[str, str], list[str]]  # (url, dataset id) → top-level names
     annotate: Callable[[str, str, list[dict[str, Any]], str | None], None]
     remove: Callable[[str, str, str], None]  # (url, dataset id, item id): a user deletes it
+    # the track id the mirror shows for an annotator's track (platforms with integer ids renumber)
+    track_id: Callable[[str], str] = str
 
 
 def _xtreme1_names(url: str, dataset_id: str) -> list[str]:
@@ -84,6 +86,74 @@ def _basicai_annotate(
     admin_call(url, "POST", "/annotate", json=body)
 
 
+def _segments_names(url: str, dataset_id: str) -> list[str]:
+    return [s["name"] for s in admin_call(url, "GET", f"/datasets/{dataset_id}/samples")["samples"]]
+
+
+def _segments_track(local: str) -> str:
+    return str(int("".join(c for c in local if c.isdigit()) or "1"))
+
+
+def _segments_annotate(
+    url: str, item_id: str, objects: list[dict[str, Any]], src: str | None
+) -> None:
+    """The annotator draws the objects as cuboids in the LiDAR sensor and submits (LABELED)."""
+    auth = {"Authorization": f"APIKey {TOKEN}"}
+    uuid, _, frame = item_id.partition("/")
+    sample = httpx.get(f"{url}/samples/{uuid}/", headers=auth).json()
+    ds_id = sample["dataset_full_name"]
+    ds = httpx.get(f"{url}/datasets/{ds_id}/", headers=auth).json()
+    cats = {c["name"]: c["id"] for c in ds["task_attributes"]["categories"]}
+    new = [o["className"] for o in objects if o["className"] not in cats]
+    if new:  # the dataset owner adds the classes first
+        top = max(cats.values(), default=0)
+        cats.update({n: top + i for i, n in enumerate(dict.fromkeys(new), 1)})
+        attrs = {
+            **ds["task_attributes"],
+            "categories": [{"id": i, "name": n} for n, i in cats.items()],
+        }
+        r = httpx.patch(f"{url}/datasets/{ds_id}/", json={"task_attributes": attrs}, headers=auth)
+        assert r.status_code == 200, r.text
+    frames = max(len(s["attributes"]["frames"]) for s in sample["attributes"]["sensors"])
+    anns = []
+    for o in objects:
+        c = o["contour"]
+        track = int(_segments_track(str(o.get("trackId", "1"))))
+        anns.append(
+            {
+                "id": track,
+                "track_id": track,
+                "category_id": cats[o["className"]],
+                "type": "cuboid",
+                "position": c["center3D"],
+                "dimensions": c["size3D"],
+                "yaw": c["rotation3D"]["z"],
+                "is_keyframe": True,
+            }
+        )
+    index = int(frame or 0)
+    label = {
+        "sensors": [
+            {
+                "name": "lidar",
+                "task_type": "pointcloud-cuboid-sequence",
+                "attributes": {
+                    "frames": [{"annotations": anns if i == index else []} for i in range(frames)]
+                },
+            }
+        ]
+    }
+    body = {"sample_uuid": uuid, "labelset": src, "attributes": label, "label_status": "LABELED"}
+    admin_call(url, "POST", "/annotate", json=body)
+
+
+def _segments_remove(url: str, dataset_id: str, item_id: str) -> None:
+    r = httpx.delete(
+        f"{url}/samples/{item_id.split('/')[0]}/", headers={"Authorization": f"APIKey {TOKEN}"}
+    )
+    assert r.status_code == 204, r.text
+
+
 BACKENDS = [
     Backend(
         platform="xtreme1",
@@ -102,6 +172,16 @@ BACKENDS = [
         stored_names=_basicai_names,
         annotate=_basicai_annotate,
         remove=_basicai_remove,
+    ),
+    Backend(
+        platform="segments",
+        dataset_type="LIDAR_FUSION",
+        crash_point="register.sent",
+        sources=False,
+        stored_names=_segments_names,
+        annotate=_segments_annotate,
+        remove=_segments_remove,
+        track_id=_segments_track,
     ),
 ]
 

@@ -166,7 +166,7 @@ def test_late_labels_arrive_and_replace_the_old(harness: Harness) -> None:
         "WHERE i.remote_id = ?",
         rid,
     )
-    assert rows == [("Truck", "3D_BOX", "t1")]
+    assert rows == [("Truck", "3D_BOX", harness.backend.track_id("t1"))]
     assert query(harness.db, "SELECT annotation_status FROM items WHERE remote_id = ?", rid) == [
         ("ANNOTATED",)
     ]
