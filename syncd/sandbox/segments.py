@@ -605,7 +605,7 @@ class SegmentsApp:
                     "api_requests": st.limits.admitted,
                     "rejected_429": st.limits.rejected,
                     "uploads": {k.split("/", 1)[1]: o.puts for k, o in self.store.objects.items()},
-                    "created_samples": list(st.created_samples),
+                    "created_samples": {k: list(v) for k, v in st.created_samples.items()},
                     "samples_per_dataset": per_ds,
                     "bytes_received": self.store.bytes_received,
                 }

@@ -270,7 +270,8 @@ class SegmentsState:
         self.releases: dict[tuple[str, str], ReleaseRow] = {}
         self.assets: dict[str, AssetRow] = {}
         self.requests: dict[str, int] = {}
-        self.created_samples: list[str] = []  # names, in creation order (duplicates visible)
+        # dataset → sample names in creation order (a second creation would show twice)
+        self.created_samples: dict[str, list[str]] = {}
         self.limits = RateWindows(RATE_WINDOWS)
         self.config: dict[str, Any] = {"release_seconds": 0.3}
         self.user_created_at = "2026-01-05T09:00:00.000000Z"
@@ -474,7 +475,7 @@ class SegmentsState:
                     assigned_reviewer=body.get("assigned_reviewer"),
                 )
                 self.samples[sample.uuid] = sample
-                self.created_samples.append(name)
+                self.created_samples.setdefault(row.full_name, []).append(name)
                 taken[name] = sample
                 out.append(sample)
                 created = True

@@ -71,7 +71,9 @@ def test_three_units_end_to_end(tmp_path: Path, segments: sandbox.SandboxProcess
     # every asset stored once, every sample created once
     counters = admin_call(segments.url, "GET", "/counters")
     assert set(counters["uploads"].values()) == {1}
-    assert sorted(counters["created_samples"]) == sorted([*fusion, "scene_01", *pics])
+    created = counters["created_samples"]
+    assert sorted(created["sandbox-user/e2e-fusion"]) == sorted([*fusion, "scene_01"])
+    assert sorted(created["sandbox-user/e2e-images"]) == sorted(pics)
     # 3 frames x (1 cloud + 2 cameras), the scene likewise, 3 pictures
     assert len(counters["uploads"]) == 9 + 9 + 3
 

@@ -180,7 +180,7 @@ def test_bulk_create_returns_existing_samples_unchanged(url: str) -> None:
     )
     assert r.status_code == 201
     assert r.json()[0] == first and r.json()[1]["name"] == "b"
-    assert admin_call(url, "GET", "/counters")["created_samples"] == ["a", "b"]
+    assert admin_call(url, "GET", "/counters")["created_samples"] == {ds: ["a", "b"]}
 
 
 def test_paging_is_by_page_number_with_invalid_page_past_the_end(url: str) -> None:
