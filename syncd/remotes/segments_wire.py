@@ -90,8 +90,12 @@ class Frame:
     def assets(self) -> list[dict[str, Any]]:
         return [r for r in self.refs if r.get("kind") == "asset"]
 
+    def clouds(self) -> list[dict[str, Any]]:
+        return sorted((r for r in self.assets() if _ext(r) in PCD_TYPES), key=lambda r: r["device"])
+
     def pcd(self) -> dict[str, Any] | None:
-        clouds = [r for r in self.assets() if _ext(r) in PCD_TYPES]
+        """The one point cloud of the frame (several: see :func:`sample_attributes`)."""
+        clouds = self.clouds()
         return clouds[0] if clouds else None
 
     def images(self) -> list[dict[str, Any]]:
@@ -110,8 +114,9 @@ def _ext(ref: dict[str, Any]) -> str:
 
 def _refuse(task_type: str, what: str) -> PermanentError:
     return PermanentError(
-        f"{what}: a Segments.ai dataset of task type {task_type!r} cannot hold it "
-        "(set the remote's task_type to a sequence or multisensor-sequence type for a new dataset)",
+        f"{what}: a Segments.ai sample of task type {task_type!r} cannot hold it (the "
+        "remote's task_type decides a new dataset's type: sequences and multisensor-sequence "
+        "take scenes and several sensors)",
         platform=PLATFORM,
     )
 
@@ -182,6 +187,8 @@ def _pointcloud_frame(task_type: str, f: Frame, name: str) -> dict[str, Any]:
     pcd = f.pcd()
     if pcd is None:
         raise _refuse(task_type, f"{name}: frame {f.name!r} has no point cloud")
+    if len(f.clouds()) > 1:
+        raise _refuse(task_type, f"{name}: frame {f.name!r} has {len(f.clouds())} point clouds")
     config = f.doc("calibration")
     return {
         "pcd": _pcd(pcd),
@@ -218,16 +225,24 @@ def sample_attributes(
     if task_type in POINTCLOUD_SEQUENCE_TASKS:
         return {"frames": [_pointcloud_frame(task_type, f, name) for f in frames]}
     # multisensor-sequence: the LiDAR and every camera, each a sequence of the same frames
+    # Every sensor holds every frame: frame n of a label is frame n of each sensor.
     sensors: list[dict[str, Any]] = []
-    if any(f.pcd() is not None for f in frames):
-        lidar = [{"pcd": _pcd(p), "name": f.name} for f in frames if (p := f.pcd()) is not None]
-        if len(lidar) != len(frames):
-            raise _refuse(task_type, f"{name}: some frames lack a point cloud")
+    lidars = sorted({r["device"] for f in frames for r in f.clouds()})
+    for lidar in lidars:
+        clouds = [
+            {"pcd": _pcd(r), "name": f.name}
+            for f in frames
+            for r in f.clouds()
+            if r["device"] == lidar
+        ]
+        if len(clouds) != len(frames):
+            raise _refuse(task_type, f"{name}: {lidar} lacks some frames")
         sensors.append(
             {
-                "name": LIDAR_SENSOR,
+                # the first LiDAR is "lidar": 3D pre-labels and the label editor's main sensor
+                "name": LIDAR_SENSOR if lidar == lidars[0] else lidar,
                 "task_type": "pointcloud-cuboid-sequence",
-                "attributes": {"frames": lidar},
+                "attributes": {"frames": clouds},
             }
         )
     cameras = sorted({r["device"] for f in frames for r in f.images()})
@@ -238,6 +253,8 @@ def sample_attributes(
             for r in f.images()
             if r["device"] == cam
         ]
+        if len(shots) != len(frames):
+            raise _refuse(task_type, f"{name}: {cam} lacks some frames")
         sensors.append(
             {"name": cam, "task_type": "image-vector-sequence", "attributes": {"frames": shots}}
         )

@@ -22,7 +22,7 @@ from syncd.errors import (
 )
 from syncd.remotes.base import ChangedLabels, PushData, PushFile
 from syncd.remotes.segments import SegmentsRemote, classify, micros
-from syncd.remotes.segments_wire import camera_pose
+from syncd.remotes.segments_wire import Frame, camera_pose, sample_attributes
 from syncd.sandbox import run_in_thread
 from tests.conftest import TOKEN, admin_call, write_config
 
@@ -281,3 +281,28 @@ def test_config_keys_are_validated_naming_key_and_value(tmp_path: Path) -> None:
             load_config(path)
         for w in words:
             assert w in str(info.value)
+
+
+def _asset(device: str, filename: str) -> dict[str, Any]:
+    return {"kind": "asset", "device": device, "filename": filename, "url": f"u://{filename}"}
+
+
+def test_every_sensor_holds_every_frame_or_the_item_is_refused() -> None:
+    full = [
+        Frame(n, [_asset("lidar_point_cloud_0", f"{n}.pcd"), _asset("camera_image_0", f"{n}.png")])
+        for n in ("a", "b")
+    ]
+    attrs = sample_attributes("multisensor-sequence", "scene_x", full, True)
+    assert [s["name"] for s in attrs["sensors"]] == ["lidar", "camera_image_0"]
+    assert all(len(s["attributes"]["frames"]) == 2 for s in attrs["sensors"])
+    gap = [full[0], Frame("b", [_asset("lidar_point_cloud_0", "b.pcd")])]
+    with pytest.raises(PermanentError, match="camera_image_0 lacks some frames"):
+        sample_attributes("multisensor-sequence", "scene_x", gap, True)
+    two = [
+        Frame("a", [_asset("lidar_point_cloud_0", "a.pcd"), _asset("lidar_point_cloud_1", "a.bin")])
+    ]
+    with pytest.raises(PermanentError, match="2 point clouds"):
+        sample_attributes("pointcloud-cuboid-sequence", "a", two, False)
+    both = sample_attributes("multisensor-sequence", "a", two, False)
+    assert [s["name"] for s in both["sensors"]] == ["lidar", "lidar_point_cloud_1"]
+    assert both["sensors"][1]["attributes"]["frames"][0]["pcd"]["type"] == "binary-xyzi"
