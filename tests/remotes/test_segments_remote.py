@@ -306,3 +306,47 @@ def test_every_sensor_holds_every_frame_or_the_item_is_refused() -> None:
     both = sample_attributes("multisensor-sequence", "a", two, False)
     assert [s["name"] for s in both["sensors"]] == ["lidar", "lidar_point_cloud_1"]
     assert both["sensors"][1]["attributes"]["frames"][0]["pcd"]["type"] == "binary-xyzi"
+
+
+def test_transient_failures_are_retried_and_the_form_is_sent_whole_again(url: str) -> None:
+    r = remote(url, task_type="pointcloud-cuboid-sequence", categories=("Car",))
+    try:
+        ds, _ = r.ensure_dataset(f"faults-{next(_names)}", "LIDAR_BASIC")
+        admin_call(url, "POST", "/faults", json={"method": "POST", "path": "^/s3/", "status": 503})
+        admin_call(
+            url,
+            "POST",
+            "/faults",
+            json={
+                "method": "GET",
+                "path": "/samples/$",
+                "status": 429,
+                "headers": {"Retry-After": "0"},
+                "body": '{"detail":"Request was throttled. Expected available in 0 seconds."}',
+            },
+        )
+        refs = r.upload_files(ds.id, frame_files("f1", prelabel=False))
+        ids = r.register(ds.id, [PushData("f1", refs)], scene=None)
+        assert r.find_names(ds.id, ["f1"]) == ids
+        uploads = admin_call(url, "GET", "/counters")["uploads"]
+        for ref in refs:
+            key = ref["url"].split("/segmentsai-sandbox/", 1)[1]
+            assert uploads[key] == 1
+            assert httpx.get(ref["url"]).content.startswith((b"# .PCD", b"\x89PNG"))
+        # a refused upload is permanent and names the store's code
+        admin_call(
+            url,
+            "POST",
+            "/faults",
+            json={
+                "method": "POST",
+                "path": "^/s3/",
+                "status": 403,
+                "body": "<Error><Code>AccessDenied</Code></Error>",
+            },
+        )
+        with pytest.raises(PermanentError, match="AccessDenied"):
+            r.upload_files(ds.id, frame_files("f2", prelabel=False))
+    finally:
+        admin_call(url, "DELETE", "/faults")
+        r.close()
