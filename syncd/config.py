@@ -137,6 +137,10 @@ SegmentsTaskType = Literal[
     "multisensor-sequence",
 ]
 
+SEGMENTS_ONLY = frozenset(
+    {"organization", "task_type", "categories", "labelset", "prelabel_labelset"}
+)
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 RateLimit = Annotated[str, BeforeValidator(_check_rate)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -241,6 +245,13 @@ class RemoteConfig(_Model):
             raise ValueError("give exactly one of 'token' or 'token_file'")
         if self.platform == "deepen" and not self.client_id:
             raise ValueError("client_id is required for deepen (Deepen issues it with the token)")
+        if self.platform != "segments":
+            stray = sorted(self.model_fields_set & SEGMENTS_ONLY)
+            if stray:
+                raise ValueError(
+                    f"{stray[0]} = {getattr(self, stray[0])!r} is a Segments.ai setting "
+                    f'(platform = "segments"), not one of {self.platform}'
+                )
         return self
 
     def windows(self) -> list[tuple[int, float]]:
@@ -393,7 +404,13 @@ def _format_validation(exc: ValidationError, raw: dict[str, Any]) -> str:
             msg = "unknown key (check its spelling against config/syncd.example.toml)"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        elif "input" in err and repr(err["input"]) not in msg and err["type"] != "model_type":
+        elif (
+            "input" in err
+            and repr(err["input"]) not in msg
+            and err["type"] != "model_type"
+            # a whole section (a model-level check) is not echoed: it may hold the token
+            and not isinstance(err["input"], dict)
+        ):
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"{key}: {msg}")
     return "; ".join(lines)

@@ -350,3 +350,18 @@ def test_transient_failures_are_retried_and_the_form_is_sent_whole_again(url: st
     finally:
         admin_call(url, "DELETE", "/faults")
         r.close()
+
+
+def test_segments_keys_on_another_platform_are_an_error(tmp_path: Path) -> None:
+    base = {"name": "s", "dataset": "d", "folder": tmp_path}
+    path = write_config(
+        tmp_path / "c.toml",
+        "http://x",
+        [base],
+        platform="basicai",
+        remote_extra='task_type = "vector"',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "remotes.sb" in str(info.value) and "task_type = 'vector'" in str(info.value)
+    assert TOKEN not in str(info.value)  # the section is not echoed
