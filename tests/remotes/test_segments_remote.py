@@ -365,3 +365,21 @@ def test_segments_keys_on_another_platform_are_an_error(tmp_path: Path) -> None:
         load_config(path)
     assert "remotes.sb" in str(info.value) and "task_type = 'vector'" in str(info.value)
     assert TOKEN not in str(info.value)  # the section is not echoed
+
+
+def test_a_dataset_of_another_kind_is_a_config_error(url: str) -> None:
+    name = f"kind-{next(_names)}"
+    r = httpx.post(
+        f"{url}/user/datasets/",
+        json={"name": name, "task_type": "vector"},
+        headers={"Authorization": f"APIKey {TOKEN}"},
+    )
+    assert r.status_code == 201
+    rem = remote(url)
+    try:
+        with pytest.raises(ConfigError, match="dataset_type: 'LIDAR_FUSION'.*'vector'"):
+            rem.ensure_dataset(name, "LIDAR_FUSION")
+        ds, created = rem.ensure_dataset(name, "IMAGE")
+        assert not created and ds.id == f"sandbox-user/{name}"
+    finally:
+        rem.close()
