@@ -377,7 +377,7 @@ def test_a_dataset_of_another_kind_is_a_config_error(url: str) -> None:
     assert r.status_code == 201
     rem = remote(url)
     try:
-        with pytest.raises(ConfigError, match="dataset_type: 'LIDAR_FUSION'.*'vector'"):
+        with pytest.raises(ConfigError, match=r"dataset_type: 'LIDAR_FUSION'.*'vector'"):
             rem.ensure_dataset(name, "LIDAR_FUSION")
         ds, created = rem.ensure_dataset(name, "IMAGE")
         assert not created and ds.id == f"sandbox-user/{name}"
