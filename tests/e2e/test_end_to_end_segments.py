@@ -18,7 +18,7 @@ from segments.typing import Label
 from syncd import sandbox
 from syncd.sampledata import write_fusion_unit, write_image_unit, write_scene_unit
 from tests.conftest import TOKEN, admin_call, query, run_cli, write_config
-from tests.contract.conftest import _segments_annotate
+from tests.contract.segments_backend import annotate
 from tests.e2e.test_end_to_end import TRANSITIONS
 
 pytestmark = pytest.mark.e2e
@@ -132,7 +132,7 @@ def test_three_units_end_to_end(tmp_path: Path, segments: sandbox.SandboxProcess
     }
     for rid, track in ((scene_frame, "late-7"), (single, "late-8")):
         objects = [{"type": "3D_BOX", "className": "Truck", "trackId": track, "contour": box}]
-        _segments_annotate(segments.url, rid, objects, None)
+        annotate(segments.url, rid, objects, None)
     r = run_cli("once", "--config", str(cfg))
     assert r.returncode == 0, r.stderr[-3000:]
     late = query(
@@ -169,7 +169,7 @@ def test_three_units_end_to_end(tmp_path: Path, segments: sandbox.SandboxProcess
 
     # a finished item edited later: the labels cursor finds it without a sweep
     objects = [{"type": "3D_BOX", "className": "Bus", "trackId": "9", "contour": box}]
-    _segments_annotate(segments.url, single, objects, None)
+    annotate(segments.url, single, objects, None)
     before = admin_call(segments.url, "GET", "/counters")
     assert run_cli("once", "--config", str(cfg)).returncode == 0
     after = admin_call(segments.url, "GET", "/counters")
