@@ -42,6 +42,12 @@ skipped at a page edge): the full sweep reads everything again. What the
 listings return is kept per item (label and status, not the attributes) so
 that ``labels``/``item_states`` for the same cycle cost no request.
 
+[unverified] against the real service (the sandbox accepts exactly this):
+``label_status`` filters the labelset named by ``labelset``; ``POST
+/assets/`` may answer 200 or 201 (both accepted); ``samples_bulk`` matches
+existing samples by name (the SDK's docstring says "already exist"); the
+rate limits (unpublished; the client default is 20/s).
+
 Sections: errors, the backend (datasets, upload and registration,
 listing and labels), wire → neutral types.
 """
