@@ -383,3 +383,30 @@ def test_a_dataset_of_another_kind_is_a_config_error(url: str) -> None:
         assert not created and ds.id == f"sandbox-user/{name}"
     finally:
         rem.close()
+
+
+def test_an_organisation_owns_the_dataset_and_prelabels_go_to_their_labelset(url: str) -> None:
+    r = remote(
+        url,
+        organization="sandbox-org",
+        prelabel_labelset="predictions",
+        task_type="pointcloud-cuboid-sequence",
+        categories=("Car",),
+    )
+    try:
+        ds, created = r.ensure_dataset(f"org-{next(_names)}", "LIDAR_BASIC")
+        assert created and ds.id.startswith("sandbox-org/")
+        labelsets = {ls["name"] for ls in r._dataset(ds.id, fresh=True)["labelsets"]}
+        assert labelsets == {"ground-truth", "predictions"}
+        refs = r.upload_files(ds.id, frame_files("f1"))
+        ids = r.register(ds.id, [PushData("f1", refs)], scene=None)
+        assert r.find_names(ds.id, ["f1"]) == ids
+        (sample,) = admin_call(url, "GET", f"/datasets/{ds.id}/samples")["samples"]
+        assert set(sample["labels"]) == {"predictions"}
+        assert sample["labels"]["predictions"]["label_status"] == "PRELABELED"
+        # the pulled labelset (ground-truth) has nothing yet: the item is unlabelled
+        items = [i for p in r.new_items(ds.id, None) for i in p.items]
+        assert [i.status for i in items] == ["UNLABELED"]
+        assert r.labels(ds.id, [items[0].id]) == []
+    finally:
+        r.close()
