@@ -30,6 +30,7 @@ from syncd.sandbox import run_in_thread
 from syncd.sandbox.deepen import CLIENT_ID as DEEPEN_CLIENT_ID
 from tests.conftest import TOKEN, admin_call, write_config
 from tests.contract import deepen_backend as deepen
+from tests.contract import segments_backend as segments
 
 _names = itertools.count(1)
 
@@ -144,6 +145,16 @@ BACKENDS = [
         main_source="default",
         cursor_advanced=deepen.cursor_advanced,
         archive_keeps_every_file=True,
+    ),
+    Backend(
+        platform="segments",
+        dataset_type="LIDAR_FUSION",
+        crash_point="register.sent",  # samples and pre-labels created, not yet recorded
+        sources=False,  # one labelset is mirrored
+        stored_names=segments.names,
+        annotate=segments.annotate,
+        remove=segments.remove,
+        user_track_ids=False,  # integer track ids: the annotator's track is the object's id
     ),
 ]
 
