@@ -299,14 +299,20 @@ class Store:
     def _open_postgres(self, url: str) -> None:
         self._keeper = None
         self.location = masked_url(url)
+        self._write = self._read = postgres.pg_engine(url, self.host)
+        coord: PostgresCoordinator | None = None
         try:
-            self._write = self._read = postgres.pg_engine(url, self.host)
             postgres.check_schema(self._write, url, LATEST_VERSION)
             coord = PostgresCoordinator(self, url, self.host)
             with coord.exclusive("migrate"):
                 self.version = migrate(self._write)
-        except DBAPIError as exc:
-            raise postgres.database_error(url, exc) from exc
+        except BaseException as exc:
+            if coord is not None:
+                coord.close()
+            self._write.dispose()
+            if isinstance(exc, DBAPIError):
+                raise postgres.database_error(url, exc) from exc
+            raise
         self.coord = coord
 
     @property
