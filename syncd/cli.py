@@ -88,9 +88,10 @@ def run(config_file: str | None) -> None:
     # stop request during start-up is a clean exit.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(0))
-    cfg = _load(config_file)
+    path = config_path(config_file)
+    cfg = _load(str(path))
     check_folders(cfg)
-    daemon = Daemon(cfg)
+    daemon = Daemon(cfg, config_file=path)
     try:
         _preflight(daemon, fatal_unreachable=False)
         code = daemon.run()
@@ -177,6 +178,34 @@ def check(config_file: str | None) -> None:
             remote.close()
     if problems:
         sys.exit(1)
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--max-age",
+    default="60s",
+    show_default=True,
+    help="Unhealthy when the daemon's heartbeat is older than this.",
+)
+@guarded
+def health(config_file: str | None, max_age: str) -> None:
+    """Exit 0 when the running daemon's heartbeat is fresh and every stage alive, else 1.
+
+    Reads ``<state.dir>/heartbeat.json``, which ``syncd run`` rewrites every few
+    seconds (Docker's HEALTHCHECK runs this).
+    """
+    from syncd.config import parse_duration
+    from syncd.health import read_heartbeat_file
+
+    try:
+        seconds = parse_duration(max_age)
+    except ValueError as exc:
+        raise ConfigError(f"--max-age: {exc}") from None
+    cfg = load_config(config_path(config_file))
+    ok, reason = read_heartbeat_file(cfg.state.dir, seconds)
+    click.echo(reason, err=not ok)
+    sys.exit(0 if ok else 1)
 
 
 @cli.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlmodel import select
@@ -12,6 +13,10 @@ from syncd.remotes.base import Remote
 from syncd.store import Dataset, Store, utcnow
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass
 class SyncContext:
     """One ``[[syncs]]`` entry, bound to its store and remote.
@@ -19,6 +24,8 @@ class SyncContext:
     ``stop`` is set when the daemon drains: long loops check it between steps.
     ``cancel`` is set when the drain deadline passes: a transfer in flight
     checks it between chunks and raises :class:`~syncd.errors.Cancelled`.
+    ``progress`` is called by long loops (chunks of a transfer, pages of a
+    pull): the daemon's heartbeat, so a slow step that moves is not "stalled".
     """
 
     cfg: SyncConfig
@@ -27,6 +34,7 @@ class SyncContext:
     stop: threading.Event = field(default_factory=threading.Event)
     cancel: threading.Event = field(default_factory=threading.Event)
     poll_interval: float = 3.0
+    progress: Callable[[], None] = _nothing
     _dataset_id: str | None = None
 
     @property

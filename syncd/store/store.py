@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +71,11 @@ def _engine(path: Path, *, immediate: bool) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+# Called with (event name, fields) for every event once its transaction has
+# committed (the metrics count only what the database holds).
+COMMITTED_EVENT_LISTENERS: list[Callable[[str, dict[str, Any]], None]] = []
 
 
 class Tx:
@@ -168,6 +173,8 @@ class Tx:
             getattr(log, level if level in ("info", "warning", "error", "debug") else "info")(
                 name, **fields
             )
+            for listener in COMMITTED_EVENT_LISTENERS:
+                listener(name, fields)
             failpoints.reached(name)
         self._logs.clear()
 
