@@ -442,9 +442,21 @@ class Daemon:
         for name in (*removed, *changed):
             self._drop_sync(name)
         contexts = {c.name: c for c in self.contexts}
+        failed: dict[str, str] = {}
         for name in (*added, *changed):
-            contexts[name] = self._start_sync(new_syncs[name])
-        self.contexts = [contexts[s.name] for s in new.syncs]
+            try:
+                contexts[name] = self._start_sync(new_syncs[name])
+            except (OSError, SyncdError) as exc:
+                # Checked folders can still fail to be watched (a kernel limit in
+                # native mode): that sync waits for the next reload or restart.
+                failed[name] = str(exc)
+                self._record(
+                    "daemon.reload_failed",
+                    "error",
+                    error=f"syncs[{name}].folder: cannot watch it: {exc}",
+                    action=f"sync {name} is not running",
+                )
+        self.contexts = [contexts[s.name] for s in new.syncs if s.name not in failed]
         for ctx in self.contexts:
             self._register_pull(ctx)  # a new pull_interval or stall_timeout
         self._record(
