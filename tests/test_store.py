@@ -25,7 +25,7 @@ def test_wal_and_migrations(tmp_path: Path) -> None:
     store = Store(tmp_path)
     conn = sqlite3.connect(tmp_path / "syncd.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+    assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(1,), (2,)]
     tables = {
         r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')")
     }
@@ -39,10 +39,16 @@ def test_wal_and_migrations(tmp_path: Path) -> None:
         "package_files",
         "events",
         "object_details",
+        "v_items",
+        "v_label_counts",
+        "v_items_awaiting_labels",
+        "v_packages_open",
+        "v_upload_throughput_daily",
+        "v_sync_status",
     } <= tables
     store.close()
     Store(tmp_path).close()  # reopening runs no migration twice
-    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 1
+    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 2
 
 
 def test_transition_and_event_commit_together(tmp_path: Path) -> None:
