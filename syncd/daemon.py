@@ -43,7 +43,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-from sqlmodel import col, select
+from sqlmodel import col, or_, select
 
 from syncd import metrics
 from syncd.config import Config, SyncConfig, check_folders, load_config
@@ -217,17 +217,50 @@ class Daemon:
 
     # --- drivers -------------------------------------------------------------------------
 
-    def once(self, *, timeout: float = 3600.0) -> int:
-        """``syncd once``: returns the exit code (0 all done, 1 something failed)."""
+    def run_states(self, max_before: int, open_before: set[int]) -> dict[str, int]:
+        """Packages by state among this run's: open at its start, or created since.
+
+        ``detected`` ones (units not settled) are left out: ``once`` does not wait for them.
+        """
+        with self.store.read() as s:
+            rows = s.exec(
+                select(Package.state).where(
+                    or_(col(Package.id) > max_before, col(Package.id).in_(open_before)),
+                    Package.state != "detected",
+                )
+            ).all()
+        out: dict[str, int] = {}
+        for state in rows:
+            out[state] = out.get(state, 0) + 1
+        return out
+
+    def once(
+        self,
+        *,
+        timeout: float = 3600.0,
+        progress: Callable[[dict[str, int]], None] | None = None,
+    ) -> int:
+        """``syncd once``: returns the exit code (0 all done, 1 something failed).
+
+        ``progress`` is called with this run's packages by state after every pass.
+        """
         started = time.monotonic()
         with self.store.read() as s:
             before = {p.id: p.state for p in s.exec(select(Package)).all()}
             self._attempts_before = {p.id: p.attempts for p in s.exec(select(Package)).all()}
+        max_before = max((i for i in before if i is not None), default=0)
+        open_before = {i for i, st in before.items() if i is not None and st not in FINAL_STATES}
+
+        def report() -> None:
+            if progress is not None:
+                progress(self.run_states(max_before, open_before))
+
         # A first scan only records what is there; a second one (same content)
         # settles units whose files are older than settle_seconds.
         self.push_cycle()
         while not self.stop.is_set():
             self.push_cycle()
+            report()
             if not self.pending_packages():
                 break
             stuck = self.stuck_stage()
@@ -255,6 +288,7 @@ class Daemon:
                 self.failed_in_run = True
                 break
             time.sleep(0.2)
+        report()
         for ctx in self.contexts:
             if ctx.cfg.pull and self.pull(ctx) is None:
                 self.failed_in_run = True

@@ -50,6 +50,7 @@ EVENTS = frozenset(
         "package.done",
         "package.failed",
         "package.retry",
+        "package.retry_requested",
         "package.checkpointed",
         "package.platform_errors",
         "package.renamed",

@@ -167,6 +167,28 @@ class Tx:
             **fields,
         )
 
+    def reopen(self, pkg: Package, **fields: Any) -> None:
+        """An operator's retry (``syncd retry``): a ``failed`` package back to ``detected``.
+
+        The one edge out of a final state. The caller forgets the package's
+        file list first, so the unit's files are packed again as they are now.
+        """
+        if pkg.state != "failed":
+            raise ValueError(f"package {pkg.id} is {pkg.state}, not failed")
+        now = utcnow()
+        pkg.state, pkg.updated_at, pkg.state_changed_at = "detected", now, now
+        self.session.add(pkg)
+        self.session.flush()
+        self.event(
+            "package.retry_requested",
+            sync=pkg.sync,
+            package_id=pkg.id,
+            unit=pkg.unit,
+            from_state="failed",
+            to_state="detected",
+            **fields,
+        )
+
     def emit_logs(self) -> None:
         log = get_logger()
         for name, level, fields in self._logs:
