@@ -61,7 +61,7 @@ def test_healthz_and_metrics_of_a_running_daemon(tmp_path: Path, sandbox_url: st
         remote_extra="timeout = 60",
     )
     cfg.write_text(
-        f'[daemon]\nstall_timeout = "2s"\n[server]\nlisten = "127.0.0.1:{port}"\n' + cfg.read_text()
+        f'[daemon]\nstall_timeout = "3s"\n[server]\nlisten = "127.0.0.1:{port}"\n' + cfg.read_text()
     )
     base = f"http://127.0.0.1:{port}"
     with (tmp_path / "daemon.log").open("ab") as out:

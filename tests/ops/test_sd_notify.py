@@ -126,6 +126,7 @@ def test_a_pull_hung_on_the_platform_stops_the_watchdog_pings(
         ns.wait_for(lambda: ns.times("READY=1"), 90, "READY=1")
         ready = ns.times("READY=1")[0]
         ns.wait_for(lambda: len(pings_after(ns, ready)) >= 5, 20, "watchdog pings")
+        fault_at = time.monotonic()
         admin_call(
             sandbox_url,
             "POST",
@@ -139,12 +140,18 @@ def test_a_pull_hung_on_the_platform_stops_the_watchdog_pings(
             },
         )
         ns.wait_for(
-            lambda: any(s.startswith("STALLED: pull:hang") for s in ns.statuses()),
+            lambda: [
+                t
+                for t, line in ns.lines()
+                if t > fault_at and line.startswith("STATUS=STALLED: pull:hang")
+            ],
             30,
             "STATUS=STALLED",
         )
         stalled_at = next(
-            t for t, line in ns.lines() if line.startswith("STATUS=STALLED: pull:hang")
+            t
+            for t, line in ns.lines()
+            if t > fault_at and line.startswith("STATUS=STALLED: pull:hang")
         )
         ns.wait_for(
             lambda: [
@@ -198,7 +205,7 @@ def test_a_hung_push_step_stops_the_pings_until_it_returns(
         sandbox_url,
         [{"name": "p", "dataset": f"push-{uuid.uuid4().hex[:8]}", "folder": folder, "pull": False}],
     )
-    cfg_path.write_text('[daemon]\nstall_timeout = "1s"\n' + cfg_path.read_text())
+    cfg_path.write_text('[daemon]\nstall_timeout = "2s"\n' + cfg_path.read_text())
     armed, release, entered = threading.Event(), threading.Event(), threading.Event()
     real = pack.run_once
 
@@ -220,11 +227,18 @@ def test_a_hung_push_step_stops_the_pings_until_it_returns(
         assert entered.wait(10)
         hung_at = time.monotonic()
         ns.wait_for(
-            lambda: any(s.startswith("STALLED: push") for s in ns.statuses()), 20, "STALLED: push"
+            lambda: [
+                t
+                for t, line in ns.lines()
+                if t > hung_at and line.startswith("STATUS=STALLED: push")
+            ],
+            20,
+            "STALLED: push",
         )
         time.sleep(1.0)
         last = max(ns.times("WATCHDOG=1"))
-        assert last < hung_at + 1.5, "pings stop within the stall timeout (+ one tick)"
+        # a deadline, not a target: the stall timeout (2 s) plus slack for a loaded machine
+        assert last < hung_at + 4, "pings stop within the stall timeout"
         assert not pings_after(ns, last), "no ping while the stage hangs"
         armed.clear()
         release.set()
