@@ -11,7 +11,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -41,6 +41,8 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
 
 @pytest.fixture(scope="module")
 def image(podman: Podman) -> str:
+    from tests.ops.conftest import MEASURED
+
     started = time.monotonic()
     base = podman.ensure_base()
     based = time.monotonic()
@@ -59,7 +61,10 @@ def image(podman: Podman) -> str:
     if ca:
         args += ["--secret", f"id=pip_ca,src={ca}"]
     podman.run(*args, str(REPO), timeout=1800)
-    print(f"\nbase image {based - started:.0f}s, build {time.monotonic() - based:.0f}s")
+    MEASURED.append(
+        f"container: base image {based - started:.0f}s (cached after the first run), "
+        f"image build {time.monotonic() - based:.0f}s"
+    )
     return IMAGE
 
 
@@ -88,6 +93,7 @@ def test_container_runs_healthy_uploads_and_drains_on_sigterm(
     image: str,
     container_name: str,
     sandbox_proc: SandboxProcess,
+    report: Callable[[str], None],
 ) -> None:
     data = tmp_path / "data"
     (data / "in").mkdir(parents=True)
@@ -170,7 +176,10 @@ pull_interval = "5s"
         "inspect", container_name, "--format", "{{.State.ExitCode}}"
     ).stdout.strip()
     logs = podman.run("logs", container_name).stderr
-    print(f"\nSIGTERM to exit: {took:.1f}s (drain deadline {SHUTDOWN_TIMEOUT}s), exit {exit_code}")
+    report(
+        f"container: SIGTERM to exit {took:.1f}s (drain deadline {SHUTDOWN_TIMEOUT}s), "
+        f"exit code {exit_code}"
+    )
     assert exit_code == "0", logs[-4000:]
     assert took < SHUTDOWN_TIMEOUT + 5, "stopped by SIGTERM within the drain deadline, not killed"
     assert '"event": "daemon.stopped"' in logs

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,7 +56,7 @@ def pings_after(ns: NotifySocket, t: float) -> list[float]:
 
 @pytest.mark.e2e
 def test_lifecycle_ready_status_watchdog_stopping(
-    tmp_path: Path, sandbox_url: str, notify_socket: NotifySocket
+    tmp_path: Path, sandbox_url: str, notify_socket: NotifySocket, report: Callable[[str], None]
 ) -> None:
     ns = notify_socket
     folder = tmp_path / "in"
@@ -97,12 +97,13 @@ def test_lifecycle_ready_status_watchdog_stopping(
     stopping = ns.times("STOPPING=1")
     assert len(stopping) == 1, ns.lines()
     assert not pings_after(ns, stopping[0]), "no watchdog ping after STOPPING=1"
-    print("\nSTATUS lines:", *dict.fromkeys(ns.statuses()), sep="\n  ")
+    for status in dict.fromkeys(ns.statuses()):
+        report(f"sd_notify STATUS={status}")
 
 
 @pytest.mark.e2e
 def test_a_pull_hung_on_the_platform_stops_the_watchdog_pings(
-    tmp_path: Path, sandbox_url: str, notify_socket: NotifySocket
+    tmp_path: Path, sandbox_url: str, notify_socket: NotifySocket, report: Callable[[str], None]
 ) -> None:
     """The platform answers one listing after 8 s; the stall timeout is 2 s."""
     ns = notify_socket
@@ -185,7 +186,10 @@ def test_a_pull_hung_on_the_platform_stops_the_watchdog_pings(
     finally:
         if daemon.poll() is None:
             daemon.kill()
-    print(f"\nstalled for {recovered_at - stalled_at:.1f}s; longest ping gap {gaps[0]:.1f}s")
+    report(
+        f"sd_notify: a pull hung 8 s (stall_timeout 2 s): no WATCHDOG=1 for "
+        f"{recovered_at - stalled_at:.1f}s, longest ping gap {gaps[0]:.1f}s"
+    )
 
 
 def test_a_hung_push_step_stops_the_pings_until_it_returns(

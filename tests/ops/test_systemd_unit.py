@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,9 +63,10 @@ def run_verify(unit: Path, tmp_path: Path) -> str:
     return (r.stdout + r.stderr).strip()
 
 
-def test_verify_prints_nothing(tmp_path: Path) -> None:
+def test_verify_prints_nothing(tmp_path: Path, report: Callable[[str], None]) -> None:
     out = run_verify(UNIT, tmp_path)
     assert out == "", f"systemd-analyze verify complained:\n{out}"
+    report("systemd-analyze verify systemd/syncd.service: no output")
 
 
 def test_verify_catches_a_misspelled_key(tmp_path: Path) -> None:
@@ -75,7 +77,7 @@ def test_verify_catches_a_misspelled_key(tmp_path: Path) -> None:
     assert "ProtectSytem" in out
 
 
-def test_security_rating_is_ok() -> None:
+def test_security_rating_is_ok(report: Callable[[str], None]) -> None:
     r = subprocess.run(
         [str(analyze), "security", "--offline=yes", "--no-pager", str(UNIT)],
         capture_output=True,
@@ -86,7 +88,7 @@ def test_security_rating_is_ok() -> None:
     m = re.search(r"Overall exposure level for syncd\.service: (\d+\.\d+) (\w+)", out)
     assert m, out
     score = float(m.group(1))
-    print(f"\nsystemd-analyze security --offline=yes: exposure {score} {m.group(2)}")
+    report(f"systemd-analyze security --offline=yes systemd/syncd.service: {score} {m.group(2)}")
     assert score <= 2.0, out
     assert m.group(2) == "OK"
 
