@@ -61,6 +61,8 @@ def image(podman: Podman) -> str:
     if ca:
         args += ["--secret", f"id=pip_ca,src={ca}"]
     podman.run(*args, str(REPO), timeout=1800)
+    # Each rebuild after a source change leaves the previous image untagged.
+    podman.run("image", "prune", "--force", check=False)
     MEASURED.append(
         f"container: base image {based - started:.0f}s (cached after the first run), "
         f"image build {time.monotonic() - based:.0f}s"
