@@ -74,7 +74,9 @@ def test_sighup_adds_removes_and_changes_syncs(tmp_path: Path, sandbox_url: str)
         daemon.send_signal(signal.SIGHUP)
         wait_until(lambda: events(db, "daemon.reloaded"), 30, "daemon.reloaded")
         assert events(db, "daemon.reloaded")[0]["added"] == ["b"]
-        assert ns.times("RELOADING=1") and len(ns.times("READY=1")) == 2
+        # RELOADING=1 before the reload, READY=1 again after it
+        ns.wait_for(lambda: len(ns.times("READY=1")) == 2, 10, "READY=1 after the reload")
+        assert ns.times("RELOADING=1")[0] < ns.times("READY=1")[1]
         write_bulk_unit(b / "u1", total_bytes=100_000)
         wait_until(lambda: done(db, "b", "u1"), 120, "b's unit done")
         first_pull = wait_until(lambda: last_pull(db, "b"), 30, "b pulled once")
