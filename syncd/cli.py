@@ -357,7 +357,7 @@ def plan(config_file: str | None, sync_name: str | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("platform", type=click.Choice(["xtreme1", "basicai", "deepen"]))
+@click.argument("platform", type=click.Choice(["xtreme1", "basicai", "deepen", "segments"]))
 @click.option("--port", default=0, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
 @click.option(
     "--token", default="sandbox-token", show_default=True, help="The API token it accepts."

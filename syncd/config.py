@@ -119,6 +119,28 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[str, ...]] = {
     "basicai": ("100/s", "3000/min", "72000/h", "864000/d"),
 }
 
+# The task types of a Segments.ai dataset (the SDK's TaskType).
+SegmentsTaskType = Literal[
+    "segmentation-bitmap",
+    "segmentation-bitmap-highres",
+    "bboxes",
+    "vector",
+    "keypoints",
+    "image-segmentation-sequence",
+    "image-vector-sequence",
+    "pointcloud-cuboid",
+    "pointcloud-segmentation",
+    "pointcloud-vector",
+    "pointcloud-cuboid-sequence",
+    "pointcloud-segmentation-sequence",
+    "pointcloud-vector-sequence",
+    "multisensor-sequence",
+]
+
+SEGMENTS_ONLY = frozenset(
+    {"organization", "task_type", "categories", "labelset", "prelabel_labelset"}
+)
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 RateLimit = Annotated[str, BeforeValidator(_check_rate)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -192,7 +214,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 class RemoteConfig(_Model):
     """``[remotes.NAME]``: one platform endpoint and its credentials."""
 
-    platform: Literal["xtreme1", "basicai", "deepen"]
+    platform: Literal["xtreme1", "basicai", "deepen", "segments"]
     url: str
     token: str | None = Field(default=None, repr=False)
     token_file: Path | None = None
@@ -210,6 +232,16 @@ class RemoteConfig(_Model):
     labelling_mode: Literal["frame_by_frame", "label_by_label"] = "frame_by_frame"
     upload_chunk_size: Size = 8 * 2**20
     pull_all_datasets: bool = False
+    # Segments.ai only: the organisation that owns the datasets (default: the API key's
+    # user); the task type and categories of a dataset syncd creates (task_type default
+    # by dataset_type); the labelset pulled and the one pre-labels go to.
+    organization: str | None = None
+    task_type: SegmentsTaskType | None = None
+    categories: tuple[str, ...] = ()
+    labelset: str = Field(default="ground-truth", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    prelabel_labelset: str = Field(
+        default="ground-truth", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+    )
 
     @field_validator("upload_chunk_size")
     @classmethod
@@ -217,6 +249,16 @@ class RemoteConfig(_Model):
         # GCS takes only multiples of 256 KiB for every chunk but the last.
         if v <= 0 or v % (256 * 1024):
             raise ValueError(f"must be a positive multiple of 256KiB, got {v} bytes")
+        return v
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if not name.strip():
+                raise ValueError("a category name must not be empty")
+            if v.count(name) > 1:
+                raise ValueError(f"the category {name!r} is listed twice")
         return v
 
     @field_validator("url")
@@ -239,6 +281,13 @@ class RemoteConfig(_Model):
             raise ValueError("give exactly one of 'token' or 'token_file'")
         if self.platform == "deepen" and not self.client_id:
             raise ValueError("client_id is required for deepen (Deepen issues it with the token)")
+        if self.platform != "segments":
+            stray = sorted(self.model_fields_set & SEGMENTS_ONLY)
+            if stray:
+                raise ValueError(
+                    f"{stray[0]} = {getattr(self, stray[0])!r} is a Segments.ai setting "
+                    f'(platform = "segments"), not one of {self.platform}'
+                )
         return self
 
     def windows(self) -> list[tuple[int, float]]:
@@ -392,7 +441,13 @@ def _format_validation(exc: ValidationError, raw: dict[str, Any]) -> str:
             msg = "unknown key (check its spelling against config/syncd.example.toml)"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        elif "input" in err and repr(err["input"]) not in msg and err["type"] != "model_type":
+        elif (
+            "input" in err
+            and repr(err["input"]) not in msg
+            and err["type"] != "model_type"
+            # a whole section (a model-level check) is not echoed: it may hold the token
+            and not isinstance(err["input"], dict)
+        ):
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"{key}: {msg}")
     return "; ".join(lines)

@@ -14,6 +14,10 @@ Contract of :func:`run_once` for one sync:
    no status changed on the platform: statuses and frames are not fetched,
    so an unchanged cycle costs one request per 100 unfinished items plus a
    few.
+0. **Changed labels** first, where the remote offers
+   :class:`~syncd.remotes.base.ChangedLabels`: the items whose labels changed
+   after its own cursor (``labels``), committed page by page with it, so
+   edits to finished items arrive without waiting for the sweep.
 3. **Full sweep** every ``full_sweep_interval``: every item is listed and
    every label re-read, so edits to finished items arrive and items gone
    from the platform get ``deleted_at`` (rows are never dropped).
@@ -34,12 +38,13 @@ from typing import Any, NamedTuple
 from sqlmodel import Session, SQLModel, col, delete, select, update
 
 from syncd.pipeline.context import SyncContext
-from syncd.remotes.base import RemoteItem, RemoteLabel, StatusFingerprint
+from syncd.remotes.base import ChangedLabels, RemoteItem, RemoteLabel, StatusFingerprint
 from syncd.store import Cursor, Item, Label, Object, Tx, utcnow
 
 BATCH = 100
 FINISHED = ("ANNOTATED", "INVALID")
 CURSOR_ITEMS = "items"
+CURSOR_LABELS = "labels"
 CURSOR_SWEEP = "full_sweep_at"
 CURSOR_LAST_PULL = "last_pull_at"
 CURSOR_FINGERPRINT = "status_fingerprint"
@@ -284,6 +289,7 @@ def _commit_batch(
     *,
     cursor: str | None = None,
     label_ids: list[str] | None = None,
+    cursor_name: str = CURSOR_ITEMS,
 ) -> None:
     """Fetch labels for a batch and write items, labels and (optionally) the cursor together."""
     targets = label_ids if label_ids is not None else _label_targets(items)
@@ -297,9 +303,9 @@ def _commit_batch(
             if missing:
                 rows.update(_refs(tx.session, ctx.remote.name, missing))
         changed = apply_labels(tx, rows, targets, labels)
-        moved = cursor is not None and cursor != _get_cursor(tx.session, ctx.name, CURSOR_ITEMS)
+        moved = cursor is not None and cursor != _get_cursor(tx.session, ctx.name, cursor_name)
         if moved and cursor is not None:
-            _set_cursor(tx, ctx.name, CURSOR_ITEMS, cursor)
+            _set_cursor(tx, ctx.name, cursor_name, cursor)
         stats.new_items += new
         stats.labels_changed += changed
         stats.pages += 1
@@ -333,8 +339,19 @@ def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
         if isinstance(ctx.remote, StatusFingerprint)
         else None
     )
-    # 1. new items, page by page, cursor committed with each page
+    # 0. changed labels, where the remote lists items by change (its own cursor)
     fetched: set[str] = set()
+    if isinstance(ctx.remote, ChangedLabels):
+        with ctx.store.read() as s:
+            labels_cursor = _get_cursor(s, ctx.name, CURSOR_LABELS)
+        for page in ctx.remote.changed_items(dataset_id, labels_cursor):
+            if ctx.stop.is_set():
+                return stats
+            _commit_batch(
+                ctx, dataset_id, page.items, stats, cursor=page.cursor, cursor_name=CURSOR_LABELS
+            )
+            fetched.update(i.id for i in page.items)
+    # 1. new items, page by page, cursor committed with each page
     for page in ctx.remote.new_items(dataset_id, cursor):
         if ctx.stop.is_set():
             return stats

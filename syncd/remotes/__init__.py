@@ -22,4 +22,8 @@ def build_remote(name: str, cfg: RemoteConfig, *, max_retries: int | None = None
         from syncd.remotes.deepen import DeepenRemote
 
         return DeepenRemote(name, cfg, cfg.resolved_token())
+    if cfg.platform == "segments":
+        from syncd.remotes.segments import SegmentsRemote
+
+        return SegmentsRemote(name, cfg, cfg.resolved_token())
     raise ValueError(f"unknown platform {cfg.platform!r}")

@@ -288,3 +288,20 @@ class StatusFingerprint(Protocol):
     """
 
     def status_fingerprint(self, dataset_id: str) -> str | None: ...
+
+
+@runtime_checkable
+class ChangedLabels(Protocol):
+    """Optional capability: the items whose labels changed since a cursor, found by a sorted
+    listing instead of re-reading every item (Segments.ai's ``gt_label__updated_at``).
+
+    The pull asks for it every cycle, before the new items, with its own
+    cursor (``labels``). Each page's cursor is committed with the page; a
+    ``None`` cursor (first cycle) may answer one empty page whose cursor
+    marks "now", because the new-items listing that follows reads every
+    label. Items may come again (an overlap is allowed: unchanged labels hash
+    equal and write nothing). Edits this cannot see (a deleted label) still
+    arrive with the full sweep.
+    """
+
+    def changed_items(self, dataset_id: str, cursor: str | None) -> Iterator[ItemPage]: ...

@@ -21,7 +21,7 @@ from typing import Any
 
 import uvicorn
 
-PLATFORMS = ("xtreme1", "basicai", "deepen")
+PLATFORMS = ("xtreme1", "basicai", "deepen", "segments")
 
 
 class SandboxProcess:
@@ -85,6 +85,10 @@ def create_app(platform: str, token: str, data_dir: Path) -> Any:
         from syncd.sandbox.deepen import create_app as deepen_app
 
         return deepen_app(token, data_dir)
+    if platform == "segments":
+        from syncd.sandbox.segments import create_app as segments_app
+
+        return segments_app(token, data_dir)
     raise ValueError(f"unknown sandbox platform {platform!r}; known: {', '.join(PLATFORMS)}")
 
 

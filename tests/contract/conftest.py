@@ -4,14 +4,18 @@ A platform joins by adding one :class:`Backend` to ``BACKENDS`` (rclone's
 fstests idea): how to reach its sandbox's admin API for the few things a test
 must do as "the platform's users" (annotate, look at what is stored), which
 crash point lies between "the platform acted" and "we recorded it", and the
-dataset type its sample units use.
+dataset type its sample units use. Platforms that model things differently
+(Deepen: one platform dataset per unit, files as items, labels by label id)
+say so through the hook fields with defaults, so each test checks the same
+promise in the platform's own terms.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,10 @@ from syncd.daemon import Daemon
 from syncd.remotes import build_remote
 from syncd.remotes.base import Remote
 from syncd.sandbox import run_in_thread
+from syncd.sandbox.deepen import CLIENT_ID as DEEPEN_CLIENT_ID
 from tests.conftest import TOKEN, admin_call, write_config
+from tests.contract import deepen_backend as deepen
+from tests.contract import segments_backend as segments
 
 _names = itertools.count(1)
 
@@ -39,6 +46,23 @@ class Backend:
     stored_names: Callable[[str, str], list[str]]  # (url, dataset id) → top-level names
     annotate: Callable[[str, str, list[dict[str, Any]], str | None], None]
     remove: Callable[[str, str, str], None]  # (url, dataset id, item id): a user deletes it
+    # extra keys of the remote's config (TOML and RemoteConfig), e.g. Deepen's client_id
+    remote_options: dict[str, Any] = field(default_factory=dict)
+    # the sync's dataset is only a name prefix on the platform: ensuring it creates nothing
+    dataset_is_group: bool = False
+    # (unit folder, its item names where a frame is an item) → the names the platform stores
+    unit_items: Callable[[Path, list[str]], list[str]] = lambda unit, names: names
+    # result files in the archive become labels on import (else they only ride in the zip)
+    imports_prelabels: bool = True
+    # a trackId the annotator gives is kept (else an object's own id is its track)
+    user_track_ids: bool = True
+    # the result source a labels row belongs to, and the name of the main source
+    source_of: Callable[[str], str] = lambda source: source
+    main_source: str = "Ground Truth"
+    # (cursor before, cursor after) → the cursor moved forward
+    cursor_advanced: Callable[[str, str], bool] = lambda before, after: int(after) > int(before)
+    # the archive carries files that belong to no data item (else they are reported skipped)
+    archive_keeps_every_file: bool = False
 
 
 def _xtreme1_names(url: str, dataset_id: str) -> list[str]:
@@ -93,6 +117,7 @@ BACKENDS = [
         stored_names=_xtreme1_names,
         annotate=_xtreme1_annotate,
         remove=_xtreme1_remove,
+        archive_keeps_every_file=True,
     ),
     Backend(
         platform="basicai",
@@ -102,6 +127,34 @@ BACKENDS = [
         stored_names=_basicai_names,
         annotate=_basicai_annotate,
         remove=_basicai_remove,
+    ),
+    Backend(
+        platform="deepen",
+        dataset_type="LIDAR_FUSION",
+        crash_point="submit.sent",  # process_uploaded_data accepted, the dataset id not recorded
+        sources=True,  # label sets
+        stored_names=deepen.names,
+        annotate=deepen.annotate,
+        remove=deepen.remove,
+        remote_options={"client_id": DEEPEN_CLIENT_ID},
+        dataset_is_group=True,
+        unit_items=deepen.unit_items,
+        imports_prelabels=False,
+        user_track_ids=False,
+        source_of=deepen.source_of,
+        main_source="default",
+        cursor_advanced=deepen.cursor_advanced,
+        archive_keeps_every_file=True,
+    ),
+    Backend(
+        platform="segments",
+        dataset_type="LIDAR_FUSION",
+        crash_point="register.sent",  # samples and pre-labels created, not yet recorded
+        sources=False,  # one labelset is mirrored
+        stored_names=segments.names,
+        annotate=segments.annotate,
+        remove=segments.remove,
+        user_track_ids=False,  # integer track ids: the annotator's track is the object's id
     ),
 ]
 
@@ -120,7 +173,13 @@ class Harness:
         return self.backend.platform
 
     def remote(self, token: str = TOKEN) -> Remote:
-        cfg = RemoteConfig(platform=self.platform, url=self.url, token=token, max_retries=1)  # type: ignore[arg-type]
+        cfg = RemoteConfig(
+            platform=self.platform,  # type: ignore[arg-type]
+            url=self.url,
+            token=token,
+            max_retries=1,
+            **self.backend.remote_options,
+        )
         return build_remote("sb", cfg)
 
     def config_path(self, **sync: Any) -> Path:
@@ -130,8 +189,13 @@ class Harness:
             "dataset_type": self.backend.dataset_type,
             "folder": self.folder,
         }
+        extra = "\n".join(f"{k} = {json.dumps(v)}" for k, v in self.backend.remote_options.items())
         return write_config(
-            self.tmp / "syncd.toml", self.url, [{**base, **sync}], platform=self.platform
+            self.tmp / "syncd.toml",
+            self.url,
+            [{**base, **sync}],
+            platform=self.platform,
+            remote_extra=extra,
         )
 
     def config(self, **sync: Any) -> Config:
@@ -152,6 +216,10 @@ class Harness:
             return found.id
         finally:
             r.close()
+
+    def unit_items(self, unit: str, names: list[str]) -> list[str]:
+        """The names the platform stores for the unit folder ``unit`` whose items are ``names``."""
+        return self.backend.unit_items(self.folder / unit, names)
 
     def stored_names(self) -> list[str]:
         return self.backend.stored_names(self.url, self.dataset_id())

@@ -111,7 +111,6 @@ def test_items_added_and_labelled_during_the_pull_arrive_exactly_once(
         json={"method": "GET", "path": "listItemById", "action": "delay", "delay": 0.02},
     )
     ids = [int(r["id"]) for r in admin_call(sandbox, "GET", f"/datasets/{ds}/items")["items"]]
-    box: dict[str, Any] = {"center3D": {"x": 0, "y": 0, "z": 0}, "size3D": {"x": 1, "y": 1, "z": 1}}
     done = threading.Event()
     result: list[pull.PullStats] = []
 
@@ -124,7 +123,9 @@ def test_items_added_and_labelled_during_the_pull_arrive_exactly_once(
     t = threading.Thread(target=run)
     t.start()
     added = 0
-    labelled = [ids[10], ids[5000], ids[-1]]
+    # each labelled once, at a moment the walk may be before, on or past its page:
+    # a page read before the label leaves the item unfinished for the next cycle
+    labelled = [ids[10], ids[2500], ids[5000], ids[7500], ids[-1]]
     time.sleep(0.3)
     for n in range(5):
         assert not done.is_set(), "the pull ended before the platform changed under it"
@@ -135,35 +136,53 @@ def test_items_added_and_labelled_during_the_pull_arrive_exactly_once(
             json={"names": [f"late{n}-{k}" for k in range(40)]},
         )
         added += 40
-        admin_call(
-            sandbox,
-            "POST",
-            "/annotate",
-            json={
-                "dataId": labelled[n % 3],
-                "objects": [{"type": "3D_BOX", "className": f"C{n}", "contour": box}],
-                "submit": True,
-            },
-        )
+        _label(sandbox, labelled[n], f"C{n}")
         time.sleep(0.2)
     t.join(timeout=300)
+    assert result, "the first pull did not finish"
     admin_call(sandbox, "DELETE", "/faults")
+    db = tmp_path / "state" / "syncd.db"
     try:
-        pull.run_once(d.contexts[0])  # the next cycle: re-checks the unfinished, picks up the rest
+        pull.run_once(
+            d.contexts[0], full_sweep=False
+        )  # re-checks the unfinished, picks up the rest
+        assert query(db, "SELECT COUNT(*), COUNT(DISTINCT remote_id) FROM items") == [
+            (N + added, N + added)
+        ]
+        assert _classes(db) == {str(labelled[n]): f"C{n}" for n in range(5)}
+        # an edit to an item already finished in the mirror arrives with the full sweep
+        _label(sandbox, labelled[2], "EDITED")
+        pull.run_once(d.contexts[0], full_sweep=True)
     finally:
         d.close()
-    db = tmp_path / "state" / "syncd.db"
+    want = {str(labelled[n]): f"C{n}" for n in range(5)} | {str(labelled[2]): "EDITED"}
+    assert _classes(db) == want
     assert query(db, "SELECT COUNT(*), COUNT(DISTINCT remote_id) FROM items") == [
         (N + added, N + added)
     ]
-    classes = query(
-        db,
-        "SELECT i.remote_id, o.class_name FROM objects o JOIN items i ON i.id = o.item_id ORDER BY i.remote_id",
+
+
+def _label(url: str, data_id: int, cls: str) -> None:
+    box: dict[str, Any] = {"center3D": {"x": 0, "y": 0, "z": 0}, "size3D": {"x": 1, "y": 1, "z": 1}}
+    admin_call(
+        url,
+        "POST",
+        "/annotate",
+        json={
+            "dataId": data_id,
+            "objects": [{"type": "3D_BOX", "className": cls, "contour": box}],
+            "submit": True,
+        },
     )
-    want = {}
-    for n in range(5):
-        want[str(labelled[n % 3])] = f"C{n}"
-    assert dict(classes) == want
+
+
+def _classes(db: Path) -> dict[str, str]:
+    rows = query(
+        db,
+        "SELECT i.remote_id, o.class_name FROM objects o JOIN items i ON i.id = o.item_id"
+        " ORDER BY i.remote_id",
+    )
+    return {str(k): str(v) for k, v in rows}
 
 
 def test_a_recheck_costs_one_call_per_100_unfinished_items(tmp_path: Path, sandbox: str) -> None:
