@@ -160,6 +160,8 @@ def read_heartbeat_file(state_dir: Path, max_age: float) -> tuple[bool, str]:
     except (OSError, ValueError) as exc:
         return False, f"heartbeat file {str(path)!r} unreadable: {exc}"
     age = time.time() - float(body.get("unix", 0))
+    if body.get("stopping"):
+        return False, f"the daemon (pid {body.get('pid')}) stopped or is draining, {age:.0f}s ago"
     if age > max_age:
         return (
             False,

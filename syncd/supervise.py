@@ -137,6 +137,10 @@ class Supervisor:
         self.notify("STOPPING=1\nSTATUS=draining: finishing the steps in flight")
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=self.tick + 5)
+        try:  # ``syncd health`` says "stopping", not "hung", from now on
+            write_heartbeat_file(self.state_dir, alive=False, detail={"stopping": True})
+        except OSError as exc:
+            self.log.warning("daemon.heartbeat_unwritable", error=str(exc))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.tick):

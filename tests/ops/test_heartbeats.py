@@ -95,6 +95,9 @@ def test_heartbeat_file_fresh_stale_and_stalled(tmp_path: Path) -> None:
     write_heartbeat_file(tmp_path, alive=False, detail={"stale": ["push (no progress for 999s)"]})
     assert read_heartbeat_file(tmp_path, 60) == (False, "stalled: push (no progress for 999s)")
     assert (tmp_path / "heartbeat.json").stat().st_mode & 0o777 == 0o600
+    write_heartbeat_file(tmp_path, alive=False, detail={"stopping": True})
+    ok, reason = read_heartbeat_file(tmp_path, 60)
+    assert not ok and reason.startswith("the daemon (pid ") and "stopped or is draining" in reason
 
 
 def test_syncd_health_command(tmp_path: Path) -> None:

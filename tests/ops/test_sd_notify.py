@@ -26,7 +26,7 @@ from syncd.daemon import Daemon
 from syncd.pipeline import pack
 from syncd.pipeline.context import SyncContext
 from syncd.sampledata import write_bulk_unit
-from tests.conftest import admin_call, query, wait_until, write_config
+from tests.conftest import admin_call, query, run_cli, wait_until, write_config
 from tests.ops.notify import NotifySocket
 
 PING_USEC = 400_000  # WATCHDOG_USEC: pings every 0.2 s
@@ -96,6 +96,8 @@ def test_lifecycle_ready_status_watchdog_stopping(
             daemon.kill()
     stopping = ns.times("STOPPING=1")
     assert len(stopping) == 1, ns.lines()
+    health = run_cli("health", "--config", str(cfg))
+    assert health.returncode == 1 and "stopped or is draining" in health.stderr
     assert not pings_after(ns, stopping[0]), "no watchdog ping after STOPPING=1"
     for status in dict.fromkeys(ns.statuses()):
         report(f"sd_notify STATUS={status}")
