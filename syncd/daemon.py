@@ -379,6 +379,7 @@ class Daemon:
             watcher.stop()
             if self.server is not None:
                 self.server.stop()
+                metrics.use_state_collector(None)
             self._record("daemon.stopped", "info")
         return 0
 
