@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 ## test: lint, type-check and run the whole test suite
 test: $(STAMP) lint
 	$(BIN)/pytest -q -ra
+
+## test-fast: the same without the slow tests (chaos, large data, the container build): local loops
+test-fast: $(STAMP) lint
+	$(BIN)/pytest -q -ra -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check syncd tests bench

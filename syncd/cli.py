@@ -88,9 +88,10 @@ def run(config_file: str | None) -> None:
     # stop request during start-up is a clean exit.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(0))
-    cfg = _load(config_file)
+    path = config_path(config_file)
+    cfg = _load(str(path))
     check_folders(cfg)
-    daemon = Daemon(cfg)
+    daemon = Daemon(cfg, config_file=path)
     try:
         _preflight(daemon, fatal_unreachable=False)
         code = daemon.run()
@@ -102,8 +103,13 @@ def run(config_file: str | None) -> None:
 @cli.command()
 @config_option
 @click.option("--timeout", default="1h", show_default=True, help="Give up waiting after this long.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="A progress bar on stdout (default: when stdout is a terminal).",
+)
 @guarded
-def once(config_file: str | None, timeout: str) -> None:
+def once(config_file: str | None, timeout: str, progress: bool | None) -> None:
     """One full cycle: upload every settled unit, wait for processing, pull; then exit.
 
     Exit code 0 when everything is done, 1 when something failed.
@@ -117,11 +123,18 @@ def once(config_file: str | None, timeout: str) -> None:
         raise ConfigError(f"--timeout: {exc}") from None
     cfg = _load(config_file)
     check_folders(cfg)
+    from syncd.progress import ProgressBar
+
     daemon = Daemon(cfg)
+    bar = (
+        ProgressBar(sys.stdout) if (sys.stdout.isatty() if progress is None else progress) else None
+    )
     try:
         _preflight(daemon, fatal_unreachable=True)
-        code = daemon.once(timeout=seconds)
+        code = daemon.once(timeout=seconds, progress=bar.update if bar else None)
     finally:
+        if bar is not None:
+            bar.close()
         daemon.close()
     sys.exit(code)
 
@@ -189,6 +202,34 @@ def check(config_file: str | None) -> None:
 
 @cli.command()
 @config_option
+@click.option(
+    "--max-age",
+    default="60s",
+    show_default=True,
+    help="Unhealthy when the daemon's heartbeat is older than this.",
+)
+@guarded
+def health(config_file: str | None, max_age: str) -> None:
+    """Exit 0 when the running daemon's heartbeat is fresh and every stage alive, else 1.
+
+    Reads ``<state.dir>/heartbeat.json``, which ``syncd run`` rewrites every few
+    seconds (Docker's HEALTHCHECK runs this).
+    """
+    from syncd.config import parse_duration
+    from syncd.health import read_heartbeat_file
+
+    try:
+        seconds = parse_duration(max_age)
+    except ValueError as exc:
+        raise ConfigError(f"--max-age: {exc}") from None
+    cfg = load_config(config_path(config_file))
+    ok, reason = read_heartbeat_file(cfg.state.dir, seconds)
+    click.echo(reason, err=not ok)
+    sys.exit(0 if ok else 1)
+
+
+@cli.command()
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @guarded
 def status(config_file: str | None, as_json: bool) -> None:
@@ -205,17 +246,46 @@ def status(config_file: str | None, as_json: bool) -> None:
 
 @cli.command()
 @config_option
-@click.option("--limit", "-n", default=50, show_default=True, help="How many recent events.")
+@click.option(
+    "--limit",
+    "-n",
+    type=int,
+    default=None,
+    help="How many recent events (default 50, or all with --since).",
+)
 @click.option("--sync", "sync_name", default=None, help="Only this sync.")
+@click.option(
+    "--since", default=None, help="Only events of the last DURATION, e.g. 1h, 30m, 2h30m."
+)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events.")
 @guarded
-def events(config_file: str | None, limit: int, sync_name: str | None, follow: bool) -> None:
+def events(
+    config_file: str | None,
+    limit: int | None,
+    sync_name: str | None,
+    since: str | None,
+    follow: bool,
+) -> None:
     """Print recent events from the mirror's events table (JSON lines)."""
+    from datetime import UTC, datetime, timedelta
+
+    from syncd.config import parse_duration
     from syncd.status import read_events
 
+    since_ts = None
+    if since is not None:
+        try:
+            seconds = parse_duration(since)
+        except ValueError as exc:
+            raise ConfigError(f"--since: {exc}") from None
+        since_ts = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat(
+            timespec="milliseconds"
+        )
+    if limit is None:
+        limit = 50 if since is None else 1_000_000
     cfg = _load(config_file)
     last = 0
-    for row in read_events(cfg, limit=limit, sync=sync_name):
+    for row in read_events(cfg, limit=limit, sync=sync_name, since=since_ts):
         click.echo(json.dumps(row, default=str))
         last = max(last, int(row["id"]))
     while follow:
@@ -223,6 +293,75 @@ def events(config_file: str | None, limit: int, sync_name: str | None, follow: b
         for row in read_events(cfg, after=last, sync=sync_name, limit=1000):
             click.echo(json.dumps(row, default=str))
             last = max(last, int(row["id"]))
+
+
+@cli.command()
+@config_option
+@click.argument("package", type=int, required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Every failed package.")
+@click.option("--sync", "sync_name", default=None, help="With --failed: only this sync.")
+@guarded
+def retry(
+    config_file: str | None, package: int | None, all_failed: bool, sync_name: str | None
+) -> None:
+    """Send a failed PACKAGE again (or every one with --failed); a waiting one is tried now.
+
+    A failed package goes back to `detected`: the unit's files are packed and
+    uploaded again as they are now. Safe while the daemon runs. Exit 0 when
+    every package was requeued, 1 when one was refused (done, unknown, or its
+    unit has another open package).
+    """
+    from syncd.requeue import RetryRefused, failed_packages, retry_package
+    from syncd.store import Store
+
+    if (package is None) == (not all_failed):
+        raise ConfigError("retry: give a PACKAGE id or --failed (not both)")
+    if sync_name and not all_failed:
+        raise ConfigError("retry: --sync goes with --failed")
+    cfg = _load(config_file)
+    if cfg.state.database_url is None and not cfg.state.db_path.exists():
+        raise ConfigError(f"state.dir: no state database in {str(cfg.state.dir)!r} yet")
+    store = Store(cfg.state.dir, database_url=cfg.state.database_url, host=cfg.state.host)
+    refused = 0
+    try:
+        ids = failed_packages(store, sync_name) if all_failed else [package or 0]
+        if all_failed and not ids:
+            click.echo("no failed packages")
+        for pid in ids:
+            try:
+                click.echo(retry_package(store, pid))
+            except RetryRefused as exc:
+                click.echo(f"syncd: error: {exc}", err=True)
+                refused += 1
+    finally:
+        store.close()
+    sys.exit(1 if refused else 0)
+
+
+@cli.command()
+@config_option
+@click.option("--sync", "sync_name", default=None, help="Only this sync.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@guarded
+def plan(config_file: str | None, sync_name: str | None, as_json: bool) -> None:
+    """Dry run: which units would be packed, into how many packages, how large.
+
+    Reads the folders and the state database only; changes nothing and calls
+    no platform.
+    """
+    from syncd.plan import as_json as plan_json
+    from syncd.plan import make_plan, render
+
+    cfg = _load(config_file)
+    if sync_name is not None and sync_name not in {s.name for s in cfg.syncs}:
+        raise ConfigError(f"--sync: no sync named {sync_name!r}")
+    for s in cfg.syncs:
+        if sync_name in (None, s.name):
+            problem = folder_problem(s)
+            if problem:
+                raise ConfigError(problem)
+    plans = make_plan(cfg, sync_name)
+    click.echo(json.dumps(plan_json(plans), indent=2) if as_json else render(plans))
 
 
 @cli.command()

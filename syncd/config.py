@@ -218,6 +218,42 @@ class DaemonConfig(_Model):
     # SIGTERM: the step in flight may finish for this long, then transfers are
     # cut at their last checkpoint (systemd's TimeoutStopSec must be longer).
     shutdown_timeout: Duration = 30.0
+    # A stage (the push loop, the watcher, the scheduler, a running pull) that
+    # shows no progress for this long is stalled: systemd's watchdog pings
+    # stop, /healthz answers 503, ``syncd health`` fails. Long enough for a
+    # request's whole retry plan (timeouts, backoff, Retry-After).
+    stall_timeout: Duration = 900.0
+
+    @field_validator("stall_timeout")
+    @classmethod
+    def _stall(cls, v: float) -> float:
+        if v < 1:
+            raise ValueError(f"must be at least 1s, got {v:g}s")
+        return v
+
+
+class ServerConfig(_Model):
+    """``[server]``: the optional HTTP listener for ``/healthz`` and ``/metrics`` (off by default)."""
+
+    listen: str | None = None  # "127.0.0.1:9187"; "[::1]:9187"; "0.0.0.0:9187" in a container
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_listen(v)
+        return v
+
+    def address(self) -> tuple[str, int] | None:
+        return None if self.listen is None else parse_listen(self.listen)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:9187"`` / ``"[::1]:9187"`` → (host, port)."""
+    m = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$", value.strip())
+    if not m or not 0 < int(m.group(3)) < 65536:
+        raise ValueError(f"not host:port: {value!r} (use e.g. '127.0.0.1:9187')")
+    return m.group(1) or m.group(2), int(m.group(3))
 
 
 class RemoteConfig(_Model):
@@ -359,6 +395,7 @@ class Config(_Model):
     state: StateConfig = StateConfig()
     log: LogConfig = LogConfig()
     daemon: DaemonConfig = DaemonConfig()
+    server: ServerConfig = ServerConfig()
     remotes: dict[str, RemoteConfig] = Field(default_factory=dict)
     syncs: list[SyncConfig] = Field(default_factory=list)
 

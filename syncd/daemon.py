@@ -14,6 +14,16 @@ Contract:
   A second signal exits at once with 128 + the signal number.
 * :meth:`Daemon.once` is ``syncd once``: one full scan, every settled unit
   uploaded and followed until its processing ends, then one pull per sync.
+* Liveness (:mod:`syncd.health`): the push loop, the watcher, the scheduler
+  and every pull beat a heartbeat; :class:`~syncd.supervise.Supervisor`
+  sends systemd ``READY=1`` once the store is open, the folders are watched
+  and the scheduler runs, then ``STATUS=`` lines and ``WATCHDOG=1`` only
+  while no stage is stale, and ``STOPPING=1`` when the drain starts. The
+  optional ``[server] listen`` serves ``/healthz`` and ``/metrics``.
+* SIGHUP reloads the configuration (:meth:`Daemon.reload`): syncs and remotes
+  are added, removed or changed without a restart; a config that does not
+  load or validate is refused (``daemon.reload_failed`` names the key and
+  value) and the running one stays.
 * Stage errors never kill the daemon: each is logged (and recorded) as
   ``daemon.stage_error`` at most every ``QUIET_SECONDS`` per stage, with a
   count, and once ``daemon.stage_recovered`` when the stage works again.
@@ -29,24 +39,37 @@ import time
 import traceback
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement
-from sqlmodel import col, select
+from sqlmodel import col, or_, select
 
-from syncd.config import Config
-from syncd.errors import SyncdError
+from syncd import metrics
+from syncd.config import Config, SyncConfig, check_folders, load_config
+from syncd.errors import ConfigError, SyncdError
+from syncd.health import Heartbeats
 from syncd.log import get_logger
 from syncd.pipeline import pack, pull, upload, watch
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.observe import FolderWatcher
-from syncd.pipeline.schedule import build_scheduler
+from syncd.pipeline.schedule import (
+    HEARTBEAT_SECONDS,
+    add_pull_job,
+    build_scheduler,
+    remove_pull_job,
+)
 from syncd.remotes import build_remote
 from syncd.remotes.base import Remote
 from syncd.remotes.http import set_host
 from syncd.store import FINAL_STATES, Package, Store
 from syncd.store.coordination import owned_packages
+from syncd.store.store import COMMITTED_EVENT_LISTENERS
+from syncd.supervise import Supervisor
+
+if metrics.on_event not in COMMITTED_EVENT_LISTENERS:
+    COMMITTED_EVENT_LISTENERS.append(metrics.on_event)
 
 T = TypeVar("T")
 RESCAN_SECONDS = 300.0
@@ -60,11 +83,17 @@ ONCE_GIVE_UP_ATTEMPTS = 4  # about 15 s of backoff: enough for a blip, not for a
 class Daemon:
     """All syncs of one configuration, sharing one store."""
 
-    def __init__(self, cfg: Config, *, max_retries: int | None = None) -> None:
+    def __init__(
+        self, cfg: Config, *, max_retries: int | None = None, config_file: Path | None = None
+    ) -> None:
         self.cfg = cfg
+        self.config_file = config_file  # re-read on SIGHUP
+        self.max_retries = max_retries
         self.log = get_logger()
         self.stop = threading.Event()
         self.wake = threading.Event()
+        self.reload_requested = threading.Event()
+        self.heartbeats = Heartbeats(cfg.daemon.stall_timeout)
         self.store = Store(cfg.state.dir, database_url=cfg.state.database_url, host=cfg.state.host)
         try:
             # A daemon restarted right after a crash waits for its old session to end.
@@ -77,25 +106,30 @@ class Daemon:
             name: build_remote(name, rc, max_retries=max_retries)
             for name, rc in cfg.remotes.items()
         }
-        self.contexts = [
-            SyncContext(
-                cfg=s,
-                remote=self.remotes[s.remote],
-                store=self.store,
-                stop=self.stop,
-                poll_interval=cfg.remotes[s.remote].poll_interval,
-            )
-            for s in cfg.syncs
-        ]
+        self._retired: list[Remote] = []  # replaced by a reload; closed at the end
+        self.contexts = [self._context(s) for s in cfg.syncs]
         self.tracker = watch.SettleTracker()
         self.watcher: FolderWatcher | None = None
+        self.scheduler: Any = None
+        self.supervisor: Supervisor | None = None
+        self.server: Any = None
         self._errors: dict[str, dict[str, Any]] = {}
         self._errors_lock = threading.Lock()
         self.failed_in_run = False
         self._attempts_before: dict[int | None, int] = {}
 
+    def _context(self, s: SyncConfig) -> SyncContext:
+        return SyncContext(
+            cfg=s,
+            remote=self.remotes[s.remote],
+            store=self.store,
+            stop=self.stop,
+            poll_interval=self.cfg.remotes[s.remote].poll_interval,
+            progress=self.heartbeats.progress,
+        )
+
     def close(self) -> None:
-        for r in self.remotes.values():
+        for r in [*self.remotes.values(), *self._retired]:
             r.close()
         self.store.close()
 
@@ -105,6 +139,7 @@ class Daemon:
         """Run one stage step; report errors quietly instead of raising."""
         try:
             result = fn()
+            self.heartbeats.progress()
         except SyncdError as exc:
             self._report(stage, str(exc))
             return None
@@ -159,7 +194,12 @@ class Daemon:
             self.guard(f"upload:{ctx.name}", partial(upload.run_once, ctx))
 
     def pull(self, ctx: SyncContext) -> pull.PullStats | None:
-        return self.guard(f"pull:{ctx.name}", lambda: pull.run_once(ctx))
+        """One pull cycle of ``ctx`` (errors reported, never raised), timed and counted."""
+        started = time.monotonic()
+        with self.heartbeats.busy(f"pull:{ctx.name}"):
+            stats = self.guard(f"pull:{ctx.name}", lambda: pull.run_once(ctx))
+        metrics.pull_finished(ctx.name, time.monotonic() - started, stats)
+        return stats
 
     def stuck_stage(self, limit: int = 20) -> str | None:
         """A stage that failed ``limit`` times in a row (``once`` gives up on it)."""
@@ -194,18 +234,52 @@ class Daemon:
 
     # --- drivers -------------------------------------------------------------------------
 
-    def once(self, *, timeout: float = 3600.0) -> int:
-        """``syncd once``: returns the exit code (0 all done, 1 something failed)."""
+    def run_states(self, max_before: int, open_before: set[int]) -> dict[str, int]:
+        """Packages by state among this run's: open at its start, or created since.
+
+        ``detected`` ones (units not settled) are left out: ``once`` does not wait for them.
+        """
+        with self.store.read() as s:
+            rows = s.exec(
+                select(Package.state).where(
+                    or_(col(Package.id) > max_before, col(Package.id).in_(open_before)),
+                    Package.state != "detected",
+                    self._owned(),
+                )
+            ).all()
+        out: dict[str, int] = {}
+        for state in rows:
+            out[state] = out.get(state, 0) + 1
+        return out
+
+    def once(
+        self,
+        *,
+        timeout: float = 3600.0,
+        progress: Callable[[dict[str, int]], None] | None = None,
+    ) -> int:
+        """``syncd once``: returns the exit code (0 all done, 1 something failed).
+
+        ``progress`` is called with this run's packages by state after every pass.
+        """
         started = time.monotonic()
         with self.store.read() as s:
             mine = s.exec(select(Package).where(self._owned())).all()
             before = {p.id: p.state for p in mine}
             self._attempts_before = {p.id: p.attempts for p in mine}
+        max_before = max((i for i in before if i is not None), default=0)
+        open_before = {i for i, st in before.items() if i is not None and st not in FINAL_STATES}
+
+        def report() -> None:
+            if progress is not None:
+                progress(self.run_states(max_before, open_before))
+
         # A first scan only records what is there; a second one (same content)
         # settles units whose files are older than settle_seconds.
         self.push_cycle()
         while not self.stop.is_set():
             self.push_cycle()
+            report()
             if not self.pending_packages():
                 break
             stuck = self.stuck_stage()
@@ -233,6 +307,7 @@ class Daemon:
                 self.failed_in_run = True
                 break
             time.sleep(0.2)
+        report()
         for ctx in self.contexts:
             if ctx.cfg.pull and self.pull(ctx) is None:
                 self.failed_in_run = True
@@ -249,6 +324,7 @@ class Daemon:
     def run(self) -> int:
         """``syncd run``: the foreground daemon (see module docstring)."""
         self._install_signals()
+        hb = self.heartbeats
         watcher = self.watcher = FolderWatcher(self.wake)
         for ctx in self.contexts:
             if ctx.cfg.push and ctx.cfg.folder is not None:
@@ -260,37 +336,213 @@ class Daemon:
         except OSError as exc:
             watcher.stop()
             raise SyncdError(f"cannot watch the folders: {exc}") from exc
-        scheduler = build_scheduler(self.contexts, self.pull)
+        hb.register("push")
+        hb.register("watcher")
+        hb.register("scheduler")
+        for ctx in self.contexts:
+            self._register_pull(ctx)
+        # A few beats per stall_timeout, so one late run is no stall.
+        beat_every = min(HEARTBEAT_SECONDS, self.cfg.daemon.stall_timeout / 4)
+        scheduler = self.scheduler = build_scheduler(
+            self.contexts,
+            self.pull,
+            heartbeat=partial(self._beat_scheduler_and_watcher, watcher),
+            heartbeat_seconds=beat_every,
+        )
         scheduler.start()
+        try:
+            self._start_server()
+        except BaseException:
+            scheduler.shutdown(wait=False)
+            watcher.stop()
+            raise
         self._record(
             "daemon.started",
             "info",
             pid=os.getpid(),
             syncs=[c.name for c in self.contexts],
             db=self.store.location,
+            listen=self.server.address if self.server is not None else None,
         )
+        supervisor = self.supervisor = Supervisor(
+            hb,
+            state_dir=self.store.dir,
+            db_path=self.store.path,
+            syncs=lambda: len(self.contexts),
+            record=self._record,
+        )
+        supervisor.ready()
         last_full = 0.0
         try:
-            while not self.stop.is_set():
-                now = time.monotonic()
-                if now - last_full >= RESCAN_SECONDS:
-                    last_full = now
-                    for ctx in self.contexts:
-                        watcher.take(ctx.name)
-                    self.push_cycle(None)
-                else:
-                    watcher.check()
-                    for n in watcher.take_notices():
-                        self._record(n.event, "warning", sync=n.sync, reason=n.reason)
-                    self.push_cycle({c.name: watcher.take(c.name) for c in self.contexts})
-                self.wake.wait(LOOP_SECONDS)
-                self.wake.clear()
+            with hb.busy("push"):
+                while not self.stop.is_set():
+                    hb.beat("push")
+                    if self.reload_requested.is_set():
+                        self.reload_requested.clear()
+                        self.reload()
+                    now = time.monotonic()
+                    if now - last_full >= RESCAN_SECONDS:
+                        last_full = now
+                        for ctx in self.contexts:
+                            watcher.take(ctx.name)
+                        self.push_cycle(None)
+                    else:
+                        watcher.check()
+                        for n in watcher.take_notices():
+                            self._record(n.event, "warning", sync=n.sync, reason=n.reason)
+                        self.push_cycle({c.name: watcher.take(c.name) for c in self.contexts})
+                    self.wake.wait(LOOP_SECONDS)
+                    self.wake.clear()
         finally:
+            supervisor.stopping()
             self._record("daemon.stopping", "info")
             scheduler.shutdown(wait=True)
             watcher.stop()
+            if self.server is not None:
+                self.server.stop()
+                metrics.use_state_collector(None)
             self._record("daemon.stopped", "info")
         return 0
+
+    def _beat_scheduler_and_watcher(self, watcher: FolderWatcher) -> None:
+        """The scheduler's heartbeat job: it runs, so the scheduler dispatches; and the
+        watcher is alive while every observer thread runs (a dead one that the push
+        loop cannot restart leaves the folder unwatched: stale)."""
+        self.heartbeats.beat("scheduler")
+        if watcher.alive():
+            self.heartbeats.beat("watcher")
+
+    def _register_pull(self, ctx: SyncContext) -> None:
+        """A pulling sync's last cycle must be recent: its interval plus the stall timeout."""
+        if ctx.cfg.pull:
+            self.heartbeats.register(
+                f"pull:{ctx.name}", ctx.cfg.pull_interval + self.cfg.daemon.stall_timeout
+            )
+
+    def _start_server(self) -> None:
+        address = self.cfg.server.address()
+        if address is None:
+            return
+        from syncd.metrics import StateCollector, use_state_collector
+        from syncd.server import HttpServer
+
+        try:
+            self.server = HttpServer(*address, self.heartbeats)
+        except OSError as exc:
+            raise ConfigError(
+                f"server.listen: {self.cfg.server.listen!r}: cannot listen there ({exc.strerror})"
+            ) from exc
+        collector = StateCollector(
+            self.store.path,
+            syncs=lambda: [c.name for c in self.contexts if c.cfg.pull],
+            heartbeat_ages=self.heartbeats.ages,
+            stalled=lambda: frozenset(s.stage for s in self.heartbeats.stale()),
+        )
+        use_state_collector(collector)
+        self.server.start()
+
+    # --- reload ----------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the config file (SIGHUP); apply it, or keep the running one and say why.
+
+        Runs in the push loop's thread between cycles, so no push step is in
+        flight; a pull in flight finishes with the configuration it started with.
+        ``state``, ``log`` and ``server`` need a restart and keep their values.
+        """
+        if self.config_file is None:
+            self._record("daemon.reload_failed", "error", error="no config file to re-read")
+            return False
+        if self.supervisor is not None:
+            self.supervisor.reloading()
+        try:
+            new = load_config(self.config_file)
+            check_folders(new)
+        except ConfigError as exc:
+            self._record(
+                "daemon.reload_failed",
+                "error",
+                error=str(exc),
+                config=str(self.config_file),
+                action="keeping the running configuration",
+            )
+            if self.supervisor is not None:
+                self.supervisor.reloaded()
+            return False
+        old = self.cfg
+        restart_needed = [
+            k for k in ("state", "log", "server") if getattr(new, k) != getattr(old, k)
+        ]
+        new = new.model_copy(update={"state": old.state, "log": old.log, "server": old.server})
+        # Remotes: unchanged ones keep their clients (and rate-limit budget).
+        remotes: dict[str, Remote] = {}
+        replaced: set[str] = set()
+        for name, rc in new.remotes.items():
+            if name in self.remotes and old.remotes.get(name) == rc:
+                remotes[name] = self.remotes[name]
+            else:
+                remotes[name] = build_remote(name, rc, max_retries=self.max_retries)
+                replaced.add(name)
+        self._retired.extend(r for n, r in self.remotes.items() if remotes.get(n) is not r)
+        old_syncs = {c.name: c for c in self.contexts}
+        new_syncs = {s.name: s for s in new.syncs}
+        removed = sorted(set(old_syncs) - set(new_syncs))
+        added = sorted(set(new_syncs) - set(old_syncs))
+        changed = sorted(
+            n
+            for n in set(old_syncs) & set(new_syncs)
+            if old_syncs[n].cfg != new_syncs[n] or new_syncs[n].remote in replaced
+        )
+        self.cfg, self.remotes = new, remotes
+        self.heartbeats.stall_timeout = new.daemon.stall_timeout
+        for name in (*removed, *changed):
+            self._drop_sync(name)
+        contexts = {c.name: c for c in self.contexts}
+        failed: dict[str, str] = {}
+        for name in (*added, *changed):
+            try:
+                contexts[name] = self._start_sync(new_syncs[name])
+            except (OSError, SyncdError) as exc:
+                # Checked folders can still fail to be watched (a kernel limit in
+                # native mode): that sync waits for the next reload or restart.
+                failed[name] = str(exc)
+                self._record(
+                    "daemon.reload_failed",
+                    "error",
+                    error=f"syncs[{name}].folder: cannot watch it: {exc}",
+                    action=f"sync {name} is not running",
+                )
+        self.contexts = [contexts[s.name] for s in new.syncs if s.name not in failed]
+        for ctx in self.contexts:
+            self._register_pull(ctx)  # a new pull_interval or stall_timeout
+        self._record(
+            "daemon.reloaded",
+            "info",
+            added=added,
+            removed=removed,
+            changed=changed,
+            remotes_replaced=sorted(replaced),
+            restart_needed=restart_needed or None,
+        )
+        if self.supervisor is not None:
+            self.supervisor.reloaded()
+        return True
+
+    def _drop_sync(self, name: str) -> None:
+        if self.scheduler is not None:
+            remove_pull_job(self.scheduler, name)
+        if self.watcher is not None:
+            self.watcher.remove(name)
+        self.heartbeats.unregister(f"pull:{name}")
+        self.contexts = [c for c in self.contexts if c.name != name]
+
+    def _start_sync(self, s: SyncConfig) -> SyncContext:
+        ctx = self._context(s)
+        if self.watcher is not None and s.push and s.folder is not None:
+            self.watcher.add_running(s.name, s.folder, s.watch_mode, s.watch_poll_interval)
+        if self.scheduler is not None:
+            add_pull_job(self.scheduler, ctx, self.pull)
+        return ctx
 
     def _drain_deadline(self) -> None:
         """The drain took too long: cut transfers now, and exit for sure a little later."""
@@ -316,5 +568,10 @@ class Daemon:
             timer.daemon = True
             timer.start()
 
+        def reload(_signum: int, _: FrameType | None) -> None:
+            self.reload_requested.set()
+            self.wake.set()
+
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGHUP, reload)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import create_engine, text
@@ -17,6 +18,10 @@ from sqlalchemy.pool import NullPool
 
 from syncd.config import Config
 from syncd.errors import StoreError
+from syncd.health import read_heartbeat_file
+from syncd.present import table
+
+HEARTBEAT_MAX_AGE = 60.0
 
 
 class _Reader:
@@ -152,24 +157,64 @@ def collect(cfg: Config) -> dict[str, Any]:
             "SELECT ts, event, sync, package_id, unit, message, fields FROM events "
             "WHERE level = 'error' ORDER BY id DESC LIMIT 10"
         )
-        return {"database": cfg.state.database, "syncs": syncs, "recent_errors": errors}
+        alive, reason = read_heartbeat_file(cfg.state.dir, HEARTBEAT_MAX_AGE)
+        return {
+            "database": cfg.state.database,
+            "daemon": {"alive": alive, "reason": reason},
+            "syncs": syncs,
+            "recent_errors": errors,
+        }
     finally:
         conn.close()
 
 
+def _ago(iso: str | None) -> str:
+    if not iso:
+        return "never"
+    try:
+        seconds = (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()
+    except ValueError:
+        return iso
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{iso[:19]}Z ({seconds / size:.0f}{unit} ago)"
+    return f"{iso[:19]}Z ({seconds:.0f}s ago)"
+
+
 def render(report: dict[str, Any]) -> str:
-    """The human view of :func:`collect`."""
+    """The human view of :func:`collect`: one table row per sync, then what needs attention."""
     lines = [f"database: {report['database']}"]
+    daemon = report.get("daemon")
+    if daemon:
+        lines.append(f"daemon:   {daemon['reason']}")
+    rows: list[tuple[str, ...]] = [
+        ("SYNC", "DATASET", "DONE", "FAILED", "ON THE WAY", "ITEMS", "ANNOTATED", "OBJECTS",
+         "LAST PULL"),
+    ]  # fmt: skip
+    for name, s in report["syncs"].items():
+        pk = s["packages"]
+        rows.append(
+            (
+                name,
+                f"{s['remote']}/{s['dataset']}",
+                str(pk.get("done", 0)),
+                str(pk.get("failed", 0)),
+                str(sum(n for st, n in pk.items() if st not in ("done", "failed"))),
+                str(s["items"]),
+                str(s["items_annotated"]),
+                str(s["objects"]),
+                _ago(s["last_pull_at"]),
+            )
+        )
+    lines += table(rows)
     for name, s in report["syncs"].items():
         pk = ", ".join(f"{k} {v}" for k, v in sorted(s["packages"].items())) or "none"
-        lines.append(f"sync {name} → {s['remote']}/{s['dataset']}")
-        lines.append(f"  packages: {pk}")
-        lines.append(
-            f"  mirror:   {s['items']} items ({s['items_annotated']} annotated), {s['objects']} objects"
-        )
-        lines.append(f"  last pull: {s['last_pull_at'] or 'never'}")
+        lines.append(f"{name} packages: {pk}")
         for f in s["failed_packages"]:
-            lines.append(f"  FAILED package {f['id']} ({f['unit']}): {f['last_error']}")
+            lines.append(
+                f"  FAILED package {f['id']} ({f['unit']}): {f['last_error']} "
+                f"(syncd retry {f['id']})"
+            )
         for w in s["platform_errors"]:
             lines.append(
                 f"  platform reported errors for package {w['id']} ({w['unit']}): {w['platform_errors']}"
@@ -186,17 +231,28 @@ def render(report: dict[str, Any]) -> str:
 
 
 def read_events(
-    cfg: Config, *, limit: int = 50, sync: str | None = None, after: int = 0
+    cfg: Config,
+    *,
+    limit: int = 50,
+    sync: str | None = None,
+    after: int = 0,
+    since: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Events in id order: the last ``limit`` ones, or those after id ``after``."""
+    """Events in id order: the last ``limit`` ones (at or after ``since``, an ISO
+    time), or those after id ``after``."""
     conn = _connect(cfg)
     try:
-        where = ["id > :after"] + (["sync = :sync"] if sync else [])
+        where = (
+            ["id > :after"]
+            + (["sync = :sync"] if sync else [])
+            + (["ts >= :since"] if since else [])
+        )
         rows = conn.rows(
             f"SELECT * FROM (SELECT * FROM events WHERE {' AND '.join(where)} "
             "ORDER BY id DESC LIMIT :limit) AS recent ORDER BY id",
             after=after,
             sync=sync,
+            since=since,
             limit=limit,
         )
         out = []

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from syncd.store import Package, Store, utcnow
+from syncd.store import Item, Package, Store, utcnow
 from tests.conftest import query
 
 Query = Callable[..., list[tuple[Any, ...]]]
@@ -57,7 +57,11 @@ def new_pkg(store: Store, host: str = "rig-a") -> int:
 
 def test_migrations_recorded_and_tables_there(engine: Engine) -> None:
     store = engine.open()
-    assert engine.query("SELECT version FROM schema_migrations ORDER BY version") == [(1,), (2,)]
+    assert engine.query("SELECT version FROM schema_migrations ORDER BY version") == [
+        (1,),
+        (2,),
+        (3,),
+    ]
     for table in (
         "datasets",
         "items",
@@ -70,11 +74,17 @@ def test_migrations_recorded_and_tables_there(engine: Engine) -> None:
         "leases",
         "object_details",
         "package_summary",
+        "v_items",
+        "v_label_counts",
+        "v_items_awaiting_labels",
+        "v_packages_open",
+        "v_upload_throughput_daily",
+        "v_sync_status",
     ):
         assert engine.query(f"SELECT COUNT(*) FROM {table}") == [(0,)], table
     store.close()
     engine.open().close()  # reopening runs no migration twice
-    assert engine.query("SELECT COUNT(*) FROM schema_migrations") == [(2,)]
+    assert engine.query("SELECT COUNT(*) FROM schema_migrations") == [(3,)]
 
 
 def test_wal_mode(tmp_path: Path) -> None:
@@ -83,12 +93,12 @@ def test_wal_mode(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
+def test_a_database_before_the_fleet_is_migrated(tmp_path: Path) -> None:
     """A SQLite mirror written before the fleet columns gets them, keeping its rows."""
     Store(tmp_path).close()
     conn = sqlite3.connect(tmp_path / "syncd.db")
     conn.executescript(
-        "DELETE FROM schema_migrations WHERE version = 2; DROP TABLE leases;"
+        "DELETE FROM schema_migrations WHERE version = 3; DROP TABLE leases;"
         "DROP INDEX ix_packages_host; ALTER TABLE packages DROP COLUMN host;"
         "ALTER TABLE packages DROP COLUMN claimed_by; ALTER TABLE events DROP COLUMN host;"
         "INSERT INTO events (ts, event, level, fields) VALUES ('t', 'old.event', 'info', '{}');"
@@ -150,4 +160,42 @@ def test_reader_sees_committed_rows_while_writer_holds_a_transaction(engine: Eng
         assert engine.query("SELECT COUNT(*) FROM packages") == [(1,)]
         with store.read() as s:
             assert len(s.exec(select(Package)).all()) == 1
+    store.close()
+
+
+def test_every_view_answers_with_rows_on_both_engines(engine: Engine) -> None:
+    """The v_* views use SQLite's date and JSON functions; PostgreSQL gets them as shims."""
+    store = engine.open()
+    pid = new_pkg(store)
+    with store.tx() as tx:
+        p = tx.session.get(Package, pid)
+        assert p is not None
+        p.file_count = 3
+        for state in ("settled", "packing", "packed", "uploading"):
+            tx.transition(p, state)
+        tx.transition(p, "uploaded", archive_bytes=4_000_000, seconds=2.0)
+        tx.session.add(
+            Item(
+                remote="r",
+                sync="s",
+                dataset_remote_id="1",
+                remote_id="10",
+                name="000001",
+                kind="SINGLE_DATA",
+                first_seen_at="2026-01-01T00:00:00.000+00:00",
+                updated_at=utcnow(),
+            )
+        )
+    day, sync, packages, files, size, seconds, rate = engine.query(
+        "SELECT day, sync, packages, files, bytes, upload_seconds, mb_per_s "
+        "FROM v_upload_throughput_daily"
+    )[0]
+    assert (day, sync, packages, files) == (utcnow()[:10], "s", 1, 3)
+    assert (float(size), float(seconds), float(rate)) == (4_000_000, 2.0, 2.0)
+    item, waiting = engine.query("SELECT item, waiting_hours FROM v_items_awaiting_labels")[0]
+    assert item == "000001" and float(waiting) > 24
+    assert engine.query("SELECT sync, state FROM v_packages_open") == [("s", "uploaded")]
+    assert engine.query("SELECT sync, packages_open, items FROM v_sync_status") == [("s", 1, 1)]
+    assert engine.query("SELECT item, labels, objects FROM v_items") == [("000001", 0, 0)]
+    assert engine.query("SELECT COUNT(*) FROM v_label_counts") == [(0,)]
     store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement
@@ -14,6 +15,10 @@ from syncd.store import Dataset, Store, utcnow
 from syncd.store.coordination import owned_packages
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass
 class SyncContext:
     """One ``[[syncs]]`` entry, bound to its store and remote.
@@ -21,6 +26,8 @@ class SyncContext:
     ``stop`` is set when the daemon drains: long loops check it between steps.
     ``cancel`` is set when the drain deadline passes: a transfer in flight
     checks it between chunks and raises :class:`~syncd.errors.Cancelled`.
+    ``progress`` is called by long loops (chunks of a transfer, pages of a
+    pull): the daemon's heartbeat, so a slow step that moves is not "stalled".
     """
 
     cfg: SyncConfig
@@ -29,6 +36,7 @@ class SyncContext:
     stop: threading.Event = field(default_factory=threading.Event)
     cancel: threading.Event = field(default_factory=threading.Event)
     poll_interval: float = 3.0
+    progress: Callable[[], None] = _nothing
     _dataset_id: str | None = None
 
     @property

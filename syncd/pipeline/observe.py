@@ -93,6 +93,32 @@ class FolderWatcher:
         """Register a folder (started by :meth:`start`)."""
         self._watches[sync] = _Watch(folder, mode, poll_interval)
 
+    def add_running(
+        self, sync: str, folder: Path, mode: str = "auto", poll_interval: float = 5.0
+    ) -> None:
+        """Register and start a folder now (a sync added by a reload); its units get a full scan."""
+        self.remove(sync)
+        self.add(sync, folder, mode, poll_interval)
+        try:
+            self._start_one(sync)
+        except OSError:
+            self._watches.pop(sync, None)
+            raise
+        with self._lock:
+            self._rescan.add(sync)
+        self.wake.set()
+
+    def remove(self, sync: str) -> None:
+        """Stop watching the folder of ``sync`` (removed or changed by a reload)."""
+        w = self._watches.pop(sync, None)
+        with self._lock:
+            self._dirty.pop(sync, None)
+            self._rescan.discard(sync)
+        if w is not None and w.observer is not None:
+            w.observer.stop()
+            if w.observer.is_alive():
+                w.observer.join(timeout=5)
+
     def start(self) -> None:
         for name in _WATCHDOG_LOGGERS:
             logger = logging.getLogger(name)

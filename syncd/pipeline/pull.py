@@ -323,6 +323,7 @@ def _commit_batch(
         stats.new_items += new
         stats.labels_changed += changed
         stats.pages += 1
+        ctx.progress()
         if new or changed or moved:
             tx.event(
                 "pull.page_committed",

@@ -163,6 +163,7 @@ def _push_file(ctx: SyncContext, f: PackageFile) -> PushFile:
         try:
             with path.open("rb") as fh:
                 while chunk := fh.read(READ_CHUNK):
+                    ctx.progress()
                     if ctx.cancel.is_set():
                         raise Cancelled(f"{f.unit}: upload stopped by the drain deadline")
                     yield chunk

@@ -77,6 +77,7 @@ def upload(
     def body_from(offset: int) -> Iterator[bytes]:
         try:
             for chunk in open_archive_at(folder, files, class_ids, offset):
+                ctx.progress()
                 if ctx.cancel.is_set():
                     # The session and what the platform holds are the checkpoint.
                     raise Cancelled(f"{pkg.unit}: upload stopped by the drain deadline")

@@ -175,6 +175,7 @@ def _upload(ctx: SyncContext, pkg: Package) -> Package | None:
     def body() -> Iterator[bytes]:
         try:
             for chunk in open_archive(folder, files, class_ids):
+                ctx.progress()
                 if ctx.cancel.is_set():
                     raise Cancelled(f"{pkg.unit}: upload stopped by the drain deadline")
                 yield chunk
@@ -208,6 +209,7 @@ def _upload(ctx: SyncContext, pkg: Package) -> Package | None:
             "uploaded",
             archive=fresh.archive_name,
             archive_bytes=fresh.archive_bytes,
+            files=fresh.file_count,
             seconds=round(seconds, 3),
             mb_per_s=round(fresh.archive_bytes / max(seconds, 1e-6) / 1e6, 1)
             if fresh.archive_bytes
@@ -360,6 +362,9 @@ def _poll(ctx: SyncContext, pkg: Package) -> Package | None:
             serial=fresh.serial,
             platform_errors=p.message or None,
             seconds_since_detected=round(_age(fresh.created_at), 3),
+            processing_seconds=round(_age(fresh.submit_started_at), 3)
+            if fresh.submit_started_at
+            else None,
             **counts,
         )
         return None

@@ -33,7 +33,7 @@ import httpx
 import tenacity
 from pyrate_limiter import Limiter, Rate
 
-from syncd import __version__
+from syncd import __version__, metrics
 from syncd.config import RemoteConfig
 from syncd.errors import PermanentError, RateLimited, TransientError
 from syncd.log import get_logger
@@ -59,10 +59,21 @@ def tls_context(ca_bundle: str | os.PathLike[str] | None) -> ssl.SSLContext:
 
 
 def make_client(
-    *, timeout: float, base_url: str = "", verify: ssl.SSLContext | None = None
+    *,
+    timeout: float,
+    base_url: str = "",
+    verify: ssl.SSLContext | None = None,
+    remote: str | None = None,
 ) -> httpx.Client:
-    """The httpx client every backend uses. Uploads pass their own longer timeouts."""
+    """The httpx client every backend uses. Uploads pass their own longer timeouts.
+
+    With ``remote``, every response is counted in ``syncd_http_requests`` by status.
+    """
+    hooks: dict[str, list[Callable[[httpx.Response], None]]] = {}
+    if remote is not None:
+        hooks["response"] = [lambda r: metrics.http_request(remote, r.status_code)]
     return httpx.Client(
+        event_hooks=hooks,
         verify=verify if verify is not None else tls_context(None),
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
@@ -111,7 +122,7 @@ def platform_clients(
     upload-session URLs, which carry their own signature and must never see the token.
     """
     verify = tls_context(cfg.ca_bundle)
-    client = make_client(timeout=cfg.timeout, verify=verify)
+    client = make_client(timeout=cfg.timeout, verify=verify, remote=name)
     client.headers["Authorization"] = auth
     http = Http(
         client,
@@ -119,8 +130,9 @@ def platform_clients(
         max_retries=cfg.max_retries,
         windows=cfg.windows(),
         limiter_key=f"{name}:{cfg.url}",
+        remote=name,
     )
-    return http, make_client(timeout=max(cfg.timeout, 300.0), verify=verify)
+    return http, make_client(timeout=max(cfg.timeout, 300.0), verify=verify, remote=name)
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -159,9 +171,11 @@ class Http:
         limiter_key: str | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
+        remote: str | None = None,
     ) -> None:
         self.client = client
         self.platform = platform
+        self.remote = remote or platform  # the metrics' ``remote`` label
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -214,6 +228,7 @@ class Http:
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
+        metrics.http_retry(self.remote)
         if isinstance(exc, TransientError):
             self._trouble(exc, state.next_action.sleep if state.next_action else None)
 
@@ -259,16 +274,20 @@ class Http:
         """
 
         def once() -> T:
+            waited = time.monotonic()
             self.limiter.try_acquire(self.platform)
+            metrics.rate_limit_wait(self.remote, time.monotonic() - waited)
             self.requests_sent += 1
             try:
                 response = self.client.request(method, url, **kwargs)
             except httpx.TimeoutException as exc:
+                metrics.http_request(self.remote, "error")
                 raise TransientError(
                     f"{method} {httpx.URL(url).path}: timed out ({type(exc).__name__})",
                     platform=self.platform,
                 ) from exc
             except httpx.TransportError as exc:
+                metrics.http_request(self.remote, "error")
                 if is_tls_failure(exc):
                     raise PermanentError(
                         f"{method} {httpx.URL(url).path}: {transport_reason(exc)}",

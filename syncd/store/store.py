@@ -22,7 +22,7 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +78,11 @@ def _engine(path: Path, *, immediate: bool) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+# Called with (event name, fields) for every event once its transaction has
+# committed (the metrics count only what the database holds).
+COMMITTED_EVENT_LISTENERS: list[Callable[[str, dict[str, Any]], None]] = []
 
 
 class Tx:
@@ -171,12 +176,36 @@ class Tx:
             **fields,
         )
 
+    def reopen(self, pkg: Package, **fields: Any) -> None:
+        """An operator's retry (``syncd retry``): a ``failed`` package back to ``detected``.
+
+        The one edge out of a final state. The caller forgets the package's
+        file list first, so the unit's files are packed again as they are now.
+        """
+        if pkg.state != "failed":
+            raise ValueError(f"package {pkg.id} is {pkg.state}, not failed")
+        now = utcnow()
+        pkg.state, pkg.updated_at, pkg.state_changed_at = "detected", now, now
+        self.session.add(pkg)
+        self.session.flush()
+        self.event(
+            "package.retry_requested",
+            sync=pkg.sync,
+            package_id=pkg.id,
+            unit=pkg.unit,
+            from_state="failed",
+            to_state="detected",
+            **fields,
+        )
+
     def emit_logs(self) -> None:
         log = get_logger()
         for name, level, fields in self._logs:
             getattr(log, level if level in ("info", "warning", "error", "debug") else "info")(
                 name, **fields
             )
+            for listener in COMMITTED_EVENT_LISTENERS:
+                listener(name, fields)
             failpoints.reached(name)
         self._logs.clear()
 

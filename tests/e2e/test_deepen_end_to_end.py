@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,20 +13,9 @@ from syncd import sandbox
 from syncd.sampledata import write_fusion_unit, write_image_unit
 from tests.conftest import TOKEN, admin_call, query, run_cli
 from tests.deepen_support import write_deepen_config
+from tests.e2e.flow import assert_all_done, assert_no_secrets, assert_transitions
 
 pytestmark = pytest.mark.e2e
-
-TRANSITIONS = [
-    "detected",
-    "settled",
-    "packing",
-    "packed",
-    "uploading",
-    "uploaded",
-    "submitted",
-    "processing",
-    "done",
-]
 
 
 @pytest.fixture
@@ -66,19 +54,9 @@ def test_units_end_to_end(tmp_path: Path, deepen_proc: sandbox.SandboxProcess) -
     assert r.returncode == 0, r.stderr[-3000:]
 
     # secrets (the token, the session URI's upload_id) never printed nor recorded in events
-    events_text = " ".join(
-        f for (f,) in query(db, "SELECT fields || COALESCE(message, '') FROM events")
-    )
-    for text in (r.stderr, events_text):
-        assert TOKEN not in text
-        assert not re.search(r"upload_id=[A-Za-z0-9_-]{8}", text)
-
+    assert_no_secrets(db, r.stderr, r"upload_id=[A-Za-z0-9_-]{8}")
     # every unit done, one Deepen dataset each, processed once, of the right type
-    assert query(db, "SELECT unit, state FROM packages ORDER BY unit") == [
-        ("batch_01", "done"),
-        ("drive_0001", "done"),
-        ("drive_0002", "done"),
-    ]
+    assert_all_done(db)
     datasets = admin("GET", "/counters")["datasets"]
     assert sorted(d["name"] for d in datasets.values()) == [
         "e2e-fusion/p1-drive_0001",
@@ -121,18 +99,7 @@ def test_units_end_to_end(tmp_path: Path, deepen_proc: sandbox.SandboxProcess) -
     assert got == [(pcd, "truck", "3D_BOX", 4.0)]
 
     # the events table holds every transition of every package, in order
-    for (pid,) in query(db, "SELECT id FROM packages"):
-        states = [
-            row[0]
-            for row in query(
-                db,
-                "SELECT to_state FROM events WHERE package_id = ? AND event LIKE 'package.%' "
-                "AND event NOT IN ('package.retry', 'package.upload_session') "
-                "AND to_state IS NOT NULL ORDER BY id",
-                pid,
-            )
-        ]
-        assert states == TRANSITIONS, (pid, states)
+    assert_transitions(db, not_states=("package.upload_session",))
 
     # nothing new: a third run uploads nothing
     before = admin("GET", "/counters")["bytes_received"]

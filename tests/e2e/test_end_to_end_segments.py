@@ -6,8 +6,6 @@ every sample and pre-label must parse as the SDK's own models.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +14,19 @@ from segments import SegmentsClient
 from segments.typing import Label
 
 from syncd import sandbox
-from syncd.sampledata import write_fusion_unit, write_image_unit, write_scene_unit
 from tests.conftest import TOKEN, admin_call, query, run_cli, write_config
 from tests.contract.segments_backend import annotate
-from tests.e2e.test_end_to_end import TRANSITIONS
+from tests.e2e.flow import (
+    LATE_BOX,
+    Units,
+    assert_all_done,
+    assert_no_secrets,
+    assert_transitions,
+    frame_ids,
+    late_trucks,
+    object_count,
+    prelabel_classes,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -32,22 +39,12 @@ def segments(tmp_path: Path) -> Iterator[sandbox.SandboxProcess]:
 
 
 def test_three_units_end_to_end(tmp_path: Path, segments: sandbox.SandboxProcess) -> None:
-    lidar, images = tmp_path / "lidar", tmp_path / "images"
-    fusion = write_fusion_unit(lidar / "drive_0001", frames=3, cameras=2, with_result=True)
-    scene = write_scene_unit(lidar / "drive_0002", scene="scene_01", frames=3, cameras=2)
-    pics = write_image_unit(images / "batch_01", images=3, with_result=True)
+    u = Units(tmp_path, scene_cameras=2, image_results=True)
+    fusion, scene, pics = u.fusion, u.scene, u.pics
     cfg = write_config(
         tmp_path / "syncd.toml",
         segments.url,
-        [
-            {
-                "name": "lidar",
-                "dataset": "e2e-fusion",
-                "dataset_type": "LIDAR_FUSION",
-                "folder": lidar,
-            },
-            {"name": "images", "dataset": "e2e-images", "dataset_type": "IMAGE", "folder": images},
-        ],
+        u.syncs(),
         platform="segments",
         remote_extra='categories = ["Car", "Pedestrian"]\nprelabel_labelset = "ground-truth"',
     )
@@ -55,19 +52,8 @@ def test_three_units_end_to_end(tmp_path: Path, segments: sandbox.SandboxProcess
 
     r = run_cli("once", "--config", str(cfg))
     assert r.returncode == 0, r.stderr[-3000:]
-
-    events_text = " ".join(
-        f for (f,) in query(db, "SELECT fields || COALESCE(message, '') FROM events")
-    )
-    for text in (r.stderr, events_text):
-        assert TOKEN not in text
-        assert not re.search(r"x-amz-signature", text, re.IGNORECASE)
-
-    assert query(db, "SELECT unit, state FROM packages ORDER BY unit") == [
-        ("batch_01", "done"),
-        ("drive_0001", "done"),
-        ("drive_0002", "done"),
-    ]
+    assert_no_secrets(db, r.stderr, r"x-amz-signature")
+    assert_all_done(db)
     # every asset stored once, every sample created once
     counters = admin_call(segments.url, "GET", "/counters")
     assert set(counters["uploads"].values()) == {1}
@@ -101,52 +87,22 @@ def test_three_units_end_to_end(tmp_path: Path, segments: sandbox.SandboxProcess
 
     items = {row[0] for row in query(db, "SELECT name FROM items WHERE deleted_at IS NULL")}
     assert set(fusion) | set(scene) | set(pics) | {"scene_01"} <= items
-    pre = query(
-        db,
-        "SELECT i.name, o.class_name, o.shape_type FROM objects o JOIN items i ON i.id = o.item_id",
-    )
-    expected: dict[str, list[str]] = {}
-    for unit, names in ((lidar / "drive_0001", fusion), (images / "batch_01", pics)):
-        for name in names:
-            doc = json.loads((unit / "result" / f"{name}.json").read_text())
-            expected[name] = sorted(o["className"] for o in doc["objects"])
-    got: dict[str, list[str]] = {}
-    for name, cls, shape in pre:
-        assert shape == ("3D_BOX" if name in fusion else "2D_RECT")
-        got.setdefault(name, []).append(cls)
-    assert {k: sorted(v) for k, v in got.items()} == expected
+    shapes = prelabel_classes(db, lambda name: "3D_BOX" if name in fusion else "2D_RECT")
+    assert shapes == u.expected_prelabels(with_images=True)
     top = "SELECT DISTINCT status FROM items WHERE parent_remote_id IS NULL AND name IN (?, ?, ?)"
     assert query(db, top, *fusion) == [("PRELABELED",)]
 
     # the annotator labels a scene frame and a single frame; the next pull brings both in
-    scene_frame = query(
-        db, "SELECT remote_id FROM items WHERE name = ? AND parent_remote_id IS NOT NULL", scene[1]
-    )[0][0]
-    single = query(
-        db, "SELECT remote_id FROM items WHERE name = ? AND parent_remote_id IS NULL", fusion[1]
-    )[0][0]
-    box = {
-        "center3D": {"x": 1, "y": 2, "z": 0},
-        "size3D": {"x": 8, "y": 2.5, "z": 3},
-        "rotation3D": {"x": 0, "y": 0, "z": 0},
-    }
+    scene_frame, single = frame_ids(db, scene[1], fusion[1])
+    box = LATE_BOX
     for rid, track in ((scene_frame, "late-7"), (single, "late-8")):
         objects = [{"type": "3D_BOX", "className": "Truck", "trackId": track, "contour": box}]
         annotate(segments.url, rid, objects, None)
     r = run_cli("once", "--config", str(cfg))
     assert r.returncode == 0, r.stderr[-3000:]
-    late = query(
-        db,
-        "SELECT i.name, i.parent_remote_id IS NULL, o.class_name, o.track_id FROM objects o "
-        "JOIN items i ON i.id = o.item_id WHERE o.class_name = 'Truck' ORDER BY o.track_id",
-    )
-    assert late == [(scene[1], 0, "Truck", "7"), (fusion[1], 1, "Truck", "8")]
+    assert late_trucks(db) == [(scene[1], 0, "Truck", "7"), (fusion[1], 1, "Truck", "8")]
     # the annotator's label replaced the pre-label of that frame
-    assert query(
-        db,
-        "SELECT COUNT(*) FROM objects WHERE item_id = (SELECT id FROM items WHERE remote_id = ?)",
-        single,
-    ) == [(1,)]
+    assert object_count(db, single) == 1
     status = query(
         db,
         "SELECT annotation_status, status FROM items WHERE remote_id IN (?, ?)",
@@ -155,17 +111,7 @@ def test_three_units_end_to_end(tmp_path: Path, segments: sandbox.SandboxProcess
     )
     assert status == [("ANNOTATED", "LABELED"), ("ANNOTATED", "LABELED")]
 
-    for (pid,) in query(db, "SELECT id FROM packages"):
-        states = [
-            row[0]
-            for row in query(
-                db,
-                "SELECT to_state FROM events WHERE package_id = ? AND event LIKE 'package.%' "
-                "AND event != 'package.retry' AND to_state IS NOT NULL ORDER BY id",
-                pid,
-            )
-        ]
-        assert states == TRANSITIONS, (pid, states)
+    assert_transitions(db)
 
     # a finished item edited later: the labels cursor finds it without a sweep
     objects = [{"type": "3D_BOX", "className": "Bus", "trackId": "9", "contour": box}]
