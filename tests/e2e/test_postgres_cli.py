@@ -7,6 +7,7 @@ import json
 import socket
 from pathlib import Path
 
+from syncd.store.migrations import LATEST_VERSION
 from tests.conftest import SandboxProcess, run_cli, write_config
 from tests.postgres_support import PASSWORD
 
@@ -85,7 +86,7 @@ def test_once_and_status_on_postgresql(
     r = run_cli("check", "--config", str(cfg))
     assert r.returncode == 0, r.stderr
     assert "ok   database postgresql+psycopg://syncd:***@127.0.0.1:" in r.stdout
-    assert "schema 2" in r.stdout and PASSWORD not in r.stdout + r.stderr
+    assert f"schema {LATEST_VERSION}" in r.stdout and PASSWORD not in r.stdout + r.stderr
 
 
 def test_check_reports_a_refused_password(tmp_path: Path, pg_url: str) -> None:
