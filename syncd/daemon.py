@@ -497,6 +497,9 @@ class Daemon:
         self.heartbeats.stall_timeout = new.daemon.stall_timeout
         for name in (*removed, *changed):
             self._drop_sync(name)
+            if name in removed or not new_syncs[name].pull:
+                # another daemon of a fleet may pull it now
+                self.guard("reload", partial(self.store.coord.give_up, pull.pull_lease(name)))
         contexts = {c.name: c for c in self.contexts}
         failed: dict[str, str] = {}
         for name in (*added, *changed):

@@ -107,6 +107,19 @@ def test_a_lease_stays_with_its_holder_and_fences_a_lost_one(tmp_path: Path, pg_
     b.close()
 
 
+def test_a_lease_given_up_passes_on(tmp_path: Path, pg_url: str) -> None:
+    """A reload that drops a sync gives its pull to the fleet at once."""
+    a = Store(tmp_path, database_url=pg_url, host="rig-a")
+    b = Store(tmp_path, database_url=pg_url, host="rig-b")
+    assert a.coord.acquire("pull:s") and not b.coord.acquire("pull:s")
+    b.coord.give_up("pull:s")  # not its lease: nothing happens
+    assert not b.coord.acquire("pull:s")
+    a.coord.give_up("pull:s")
+    assert b.coord.acquire("pull:s")
+    a.close()
+    b.close()
+
+
 def test_a_takeover_waits_for_the_holders_commit(tmp_path: Path, pg_url: str) -> None:
     """A page being committed under the lease commits before anyone else can take it."""
     a = Store(tmp_path, database_url=pg_url, host="rig-a")

@@ -92,9 +92,13 @@ def _get_cursor(session: Session, sync: str, name: str) -> str | None:
     return row.value if row else None
 
 
+def pull_lease(sync: str) -> str:
+    """The lease that one daemon of a fleet holds to pull ``sync``."""
+    return f"pull:{sync}"
+
+
 def lease_name(ctx: SyncContext) -> str:
-    """The lease that one daemon of a fleet holds to pull this sync."""
-    return f"pull:{ctx.name}"
+    return pull_lease(ctx.name)
 
 
 def _set_cursor(tx: Tx, sync: str, name: str, value: str) -> None:

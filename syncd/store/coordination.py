@@ -76,6 +76,7 @@ class Coordinator(Protocol):
     def claim(self, package_id: int) -> bool: ...
     def release(self, package_id: int) -> None: ...
     def acquire(self, lease: str) -> bool: ...
+    def give_up(self, lease: str) -> None: ...
     def check_lease(self, tx: Tx, lease: str) -> None: ...
     def exclusive(self, key: str) -> Any: ...
     def hold_host(self, wait: float) -> None: ...
@@ -111,6 +112,9 @@ class LocalCoordinator:
 
     def acquire(self, lease: str) -> bool:
         return True
+
+    def give_up(self, lease: str) -> None:
+        return None
 
     def check_lease(self, tx: Tx, lease: str) -> None:
         return None
@@ -293,6 +297,17 @@ class PostgresCoordinator:
                 previous_holder=holder,
             )
         return True
+
+    def give_up(self, lease: str) -> None:
+        """Let another daemon take ``lease`` now (this one no longer does that work)."""
+        try:
+            with self.store.engine.begin() as conn:
+                conn.execute(
+                    text("UPDATE leases SET holder = NULL WHERE name = :n AND holder = :me"),
+                    {"n": lease, "me": self.key},
+                )
+        except DBAPIError as exc:
+            raise postgres.database_error(self.url, exc) from exc
 
     def check_lease(self, tx: Tx, lease: str) -> None:
         conn = tx.session.connection()
