@@ -172,6 +172,13 @@ class Daemon:
                 "daemon.stage_error", "error", stage=stage, error=message, consecutive_errors=count
             )
 
+    def _package_counts(self) -> dict[str, int]:
+        """This machine's packages by state (for ``STATUS=``), on either engine."""
+        counts: dict[str, int] = {}
+        for _, state, n in self.store.package_counts():
+            counts[state] = counts.get(state, 0) + n
+        return counts
+
     def _record(self, name: str, level: str, **fields: Any) -> None:
         try:
             with self.store.tx() as tx:
@@ -367,7 +374,7 @@ class Daemon:
         supervisor = self.supervisor = Supervisor(
             hb,
             state_dir=self.store.dir,
-            db_path=self.store.path,
+            package_counts=self._package_counts,
             syncs=lambda: len(self.contexts),
             record=self._record,
         )
@@ -433,7 +440,7 @@ class Daemon:
                 f"server.listen: {self.cfg.server.listen!r}: cannot listen there ({exc.strerror})"
             ) from exc
         collector = StateCollector(
-            self.store.path,
+            self.store,
             syncs=lambda: [c.name for c in self.contexts if c.cfg.pull],
             heartbeat_ages=self.heartbeats.ages,
             stalled=lambda: frozenset(s.stage for s in self.heartbeats.stale()),

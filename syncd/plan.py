@@ -13,7 +13,6 @@ name collisions need the platform and are not predicted.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from syncd.pipeline.layout import group_items, split_groups
 from syncd.pipeline.units import list_units, scan_unit
 from syncd.pipeline.watch import OPEN_STATES
 from syncd.present import human_bytes, table
+from syncd.status import Reader
 
 
 @dataclass
@@ -45,36 +45,46 @@ class SyncPlan:
     up_to_date: int = 0  # units whose files are all in packages already
 
 
-def _covered(conn: sqlite3.Connection | None, sync: str) -> dict[str, set[tuple[str, int, int]]]:
+# On a fleet store only this machine's packages cover its folders (``:host`` is
+# NULL on SQLite, where every package is this machine's).
+_MINE = "(CAST(:host AS VARCHAR) IS NULL OR p.host = :host)"
+
+
+def _covered(
+    db: Reader | None, sync: str, host: str | None
+) -> dict[str, set[tuple[str, int, int]]]:
     out: dict[str, set[tuple[str, int, int]]] = {}
-    if conn is None:
+    if db is None:
         return out
-    for unit, rel, size, mtime in conn.execute(
+    for r in db.rows(
         "SELECT f.unit, f.rel_path, f.size, f.mtime_ns FROM package_files f "
-        "JOIN packages p ON p.id = f.package_id WHERE f.sync = ?",
-        (sync,),
+        f"JOIN packages p ON p.id = f.package_id WHERE f.sync = :sync AND {_MINE}",
+        sync=sync,
+        host=host,
     ):
-        out.setdefault(unit, set()).add((rel, size, mtime))
+        out.setdefault(r["unit"], set()).add((r["rel_path"], int(r["size"]), int(r["mtime_ns"])))
     return out
 
 
-def _open(conn: sqlite3.Connection | None, sync: str) -> dict[str, int]:
-    if conn is None:
+def _open(db: Reader | None, sync: str, host: str | None) -> dict[str, int]:
+    if db is None:
         return {}
-    marks = ",".join("?" * len(OPEN_STATES))
+    states = ", ".join(f"'{s}'" for s in OPEN_STATES)  # fixed names, not input
     return {
-        unit: int(pid)
-        for unit, pid in conn.execute(
-            f"SELECT unit, id FROM packages WHERE sync = ? AND state IN ({marks})",
-            (sync, *OPEN_STATES),
+        r["unit"]: int(r["id"])
+        for r in db.rows(
+            "SELECT p.unit, p.id FROM packages p "
+            f"WHERE p.sync = :sync AND p.state IN ({states}) AND {_MINE}",
+            sync=sync,
+            host=host,
         )
     }
 
 
-def _plan_sync(s: SyncConfig, conn: sqlite3.Connection | None, now: float) -> SyncPlan:
+def _plan_sync(s: SyncConfig, db: Reader | None, host: str | None, now: float) -> SyncPlan:
     assert s.folder is not None
     plan = SyncPlan(s.name, str(s.folder))
-    covered, open_pkgs = _covered(conn, s.name), _open(conn, s.name)
+    covered, open_pkgs = _covered(db, s.name, host), _open(db, s.name, host)
     for name in list_units(s.folder, s.exclude):
         snap = scan_unit(s.folder, name, s.exclude, s.ready_marker)
         if snap is None or not snap.files:
@@ -113,18 +123,19 @@ def _plan_sync(s: SyncConfig, conn: sqlite3.Connection | None, now: float) -> Sy
 
 def make_plan(cfg: Config, sync: str | None = None) -> list[SyncPlan]:
     """The plan for every push sync (or only ``sync``); reads, never writes."""
-    path = cfg.state.db_path
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) if path.exists() else None
+    fleet = cfg.state.database_url is not None
+    db = Reader(cfg) if fleet or cfg.state.db_path.exists() else None
+    host = cfg.state.host if fleet else None
     try:
         now = time.time()
         return [
-            _plan_sync(s, conn, now)
+            _plan_sync(s, db, host, now)
             for s in cfg.syncs
             if s.push and s.folder is not None and (sync is None or s.name == sync)
         ]
     finally:
-        if conn is not None:
-            conn.close()
+        if db is not None:
+            db.close()
 
 
 def as_json(plans: list[SyncPlan]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from syncd.present import table
 HEARTBEAT_MAX_AGE = 60.0
 
 
-class _Reader:
+class Reader:
     """Read-only queries with ``:name`` parameters, rows as dicts, on either engine."""
 
     def __init__(self, cfg: Config) -> None:
@@ -76,8 +76,8 @@ class _Reader:
         self._engine.dispose()
 
 
-def _connect(cfg: Config) -> _Reader:
-    return _Reader(cfg)
+def _connect(cfg: Config) -> Reader:
+    return Reader(cfg)
 
 
 def database_check(cfg: Config) -> str:

@@ -25,7 +25,6 @@ same code runs in a slim container); without ``NOTIFY_SOCKET`` they are no-ops.
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -63,23 +62,6 @@ def watchdog_interval() -> float | None:
         return None
 
 
-def package_counts(db_path: Path) -> dict[str, int]:
-    """Packages by state, read-only (an empty dict if the table is not there yet)."""
-    try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error:
-        return {}
-    try:
-        return {
-            str(state): int(n)
-            for state, n in conn.execute("SELECT state, COUNT(*) FROM packages GROUP BY state")
-        }
-    except sqlite3.Error:
-        return {}
-    finally:
-        conn.close()
-
-
 def status_line(counts: dict[str, int], syncs: int, stale: list[Stale]) -> str:
     """One ASCII line for ``STATUS=`` (systemctl status shows it)."""
     parts = [f"{n} {s}" for s in STATE_ORDER if (n := counts.get(s))]
@@ -97,13 +79,13 @@ class Supervisor:
         heartbeats: Heartbeats,
         *,
         state_dir: Path,
-        db_path: Path,
+        package_counts: Callable[[], dict[str, int]],
         syncs: Callable[[], int],
         record: Callable[..., None],
     ) -> None:
         self.heartbeats = heartbeats
         self.state_dir = state_dir
-        self.db_path = db_path
+        self.package_counts = package_counts
         self.syncs = syncs
         self.record = record
         self.notifier = sdnotify.SystemdNotifier()
@@ -164,7 +146,7 @@ class Supervisor:
             if self._stalled - names:
                 self.record("daemon.stage_unstalled", "info", stages=sorted(self._stalled - names))
             self._stalled = names
-        status = status_line(package_counts(self.db_path), self.syncs(), stale)
+        status = status_line(self.package_counts(), self.syncs(), stale)
         messages = []
         if not stale and self.watchdog is not None:
             messages.append("WATCHDOG=1")

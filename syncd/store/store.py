@@ -381,6 +381,41 @@ class Store:
         finally:
             session.close()
 
+    def package_counts(self) -> list[tuple[str, str, int]]:
+        """(sync, state, packages) of this machine's packages, on either engine; [] on error.
+
+        For gauges and ``STATUS=`` lines: a reading that fails is skipped, never raised.
+        """
+        from sqlalchemy import func
+        from sqlmodel import select
+
+        from syncd.store.coordination import owned_packages
+        from syncd.store.models import Package
+
+        try:
+            with self.read() as s:
+                rows = s.exec(
+                    select(Package.sync, Package.state, func.count())
+                    .where(owned_packages(self.coord))
+                    .group_by(Package.sync, Package.state)
+                ).all()
+        except (StoreError, DBAPIError):
+            return []
+        return [(str(sync), str(state), int(n)) for sync, state, n in rows]
+
+    def cursor_values(self, name: str) -> dict[str, str]:
+        """sync → value of the cursor ``name`` (e.g. ``last_pull_at``); {} on error."""
+        from sqlmodel import select
+
+        from syncd.store.models import Cursor
+
+        try:
+            with self.read() as s:
+                rows = s.exec(select(Cursor.sync, Cursor.value).where(Cursor.name == name)).all()
+        except (StoreError, DBAPIError):
+            return {}
+        return {str(sync): str(value) for sync, value in rows}
+
     def close(self) -> None:
         self.coord.close()
         if self._keeper is not None:

@@ -95,3 +95,36 @@ def test_check_reports_a_refused_password(tmp_path: Path, pg_url: str) -> None:
     assert r.returncode == 1
     assert "FAIL database: state.database_url:" in r.stderr
     assert "password authentication failed" in r.stderr and "wrong-one" not in r.stderr
+
+
+def test_plan_gauges_and_status_line_read_the_fleet_store(
+    tmp_path: Path, pg_url: str, sandbox_proc: SandboxProcess
+) -> None:
+    """``plan``, the package gauges and ``STATUS=`` count this machine's packages on PostgreSQL."""
+    from syncd.config import load_config
+    from syncd.sampledata import write_fusion_unit
+    from syncd.store import Store
+
+    cfg_path = config(tmp_path, sandbox_proc.url, pg_url)
+    write_fusion_unit(tmp_path / "in" / "unit_a", frames=2, cameras=0)
+    assert run_cli("once", "--config", str(cfg_path), timeout=240).returncode == 0
+    write_fusion_unit(tmp_path / "in" / "unit_b", frames=1, cameras=0, seed=5)
+    r = run_cli("plan", "--json", "--config", str(cfg_path))
+    assert r.returncode == 0, r.stderr
+    (plan,) = json.loads(r.stdout)
+    assert plan["up_to_date"] == 1  # unit_a is covered by its done package in PostgreSQL
+    assert [u["unit"] for u in plan["units"]] == ["unit_b"]
+
+    cfg = load_config(cfg_path)
+    store = Store(cfg.state.dir, database_url=cfg.state.database_url, host=cfg.state.host)
+    try:
+        assert store.package_counts() == [("s", "done", 1)]
+        assert set(store.cursor_values("last_pull_at")) == {"s"}
+    finally:
+        store.close()
+    # another machine's view of the same store: none of these packages are its own
+    store = Store(cfg.state.dir, database_url=cfg.state.database_url, host="another-machine")
+    try:
+        assert store.package_counts() == []
+    finally:
+        store.close()
