@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-results", action="store_true", help="do not rewrite bench/RESULTS.md")
     args = p.parse_args(argv)
     only = set(args.only or ("upload", "pull", "detect"))
-    platforms = args.platform or ["xtreme1"]
+    platforms = args.platform or sorted(PLATFORMS, reverse=True)  # xtreme1, basicai
     work = args.work or Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     figures: list[Figure] = []
