@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import detect, pull, upload
+from bench import common, detect, pull, upload
 from bench.common import Figure, machine, say, today
 from bench.platforms import PLATFORMS
 
@@ -66,7 +66,17 @@ def main(argv: list[str] | None = None) -> int:
         "--work", type=Path, default=None, help="scratch directory (default: a temp dir)"
     )
     p.add_argument("--no-results", action="store_true", help="do not rewrite bench/RESULTS.md")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run every syncd process under pyinstrument, profiles into DIR (implies --no-results)",
+    )
     args = p.parse_args(argv)
+    if args.profile is not None:
+        common.PROFILE_DIR = args.profile.resolve()
+        args.no_results = True
     only = set(args.only or ("upload", "pull", "detect"))
     platforms = args.platform or sorted(PLATFORMS, reverse=True)  # xtreme1, basicai
     work = args.work or Path(tempfile.mkdtemp(prefix="syncd-bench-"))

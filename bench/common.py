@@ -130,8 +130,29 @@ class RssWatch:
         return self.peak
 
 
+# Set by ``python -m bench --profile DIR``: every syncd process runs under pyinstrument
+# and leaves its profile (text) there. Profiled runs are slower: their figures are not kept.
+PROFILE_DIR: Path | None = None
+_profiles = iter(range(1, 1_000_000))
+
+
 def syncd_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "syncd", *args]
+    """The command line of one syncd process (under pyinstrument when profiling)."""
+    if PROFILE_DIR is None:
+        return [sys.executable, "-m", "syncd", *args]
+    PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+    out = PROFILE_DIR / f"syncd-{next(_profiles):03d}-{args[0]}.txt"
+    return [
+        sys.executable,
+        "-m",
+        "pyinstrument",
+        "--show-all",
+        "-o",
+        str(out),
+        "-m",
+        "syncd",
+        *args,
+    ]
 
 
 # --------------------------------------------------------------------------- sandbox
