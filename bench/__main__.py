@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench import common, detect, pull, upload
@@ -35,13 +36,17 @@ def table(figures: list[Figure]) -> str:
     return "\n".join(rows)
 
 
-def write_results(figures: list[Figure], args: argparse.Namespace, notes: list[str]) -> None:
+def write_results(
+    figures: list[Figure], args: argparse.Namespace, notes: list[str], seconds: float
+) -> None:
     text = [
         "# Benchmark results",
         "",
         f"Written by `make bench` (`python -m bench {' '.join(sys.argv[1:])}`) on {today()}.",
         "",
         f"Machine: {machine()}.",
+        "",
+        f"Whole run: {seconds / 60:.1f} min (the machine is shared: other processes ran meanwhile).",
         "",
         f"Each figure is the median of {args.repeat} repetitions (peak RSS: the maximum); "
         "every reference was measured in the same run. Ratio = value / reference.",
@@ -81,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     platforms = args.platform or sorted(PLATFORMS, reverse=True)  # xtreme1, basicai
     work = args.work or Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     figures: list[Figure] = []
     notes: list[str] = []
     if "upload" in only:
@@ -94,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     if "detect" in only:
         figures += detect.run(work / "detect", "xtreme1", args.repeat, args.files, notes)
     say("")
-    say(f"summary ({machine()}):")
+    say(f"summary ({machine()}; whole run {(time.monotonic() - started) / 60:.1f} min):")
     for f in figures:
         say(f.line())
     if not args.no_results:
-        write_results(figures, args, notes)
+        write_results(figures, args, notes, time.monotonic() - started)
         say(f"wrote {RESULTS.name}")
     if args.work is None:
         import shutil
