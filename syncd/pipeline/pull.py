@@ -28,7 +28,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -36,7 +36,8 @@ from sqlalchemy import Dialect, Table
 from sqlmodel import Session, SQLModel, col, delete, select, update
 
 from syncd.pipeline.context import SyncContext
-from syncd.remotes.base import RemoteItem, RemoteLabel, StatusFingerprint
+from syncd.pipeline.readahead import read_ahead
+from syncd.remotes.base import ItemPage, RemoteItem, RemoteLabel, StatusFingerprint
 from syncd.store import Cursor, Item, Label, Object, Tx, utcnow
 
 BATCH = 100
@@ -316,12 +317,13 @@ def _commit_batch(
     *,
     cursor: str | None = None,
     label_ids: list[str] | None = None,
+    labels: list[RemoteLabel] | None = None,
 ) -> None:
-    """Fetch labels for a batch and write items, labels and (optionally) the cursor together."""
+    """Fetch labels for a batch (unless given, fetched for exactly its label targets) and
+    write items, labels and (optionally) the cursor together."""
     targets = label_ids if label_ids is not None else _label_targets(items)
-    labels: list[RemoteLabel] = []
-    for start in range(0, len(targets), BATCH):
-        labels += ctx.remote.labels(dataset_id, targets[start : start + BATCH])
+    if labels is None:
+        labels = _fetch_labels(ctx, dataset_id, targets)
     with ctx.store.tx() as tx:
         rows, new = upsert_items(tx, ctx, items)
         if label_ids is not None:
@@ -347,6 +349,35 @@ def _commit_batch(
             )
 
 
+def _new_pages(
+    ctx: SyncContext, dataset_id: str, cursor: str | None
+) -> Iterator[tuple[ItemPage, list[RemoteItem], list[RemoteLabel]]]:
+    """Each page of new items after ``cursor``, its items not yet mirrored (scenes
+    always), and their labels. Only reads: :func:`run_once` runs it a page ahead
+    in a thread of its own while it writes the page before (pages never overlap)."""
+    for page in ctx.remote.new_items(dataset_id, cursor):
+        if ctx.stop.is_set():
+            return
+        with ctx.store.read() as s:
+            known = set(
+                s.exec(
+                    select(Item.remote_id).where(
+                        Item.remote == ctx.remote.name,
+                        col(Item.remote_id).in_([i.id for i in page.items]),
+                    )
+                ).all()
+            )
+        fresh = [i for i in page.items if i.id not in known or i.kind == "SCENE"]
+        yield page, fresh, _fetch_labels(ctx, dataset_id, _label_targets(fresh))
+
+
+def _fetch_labels(ctx: SyncContext, dataset_id: str, targets: list[str]) -> list[RemoteLabel]:
+    labels: list[RemoteLabel] = []
+    for start in range(0, len(targets), BATCH):
+        labels += ctx.remote.labels(dataset_id, targets[start : start + BATCH])
+    return labels
+
+
 def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
     """One pull cycle for this sync (see module docstring)."""
     stats = PullStats()
@@ -364,23 +395,18 @@ def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
         if isinstance(ctx.remote, StatusFingerprint)
         else None
     )
-    # 1. new items, page by page, cursor committed with each page
+    # 1. new items, page by page, cursor committed with each page; the next
+    # page and its labels are fetched while this one is written
     fetched: set[str] = set()
-    for page in ctx.remote.new_items(dataset_id, cursor):
-        if ctx.stop.is_set():
-            return stats
-        with ctx.store.read() as s:
-            known = set(
-                s.exec(
-                    select(Item.remote_id).where(
-                        Item.remote == ctx.remote.name,
-                        col(Item.remote_id).in_([i.id for i in page.items]),
-                    )
-                ).all()
-            )
-        fresh = [i for i in page.items if i.id not in known or i.kind == "SCENE"]
-        _commit_batch(ctx, dataset_id, fresh, stats, cursor=page.cursor)
-        fetched.update(i.id for i in fresh)
+    pages = read_ahead(_new_pages(ctx, dataset_id, cursor), depth=1)
+    try:
+        for page, fresh, labels in pages:
+            if ctx.stop.is_set():
+                return stats
+            _commit_batch(ctx, dataset_id, fresh, stats, cursor=page.cursor, labels=labels)
+            fetched.update(i.id for i in fresh)
+    finally:
+        pages.close()  # stops the fetching thread when the loop ends early
     # 2. unfinished items: status and labels again
     moved = fingerprint is None or fingerprint != last_fingerprint or stats.new_items > 0
     _recheck(ctx, dataset_id, stats, skip=fetched, statuses=moved)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import TypeVar, cast
 
 T = TypeVar("T")
@@ -31,7 +31,7 @@ class _Failed:
         self.exc = exc
 
 
-def read_ahead(items: Iterable[T], depth: int = 4) -> Iterator[T]:
+def read_ahead(items: Iterable[T], depth: int = 4) -> Generator[T, None, None]:
     """The items of ``items``, produced in a thread up to ``depth`` ahead (see module doc)."""
     if depth < 1:
         raise ValueError(f"depth must be at least 1, got {depth}")
