@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import operator
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ CURSOR_ITEMS = "items"
 CURSOR_SWEEP = "full_sweep_at"
 CURSOR_LAST_PULL = "last_pull_at"
 CURSOR_FINGERPRINT = "status_fingerprint"
+# The encoders json.dumps(..., sort_keys=True) would build on every call (millions of
+# objects in a first mirror); same output.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_SORTED = json.JSONEncoder(sort_keys=True)
 # Core tables for the bulk inserts: plain executemany, without the ORM's per-row work.
 _LABELS = SQLModel.metadata.tables["labels"]
 _OBJECTS = SQLModel.metadata.tables["objects"]
@@ -74,7 +79,11 @@ def insert_many(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
         return
     connection = session.connection()
     sql, order = _insert_sql(connection.dialect, table, tuple(rows[0]))
-    params: Sequence[Any] = [tuple(r[k] for k in order) for r in rows] if order else rows
+    params: Sequence[Any] = rows
+    if len(order) == 1:
+        params = [(r[order[0]],) for r in rows]
+    elif order:
+        params = list(map(operator.itemgetter(*order), rows))
     cursor = connection.connection.cursor()
     try:
         cursor.executemany(sql, params)
@@ -100,7 +109,7 @@ class PullStats:
 
 def canonical_json(raw: object) -> str:
     """The form a label is stored and hashed in: sorted keys, no spaces."""
-    return json.dumps(raw, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL.encode(raw)
 
 
 def label_hash(raw: dict[str, object]) -> str:
@@ -286,8 +295,8 @@ def apply_labels(
             "track_id": o.track_id,
             "track_name": o.track_name,
             "confidence": o.confidence,
-            "geometry": json.dumps(o.geometry, sort_keys=True),
-            "attributes": json.dumps(o.attributes, sort_keys=True),
+            "geometry": _SORTED.encode(o.geometry),
+            "attributes": _SORTED.encode(o.attributes),
         }
         for item, lab, _, _ in changed
         for o in lab.objects
