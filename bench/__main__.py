@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from bench import detect, pull, upload
+from bench import common, detect, pull, upload
 from bench.common import Figure, machine, say, today
 from bench.platforms import PLATFORMS
 
@@ -35,13 +36,17 @@ def table(figures: list[Figure]) -> str:
     return "\n".join(rows)
 
 
-def write_results(figures: list[Figure], args: argparse.Namespace, notes: list[str]) -> None:
+def write_results(
+    figures: list[Figure], args: argparse.Namespace, notes: list[str], seconds: float
+) -> None:
     text = [
         "# Benchmark results",
         "",
         f"Written by `make bench` (`python -m bench {' '.join(sys.argv[1:])}`) on {today()}.",
         "",
         f"Machine: {machine()}.",
+        "",
+        f"Whole run: {seconds / 60:.1f} min (the machine is shared: other processes ran meanwhile).",
         "",
         f"Each figure is the median of {args.repeat} repetitions (peak RSS: the maximum); "
         "every reference was measured in the same run. Ratio = value / reference.",
@@ -66,11 +71,22 @@ def main(argv: list[str] | None = None) -> int:
         "--work", type=Path, default=None, help="scratch directory (default: a temp dir)"
     )
     p.add_argument("--no-results", action="store_true", help="do not rewrite bench/RESULTS.md")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run every syncd process under pyinstrument, profiles into DIR (implies --no-results)",
+    )
     args = p.parse_args(argv)
+    if args.profile is not None:
+        common.PROFILE_DIR = args.profile.resolve()
+        args.no_results = True
     only = set(args.only or ("upload", "pull", "detect"))
-    platforms = args.platform or ["xtreme1"]
+    platforms = args.platform or sorted(PLATFORMS, reverse=True)  # xtreme1, basicai
     work = args.work or Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     figures: list[Figure] = []
     notes: list[str] = []
     if "upload" in only:
@@ -84,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     if "detect" in only:
         figures += detect.run(work / "detect", "xtreme1", args.repeat, args.files, notes)
     say("")
-    say(f"summary ({machine()}):")
+    say(f"summary ({machine()}; whole run {(time.monotonic() - started) / 60:.1f} min):")
     for f in figures:
         say(f.line())
     if not args.no_results:
-        write_results(figures, args, notes)
+        write_results(figures, args, notes, time.monotonic() - started)
         say(f"wrote {RESULTS.name}")
     if args.work is None:
         import shutil

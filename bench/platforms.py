@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import reference_pull_xtreme1
+from bench import reference_pull_basicai, reference_pull_xtreme1
 from bench.common import api_requests
 
 
@@ -38,5 +38,12 @@ PLATFORMS: dict[str, Platform] = {
         dataset_type="LIDAR_BASIC",
         seed=reference_pull_xtreme1.seed,
         reference=Path(reference_pull_xtreme1.__file__),
+    ),
+    "basicai": Platform(
+        name="basicai",
+        dataset_type="LIDAR_BASIC",
+        seed=reference_pull_basicai.seed,
+        reference=Path(reference_pull_basicai.__file__),
+        # The sandbox's windows are lifted by the seed; the client's are by write_config.
     ),
 }

@@ -9,6 +9,8 @@ hold no files yet.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable
 
 from sqlalchemy import ColumnElement, true
@@ -47,22 +49,30 @@ def covered_by_unit(
 
     ``host``: only that machine's packages (a fleet store).
     """
-    out: dict[str, set[tuple[str, int, int]]] = {}
-    # Plain SQL on the driver's cursor: 100 000 rows through the ORM cost more
-    # than stat-ing the files they describe. sqlite3 and psycopg differ only
-    # in how they write a parameter.
-    mark = "?" if session.get_bind().dialect.name == "sqlite" else "%s"
-    sql = (
-        "SELECT f.unit, f.rel_path, f.size, f.mtime_ns FROM package_files f"
-        f" JOIN packages p ON p.id = f.package_id WHERE f.sync = {mark}"
+    stmt = (
+        select(PackageFile.unit, PackageFile.rel_path, PackageFile.size, PackageFile.mtime_ns)
+        .join(Package, col(Package.id) == col(PackageFile.package_id))
+        .where(PackageFile.sync == sync)
+        .order_by(col(PackageFile.unit))
     )
-    args: tuple[str, ...] = (sync,)
     if host is not None:
-        sql, args = sql + f" AND p.host = {mark}", (sync, host)
-    cursor = session.connection().connection.driver_connection.execute(sql, args)  # type: ignore[union-attr]
-    for unit, rel_path, size, mtime_ns in cursor:
-        out.setdefault(unit, set()).add((rel_path, size, mtime_ns))
-    return out
+        stmt = stmt.where(Package.host == host)
+    # 100 000 rows through SQLAlchemy's result rows cost more than stat-ing the
+    # files they describe: the statement is compiled for the session's dialect
+    # (any backend) and its rows are read from the driver's own cursor.
+    connection = session.connection()
+    sql = stmt.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(str(sql))
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    return {unit: set(map(_VERSION, group)) for unit, group in itertools.groupby(rows, _UNIT)}
+
+
+_UNIT = operator.itemgetter(0)
+_VERSION = operator.itemgetter(1, 2, 3)
 
 
 def claimed_names(session: Session, sync: str, *, exclude_package: int | None = None) -> set[str]:

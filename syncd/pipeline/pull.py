@@ -34,18 +34,28 @@ lost it commits nothing more.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import operator
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from sqlalchemy import Dialect, Table
 from sqlmodel import Session, SQLModel, col, delete, select, update
 
 from syncd.log import get_logger
 from syncd.pipeline.context import SyncContext
-from syncd.remotes.base import ChangedLabels, RemoteItem, RemoteLabel, StatusFingerprint
+from syncd.pipeline.readahead import read_ahead
+from syncd.remotes.base import (
+    ChangedLabels,
+    ItemPage,
+    RemoteItem,
+    RemoteLabel,
+    StatusFingerprint,
+)
 from syncd.store import Cursor, Item, Label, Object, Tx, utcnow
 
 BATCH = 100
@@ -55,10 +65,48 @@ CURSOR_LABELS = "labels"
 CURSOR_SWEEP = "full_sweep_at"
 CURSOR_LAST_PULL = "last_pull_at"
 CURSOR_FINGERPRINT = "status_fingerprint"
+# The encoders json.dumps(..., sort_keys=True) would build on every call (millions of
+# objects in a first mirror); same output.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_SORTED = json.JSONEncoder(sort_keys=True)
 # Core tables for the bulk inserts: plain executemany, without the ORM's per-row work.
 _LABELS = SQLModel.metadata.tables["labels"]
 _OBJECTS = SQLModel.metadata.tables["objects"]
 _ITEMS = SQLModel.metadata.tables["items"]
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_sql(
+    dialect: Dialect, table: Table, keys: tuple[str, ...]
+) -> tuple[str, tuple[str, ...]]:
+    """The INSERT of ``keys`` into ``table`` compiled for ``dialect``, and the order of its
+    parameters when the driver's style is positional (empty when it takes names)."""
+    compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
+    return str(compiled), tuple(compiled.positiontup or ()) if compiled.positional else ()
+
+
+def insert_many(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys, plain values) in one ``executemany``.
+
+    Straight on the driver's cursor, in the session's transaction: a first
+    mirror inserts millions of objects, and SQLAlchemy's per-row parameter
+    processing cost as much as SQLite's own insert. The statement is still
+    SQLAlchemy's, compiled for the session's dialect, so any backend works.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    sql, order = _insert_sql(connection.dialect, table, tuple(rows[0]))
+    params: Sequence[Any] = rows
+    if len(order) == 1:
+        params = [(r[order[0]],) for r in rows]
+    elif order:
+        params = list(map(operator.itemgetter(*order), rows))
+    cursor = connection.connection.cursor()
+    try:
+        cursor.executemany(sql, params)
+    finally:
+        cursor.close()
 
 
 @dataclass
@@ -80,7 +128,7 @@ class PullStats:
 
 def canonical_json(raw: object) -> str:
     """The form a label is stored and hashed in: sorted keys, no spaces."""
-    return json.dumps(raw, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL.encode(raw)
 
 
 def label_hash(raw: dict[str, object]) -> str:
@@ -171,7 +219,7 @@ def upsert_items(
     tx.session.flush()
     refs = {rid: ItemRef(r.id, remote) for rid, r in existing.items() if r.id is not None}
     if fresh:
-        tx.session.execute(_ITEMS.insert(), fresh)
+        insert_many(tx.session, _ITEMS, fresh)
         refs.update(_refs(tx.session, remote, [f["remote_id"] for f in fresh]))
     return refs, len(fresh)
 
@@ -255,7 +303,7 @@ def apply_labels(
     if replaced:
         tx.session.execute(delete(Object).where(col(Object.label_id).in_(replaced)))
     if new_rows:
-        tx.session.execute(_LABELS.insert(), new_rows)
+        insert_many(tx.session, _LABELS, new_rows)
     label_ids = {
         (r[1], r[2]): r[0]
         for r in tx.session.execute(
@@ -275,14 +323,14 @@ def apply_labels(
             "track_id": o.track_id,
             "track_name": o.track_name,
             "confidence": o.confidence,
-            "geometry": json.dumps(o.geometry, sort_keys=True),
-            "attributes": json.dumps(o.attributes, sort_keys=True),
+            "geometry": _SORTED.encode(o.geometry),
+            "attributes": _SORTED.encode(o.attributes),
         }
         for item, lab, _, _ in changed
         for o in lab.objects
     ]
     if objects:
-        tx.session.execute(_OBJECTS.insert(), objects)
+        insert_many(tx.session, _OBJECTS, objects)
     if checked:
         tx.session.execute(update(Item).where(col(Item.id).in_(checked)).values(checked_at=now))
     return len(changed)
@@ -307,12 +355,13 @@ def _commit_batch(
     cursor: str | None = None,
     label_ids: list[str] | None = None,
     cursor_name: str = CURSOR_ITEMS,
+    labels: list[RemoteLabel] | None = None,
 ) -> None:
-    """Fetch labels for a batch and write items, labels and (optionally) the cursor together."""
+    """Fetch labels for a batch (unless given, fetched for exactly its label targets) and
+    write items, labels and (optionally) the cursor together."""
     targets = label_ids if label_ids is not None else _label_targets(items)
-    labels: list[RemoteLabel] = []
-    for start in range(0, len(targets), BATCH):
-        labels += ctx.remote.labels(dataset_id, targets[start : start + BATCH])
+    if labels is None:
+        labels = _fetch_labels(ctx, dataset_id, targets)
     with ctx.store.tx() as tx:
         ctx.store.coord.check_lease(tx, lease_name(ctx))
         rows, new = upsert_items(tx, ctx, items)
@@ -338,6 +387,35 @@ def _commit_batch(
                 cursor=cursor,
                 item_ids=[i.id for i in items][:100],
             )
+
+
+def _new_pages(
+    ctx: SyncContext, dataset_id: str, cursor: str | None
+) -> Iterator[tuple[ItemPage, list[RemoteItem], list[RemoteLabel]]]:
+    """Each page of new items after ``cursor``, its items not yet mirrored (scenes
+    always), and their labels. Only reads: :func:`run_once` runs it a page ahead
+    in a thread of its own while it writes the page before (pages never overlap)."""
+    for page in ctx.remote.new_items(dataset_id, cursor):
+        if ctx.stop.is_set():
+            return
+        with ctx.store.read() as s:
+            known = set(
+                s.exec(
+                    select(Item.remote_id).where(
+                        Item.remote == ctx.remote.name,
+                        col(Item.remote_id).in_([i.id for i in page.items]),
+                    )
+                ).all()
+            )
+        fresh = [i for i in page.items if i.id not in known or i.kind == "SCENE"]
+        yield page, fresh, _fetch_labels(ctx, dataset_id, _label_targets(fresh))
+
+
+def _fetch_labels(ctx: SyncContext, dataset_id: str, targets: list[str]) -> list[RemoteLabel]:
+    labels: list[RemoteLabel] = []
+    for start in range(0, len(targets), BATCH):
+        labels += ctx.remote.labels(dataset_id, targets[start : start + BATCH])
+    return labels
 
 
 def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
@@ -374,22 +452,17 @@ def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
                 ctx, dataset_id, page.items, stats, cursor=page.cursor, cursor_name=CURSOR_LABELS
             )
             fetched.update(i.id for i in page.items)
-    # 1. new items, page by page, cursor committed with each page
-    for page in ctx.remote.new_items(dataset_id, cursor):
-        if ctx.stop.is_set():
-            return stats
-        with ctx.store.read() as s:
-            known = set(
-                s.exec(
-                    select(Item.remote_id).where(
-                        Item.remote == ctx.remote.name,
-                        col(Item.remote_id).in_([i.id for i in page.items]),
-                    )
-                ).all()
-            )
-        fresh = [i for i in page.items if i.id not in known or i.kind == "SCENE"]
-        _commit_batch(ctx, dataset_id, fresh, stats, cursor=page.cursor)
-        fetched.update(i.id for i in fresh)
+    # 1. new items, page by page, cursor committed with each page; the next
+    # page and its labels are fetched while this one is written
+    pages = read_ahead(_new_pages(ctx, dataset_id, cursor), depth=1)
+    try:
+        for page, fresh, labels in pages:
+            if ctx.stop.is_set():
+                return stats
+            _commit_batch(ctx, dataset_id, fresh, stats, cursor=page.cursor, labels=labels)
+            fetched.update(i.id for i in fresh)
+    finally:
+        pages.close()  # stops the fetching thread when the loop ends early
     # 2. unfinished items: status and labels again
     moved = fingerprint is None or fingerprint != last_fingerprint or stats.new_items > 0
     _recheck(ctx, dataset_id, stats, skip=fetched, statuses=moved)

@@ -44,6 +44,7 @@ from syncd.pipeline import resumable
 from syncd.pipeline.archive import open_archive, verify_files
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.pack import fail
+from syncd.pipeline.readahead import read_ahead
 from syncd.pipeline.retry import schedule_retry
 from syncd.remotes.base import ResumableUploads, Upload, push_mode
 from syncd.store import FINAL_STATES, Package, PackageFile, utcnow
@@ -174,7 +175,8 @@ def _upload(ctx: SyncContext, pkg: Package) -> Package | None:
 
     def body() -> Iterator[bytes]:
         try:
-            for chunk in open_archive(folder, files, class_ids):
+            # Files are read and CRC-ed a few chunks ahead while the socket sends.
+            for chunk in read_ahead(open_archive(folder, files, class_ids)):
                 ctx.progress()
                 if ctx.cancel.is_set():
                     raise Cancelled(f"{pkg.unit}: upload stopped by the drain deadline")

@@ -16,6 +16,7 @@ units changed and wakes the daemon; it never changes state itself.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -89,12 +90,15 @@ def run_once(ctx: SyncContext, tracker: SettleTracker, units: set[str] | None = 
             )
     changes = 0
     now = time.monotonic()
+    real_folder = os.path.realpath(folder)
     for name in names:
         if ctx.stop.is_set():
             break
         if excluded(name, ctx.cfg.exclude):
             continue
-        snap = scan_unit(folder, name, ctx.cfg.exclude, ctx.cfg.ready_marker)
+        snap = scan_unit(
+            folder, name, ctx.cfg.exclude, ctx.cfg.ready_marker, real_folder=real_folder
+        )
         if snap is None or not snap.files:
             tracker.forget(ctx.name, name)
             continue
@@ -106,9 +110,9 @@ def run_once(ctx: SyncContext, tracker: SettleTracker, units: set[str] | None = 
             else:
                 with ctx.store.read() as s:
                     covered = covered_versions(s, ctx.name, name, owned=ctx.owned())
-            new = [f for f in snap.files if f not in covered]  # FileStat is that tuple
-            if not new:
-                continue
+            if covered.issuperset(snap.files):  # FileStat is that tuple
+                continue  # the common case of a full scan, at C speed
+            new = [f for f in snap.files if f not in covered]
             with ctx.store.tx() as tx:
                 now_s = utcnow()
                 pkg = Package(

@@ -22,6 +22,7 @@ not rate limited.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import uuid
@@ -300,10 +301,22 @@ class BasicAIApp:
 
     async def list_item_by_id(self, request: Request) -> Response:
         # Every level, in id order (the guide: "for traversal and processing of all data").
+        # Only the page is built: a traversal of a large dataset stays linear.
         dataset_id = path_id(request)
-        with self.state.lock:
-            rows = [i.dto() for i in self._items(dataset_id)]
-        return ok(by_id(rows, request))
+        last = int_param(request, "lastId")
+        limit = bounded(request, "limit", 10)
+        st = self.state
+        with st.lock:
+            st.dataset(dataset_id)
+            ids = sorted(st.items)  # already in order: ids only grow
+            rows = []
+            for item_id in ids[bisect.bisect_right(ids, last) if last is not None else 0 :]:
+                item = st.items[item_id]
+                if item.dataset_id == dataset_id:
+                    rows.append(item.dto())
+                    if len(rows) == limit:
+                        break
+        return ok({"list": rows})
 
     # --- results ------------------------------------------------------------------------------
 
@@ -405,6 +418,20 @@ class BasicAIApp:
             ]
         return JSONResponse({"items": out})
 
+    async def admin_seed(self, request: Request) -> Response:
+        """Bulk-create items with ground truth (benchmarks): ``{items, objects, annotated_every}``."""
+        body = json.loads(await request.body())
+        try:
+            ids = self.state.seed(
+                int(request.path_params["id"]),
+                int(body["items"]),
+                int(body.get("objects", 0)),
+                int(body.get("annotated_every", 0)),
+            )
+        except Business:
+            return JSONResponse({"error": "no such dataset"}, status_code=404)
+        return JSONResponse({"created": len(ids), "first_id": ids[0] if ids else None})
+
     async def admin_remove(self, request: Request) -> Response:
         self.state.remove(int(request.path_params["id"]))
         return JSONResponse({"ok": True})
@@ -469,6 +496,7 @@ def create_app(token: str, data_dir: Path) -> Starlette:
         Route("/__sandbox/counters", x.admin_counters, methods=["GET"]),
         Route("/__sandbox/annotate", x.admin_annotate, methods=["POST"]),
         Route("/__sandbox/datasets/{id}/items", x.admin_items, methods=["GET", "POST"]),
+        Route("/__sandbox/datasets/{id}/seed", x.admin_seed, methods=["POST"]),
         Route("/__sandbox/items/{id}/remove", x.admin_remove, methods=["POST"]),
         Route("/__sandbox/faults", x.admin_faults, methods=["POST", "DELETE"]),
         Route("/__sandbox/config", x.admin_config, methods=["POST"]),

@@ -211,6 +211,56 @@ class BasicAIState:
                 created.append(row)
             return created
 
+    def seed(
+        self, dataset_id: int, items: int, objects: int, annotated_every: int = 0
+    ) -> list[int]:
+        """Add ``items`` point-cloud data items with ``objects`` ground-truth boxes each.
+
+        The fast path for benchmarks: the rows ``batchAddData`` would create,
+        without uploaded objects. Every ``annotated_every``-th item is
+        ANNOTATED (0: none). Returns the new item ids.
+        """
+        created: list[int] = []
+        with self.lock:
+            self.dataset(dataset_id)
+            for n in range(items):
+                name = f"seed-{n:06d}"
+                files = [
+                    {
+                        "deviceName": "lidar_point_cloud_0",
+                        "filename": f"{name}.pcd",
+                        "path": f"upload/team_{TEAM_ID}/seed/{dataset_id}/{name}.pcd",
+                        "size": 812345,
+                    }
+                ]
+                row = ItemRow(self.new_id("item"), dataset_id, name, "DATA", None, files)
+                if objects:
+                    row.results[GROUND_TRUTH] = {
+                        "instances": [
+                            {
+                                "id": f"{row.id}-{k}",
+                                "type": "3D_BOX",
+                                "className": ("Car", "Pedestrian")[k % 2],
+                                "trackId": f"t-{k}",
+                                "trackName": str(k),
+                                "contour": {
+                                    "center3D": {"x": 1.5 * k, "y": -2.0 + k, "z": 0.8},
+                                    "size3D": {"x": 4.5, "y": 1.9, "z": 1.6},
+                                    "rotation3D": {"x": 0, "y": 0, "z": 0.1 * k},
+                                    "pointN": 100 + k,
+                                    "points": [],
+                                },
+                            }
+                            for k in range(objects)
+                        ],
+                        "classificationValues": [],
+                    }
+                if annotated_every and n % annotated_every == 0:
+                    row.annotation_status = "ANNOTATED"
+                self.items[row.id] = row
+                created.append(row.id)
+        return created
+
     # --- annotation (the admin API plays the annotator) ---------------------------------
 
     def annotate(self, item_id: int, instances: list[Any], source: str | None, done: bool) -> None:

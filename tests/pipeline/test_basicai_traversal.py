@@ -104,11 +104,19 @@ def test_items_added_and_labelled_during_the_pull_arrive_exactly_once(
 ) -> None:
     d, ds = _setup(tmp_path, sandbox)
     # a slow platform: the walk takes long enough for the annotators to work meanwhile
+    # (every page 50 ms, 100 pages: the walk is still running while the annotators
+    # work; a rule fires once unless "times" says otherwise)
     admin_call(
         sandbox,
         "POST",
         "/faults",
-        json={"method": "GET", "path": "listItemById", "action": "delay", "delay": 0.02},
+        json={
+            "method": "GET",
+            "path": "listItemById",
+            "action": "delay",
+            "delay": 0.05,
+            "times": None,
+        },
     )
     ids = [int(r["id"]) for r in admin_call(sandbox, "GET", f"/datasets/{ds}/items")["items"]]
     done = threading.Event()
