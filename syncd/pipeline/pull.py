@@ -5,7 +5,10 @@ Contract of :func:`run_once` for one sync:
 1. **New items** by cursor (the highest top-level id seen, where the platform
    has no ``lastId``): each page of items and their labels is upserted and
    the cursor moved in one transaction (``pull.page_committed``). A crash
-   loses at most the page in flight, which is read again.
+   loses at most the page in flight, which is read again. The next page and
+   its labels are fetched (read-only) in a thread while the current page is
+   written; bulk rows go in with one ``executemany`` per table (driver cursor,
+   SQL compiled for the session's dialect).
 2. **Unfinished items** (not yet annotated) are re-checked every cycle: their
    labels, compared by content hash (only changes are written), and their
    status; scenes not yet annotated have their frames listed again. Where
