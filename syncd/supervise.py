@@ -34,20 +34,9 @@ import sdnotify
 
 from syncd.health import Heartbeats, Stale, write_heartbeat_file
 from syncd.log import get_logger
+from syncd.store.models import PACKAGE_STATES
 
 TICK_SECONDS = 5.0
-STATE_ORDER = (
-    "detected",
-    "settled",
-    "packing",
-    "packed",
-    "uploading",
-    "uploaded",
-    "submitted",
-    "processing",
-    "done",
-    "failed",
-)
 
 
 def watchdog_interval() -> float | None:
@@ -64,7 +53,7 @@ def watchdog_interval() -> float | None:
 
 def status_line(counts: dict[str, int], syncs: int, stale: list[Stale]) -> str:
     """One ASCII line for ``STATUS=`` (systemctl status shows it)."""
-    parts = [f"{n} {s}" for s in STATE_ORDER if (n := counts.get(s))]
+    parts = [f"{n} {s}" for s in PACKAGE_STATES if (n := counts.get(s))]
     head = f"{syncs} sync{'s' if syncs != 1 else ''}; packages: {', '.join(parts) or 'none'}"
     if stale:
         return "STALLED: " + "; ".join(str(s) for s in stale) + " | " + head
