@@ -436,16 +436,6 @@ class BasicAIApp:
         self.state.remove(int(request.path_params["id"]))
         return JSONResponse({"ok": True})
 
-    async def admin_faults(self, request: Request) -> Response:
-        if request.method == "DELETE":
-            self.faults.clear()
-        else:
-            try:
-                self.faults.add(json.loads(await request.body()))
-            except (ValueError, re.error) as exc:
-                return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"ok": True})
-
     async def admin_config(self, request: Request) -> Response:
         body = json.loads(await request.body())
         windows = body.pop("rate_windows", None)
@@ -498,7 +488,7 @@ def create_app(token: str, data_dir: Path) -> Starlette:
         Route("/__sandbox/datasets/{id}/items", x.admin_items, methods=["GET", "POST"]),
         Route("/__sandbox/datasets/{id}/seed", x.admin_seed, methods=["POST"]),
         Route("/__sandbox/items/{id}/remove", x.admin_remove, methods=["POST"]),
-        Route("/__sandbox/faults", x.admin_faults, methods=["POST", "DELETE"]),
+        Route("/__sandbox/faults", x.faults.admin, methods=["POST", "DELETE"]),
         Route("/__sandbox/config", x.admin_config, methods=["POST"]),
     ]
 

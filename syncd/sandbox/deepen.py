@@ -234,16 +234,6 @@ class DeepenApp:
             return error(404, "no such dataset")
         return JSONResponse({"path": str(self.gcs.path(self.state.session(row)))})
 
-    async def admin_faults(self, request: Request) -> Response:
-        if request.method == "DELETE":
-            self.faults.clear()
-        else:
-            try:
-                self.faults.add(json.loads(await request.body()))
-            except (ValueError, re.error) as exc:
-                return error(400, str(exc))
-        return JSONResponse({"ok": True})
-
     async def admin_config(self, request: Request) -> Response:
         body = json.loads(await request.body())
         known = set(self.gcs.config) | set(self.state.config) | {"clock_offset"}
@@ -313,7 +303,7 @@ def create_app(token: str, data_dir: Path) -> Starlette:
         Route("/upload/storage/v1/b/{bucket}/o", x.gcs.handle, methods=["PUT", "DELETE", "POST"]),
         Route("/__sandbox/counters", x.admin_counters, methods=["GET"]),
         Route("/__sandbox/objects/{id}", x.admin_object, methods=["GET"]),
-        Route("/__sandbox/faults", x.admin_faults, methods=["POST", "DELETE"]),
+        Route("/__sandbox/faults", x.faults.admin, methods=["POST", "DELETE"]),
         Route("/__sandbox/config", x.admin_config, methods=["POST"]),
         Route("/__sandbox/annotate", x.admin_annotate, methods=["POST"]),
     ]

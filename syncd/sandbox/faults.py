@@ -20,10 +20,13 @@ fires ``times`` times (for ever when null) and is then dropped.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -41,6 +44,18 @@ class FaultRules:
         re.compile(rule.get("path", ".*"))
         with self._lock:
             self._rules.append({"method": "*", "path": ".*", "times": 1, **rule, "action": action})
+
+    async def admin(self, request: Request) -> Response:
+        """The admin endpoint every sandbox serves at ``/__sandbox/faults``:
+        POST adds one rule (400 naming what is wrong), DELETE clears them all."""
+        if request.method == "DELETE":
+            self.clear()
+        else:
+            try:
+                self.add(json.loads(await request.body()))
+            except (ValueError, re.error) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"ok": True})
 
     def clear(self) -> None:
         with self._lock:

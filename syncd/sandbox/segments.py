@@ -645,16 +645,6 @@ class SegmentsApp:
             return reply(exc.body, exc.status)
         return reply(lab.dto())
 
-    async def admin_faults(self, request: Request) -> Response:
-        if request.method == "DELETE":
-            self.faults.clear()
-        else:
-            try:
-                self.faults.add(json.loads(await request.body()))
-            except (ValueError, re.error) as exc:
-                return reply({"error": str(exc)}, 400)
-        return reply({"ok": True})
-
     async def admin_config(self, request: Request) -> Response:
         body = json.loads(await request.body())
         windows = body.pop("rate_windows", None)
@@ -695,7 +685,7 @@ def create_app(token: str, data_dir: Path) -> Starlette:
         Route("/__sandbox/counters", x.admin_counters, methods=["GET"]),
         Route("/__sandbox/datasets/{owner}/{dataset}/samples", x.admin_samples, methods=["GET"]),
         Route("/__sandbox/annotate", x.admin_annotate, methods=["POST"]),
-        Route("/__sandbox/faults", x.admin_faults, methods=["POST", "DELETE"]),
+        Route("/__sandbox/faults", x.faults.admin, methods=["POST", "DELETE"]),
         Route("/__sandbox/config", x.admin_config, methods=["POST"]),
     ]
 

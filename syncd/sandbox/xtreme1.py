@@ -659,16 +659,6 @@ class Xtreme1App:
             return JSONResponse({"error": "no such dataset"}, status_code=404)
         return JSONResponse({"created": len(ids), "first_id": ids[0] if ids else None})
 
-    async def admin_faults(self, request: Request) -> Response:
-        if request.method == "DELETE":
-            self.faults.clear()
-        else:
-            try:
-                self.faults.add(json.loads(await request.body()))
-            except (ValueError, re.error) as exc:
-                return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"ok": True})
-
     async def admin_config(self, request: Request) -> Response:
         body = json.loads(await request.body())
         unknown = set(body) - set(self.state.config)
@@ -729,7 +719,7 @@ def create_app(token: str, data_dir: Path) -> Starlette:
         Route("/__sandbox/traversals", x.admin_traversals, methods=["GET", "DELETE"]),
         Route("/__sandbox/datasets/{id}/items", x.admin_items, methods=["GET"]),
         Route("/__sandbox/datasets/{id}/seed", x.admin_seed, methods=["POST"]),
-        Route("/__sandbox/faults", x.admin_faults, methods=["POST", "DELETE"]),
+        Route("/__sandbox/faults", x.faults.admin, methods=["POST", "DELETE"]),
         Route("/__sandbox/config", x.admin_config, methods=["POST"]),
     ]
 
