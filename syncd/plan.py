@@ -45,9 +45,9 @@ class SyncPlan:
     up_to_date: int = 0  # units whose files are all in packages already
 
 
-# On a fleet store only this machine's packages cover its folders (``:host`` is
-# NULL on SQLite, where every package is this machine's).
-_MINE = "(CAST(:host AS VARCHAR) IS NULL OR p.host = :host)"
+def _mine(host: str | None) -> str:
+    """On a fleet store only this machine's packages cover its folders; on SQLite all do."""
+    return "" if host is None else " AND p.host = :host"
 
 
 def _covered(
@@ -58,7 +58,7 @@ def _covered(
         return out
     for r in db.rows(
         "SELECT f.unit, f.rel_path, f.size, f.mtime_ns FROM package_files f "
-        f"JOIN packages p ON p.id = f.package_id WHERE f.sync = :sync AND {_MINE}",
+        f"JOIN packages p ON p.id = f.package_id WHERE f.sync = :sync{_mine(host)}",
         sync=sync,
         host=host,
     ):
@@ -74,7 +74,7 @@ def _open(db: Reader | None, sync: str, host: str | None) -> dict[str, int]:
         r["unit"]: int(r["id"])
         for r in db.rows(
             "SELECT p.unit, p.id FROM packages p "
-            f"WHERE p.sync = :sync AND p.state IN ({states}) AND {_MINE}",
+            f"WHERE p.sync = :sync AND p.state IN ({states}){_mine(host)}",
             sync=sync,
             host=host,
         )
