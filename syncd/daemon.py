@@ -2,8 +2,9 @@
 
 Contract:
 
-* :meth:`Daemon.run` is ``syncd run``: watches every push folder (watchdog
-  plus a full scan at start and every ``RESCAN_SECONDS``), runs the push
+* :meth:`Daemon.run` is ``syncd run``: watches every push folder (watchdog;
+  at start a catch-up scan, then a full scan right after and every
+  ``RESCAN_SECONDS``: :func:`~syncd.pipeline.watch.run_once`), runs the push
   stages in one loop thread and the pulls on their APScheduler schedule, until
   SIGTERM/SIGINT. The first signal drains: no new step starts, the step in
   flight may finish within ``daemon.shutdown_timeout``; then a transfer in
@@ -75,6 +76,8 @@ T = TypeVar("T")
 RESCAN_SECONDS = 300.0
 QUIET_SECONDS = 30.0
 LOOP_SECONDS = 1.0
+# How long one slice of a full scan may take before the changed units get their turn.
+SWEEP_SLICE_SECONDS = 0.1
 HARD_EXIT_GRACE = 5.0
 HOST_WAIT_SECONDS = 30.0
 ONCE_GIVE_UP_ATTEMPTS = 4  # about 15 s of backoff: enough for a blip, not for a broken file
@@ -188,15 +191,44 @@ class Daemon:
 
     # --- the stages ------------------------------------------------------------------
 
-    def push_cycle(self, dirty: dict[str, set[str] | None] | None = None) -> None:
-        """One pass of watch → pack → upload over every sync (``None``: scan everything)."""
+    def push_cycle(
+        self,
+        dirty: dict[str, set[str] | None] | None = None,
+        *,
+        catch_up: bool = False,
+        sweeps: dict[str, watch.FullScan] | None = None,
+    ) -> None:
+        """One pass of watch → pack → upload over every sync (``None``: scan everything;
+        ``catch_up``: the quick form of that scan, see :func:`watch.run_once`).
+
+        With ``sweeps`` (the run loop's full scans in progress, by sync), a full
+        scan is not run whole: it is started there, and each pass scans the
+        changed units first, then the sweep's next slice (``SWEEP_SLICE_SECONDS``).
+        """
         for ctx in self.contexts:
             if self.stop.is_set():
                 return
             if not ctx.cfg.push:
                 continue
             units = None if dirty is None else dirty.get(ctx.name, set())
-            self.guard(f"watch:{ctx.name}", partial(watch.run_once, ctx, self.tracker, units))
+            stage = f"watch:{ctx.name}"
+            if sweeps is None:
+                self.guard(
+                    stage, partial(watch.run_once, ctx, self.tracker, units, catch_up=catch_up)
+                )
+            else:
+                if units is None:
+                    units = set()
+                    if ctx.name not in sweeps:
+                        sweep = self.guard(stage, partial(watch.FullScan, ctx, self.tracker))
+                        if sweep is not None:
+                            sweeps[ctx.name] = sweep
+                self.guard(stage, partial(watch.run_once, ctx, self.tracker, units))
+                sweep = sweeps.get(ctx.name)
+                if sweep is not None:
+                    self.guard(stage, partial(sweep.step, SWEEP_SLICE_SECONDS))
+                    if sweep.done:
+                        del sweeps[ctx.name]
             self.guard(f"pack:{ctx.name}", partial(pack.run_once, ctx))
             self.guard(f"upload:{ctx.name}", partial(upload.run_once, ctx))
 
@@ -379,7 +411,13 @@ class Daemon:
             record=self._record,
         )
         supervisor.ready()
-        last_full = 0.0
+        # The first pass is the catch-up scan: units that changed while the daemon was
+        # down start moving at once; the full scan (every file stat-ed, in-place edits
+        # found) follows on the next pass and then every RESCAN_SECONDS. Not a time
+        # origin of 0: the monotonic clock starts at boot, minutes before a service.
+        catching_up = True
+        last_full: float | None = None
+        sweeps: dict[str, watch.FullScan] = {}
         try:
             with hb.busy("push"):
                 while not self.stop.is_set():
@@ -387,18 +425,24 @@ class Daemon:
                     if self.reload_requested.is_set():
                         self.reload_requested.clear()
                         self.reload()
+                        sweeps.clear()  # the syncs may have changed: start over
                     now = time.monotonic()
-                    if now - last_full >= RESCAN_SECONDS:
-                        last_full = now
-                        for ctx in self.contexts:
-                            watcher.take(ctx.name)
-                        self.push_cycle(None)
+                    if catching_up:
+                        catching_up = False
+                        self.push_cycle(None, catch_up=True)
                     else:
                         watcher.check()
                         for n in watcher.take_notices():
                             self._record(n.event, "warning", sync=n.sync, reason=n.reason)
-                        self.push_cycle({c.name: watcher.take(c.name) for c in self.contexts})
-                    self.wake.wait(LOOP_SECONDS)
+                        # None: the watcher lost events for that folder, scan it all
+                        dirty = {c.name: watcher.take(c.name) for c in self.contexts}
+                        if last_full is None or now - last_full >= RESCAN_SECONDS:
+                            last_full = now
+                            dirty = dict.fromkeys(dirty)
+                        self.push_cycle(dirty, sweeps=sweeps)
+                    # between slices of a full scan, no pause: changed units are
+                    # still seen first, on every pass
+                    self.wake.wait(0 if sweeps else LOOP_SECONDS)
                     self.wake.clear()
         finally:
             supervisor.stopping()

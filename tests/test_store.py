@@ -61,6 +61,7 @@ def test_migrations_recorded_and_tables_there(engine: Engine) -> None:
         (1,),
         (2,),
         (3,),
+        (4,),
     ]
     for table in (
         "datasets",
@@ -72,6 +73,7 @@ def test_migrations_recorded_and_tables_there(engine: Engine) -> None:
         "package_files",
         "events",
         "leases",
+        "unit_stamps",
         "object_details",
         "package_summary",
         "v_items",
@@ -84,7 +86,7 @@ def test_migrations_recorded_and_tables_there(engine: Engine) -> None:
         assert engine.query(f"SELECT COUNT(*) FROM {table}") == [(0,)], table
     store.close()
     engine.open().close()  # reopening runs no migration twice
-    assert engine.query("SELECT COUNT(*) FROM schema_migrations") == [(3,)]
+    assert engine.query("SELECT COUNT(*) FROM schema_migrations") == [(4,)]
 
 
 def test_wal_mode(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, true
 from sqlmodel import Session, col, select
@@ -43,11 +44,12 @@ def covered_versions(
 
 
 def covered_by_unit(
-    session: Session, sync: str, host: str | None = None
+    session: Session, sync: str, host: str | None = None, *, units: Sequence[str] | None = None
 ) -> dict[str, set[tuple[str, int, int]]]:
     """:func:`covered_versions` of every unit of ``sync`` at once (one query, for full scans).
 
-    ``host``: only that machine's packages (a fleet store).
+    ``host``: only that machine's packages (a fleet store). ``units``: only
+    these units (a slice of a full scan).
     """
     stmt = (
         select(PackageFile.unit, PackageFile.rel_path, PackageFile.size, PackageFile.mtime_ns)
@@ -55,16 +57,22 @@ def covered_by_unit(
         .where(PackageFile.sync == sync)
         .order_by(col(PackageFile.unit))
     )
+    if units is not None:
+        stmt = stmt.where(col(PackageFile.unit).in_(units))
     if host is not None:
         stmt = stmt.where(Package.host == host)
     # 100 000 rows through SQLAlchemy's result rows cost more than stat-ing the
     # files they describe: the statement is compiled for the session's dialect
     # (any backend) and its rows are read from the driver's own cursor.
+    # Bound parameters (unit names come from the disk), in the driver's own style.
     connection = session.connection()
-    sql = stmt.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+    sql = stmt.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    params: Any = sql.params
+    if sql.positional:
+        params = tuple(sql.params[k] for k in sql.positiontup or ())
     cursor = connection.connection.cursor()
     try:
-        cursor.execute(str(sql))
+        cursor.execute(str(sql), params)
         rows = cursor.fetchall()
     finally:
         cursor.close()

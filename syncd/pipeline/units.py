@@ -13,11 +13,27 @@ import functools
 import operator
 import os
 import re
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from syncd.errors import LocalDataError
+
+
+class DirStamp(NamedTuple):
+    """One directory of a unit as a scan found it: path relative to the unit
+    (``""`` for the unit itself), inode and ctime.
+
+    Adding, removing or renaming an entry changes its directory's ctime (and a
+    replaced directory has a new inode), so equal stamps mean the directory
+    holds the same names; they say nothing of the files' contents.
+    """
+
+    rel_path: str
+    ino: int
+    ctime_ns: int
 
 
 class FileStat(NamedTuple):
@@ -44,6 +60,11 @@ class UnitSnapshot:
     # (path inside the unit, why) for entries that are not data: links that
     # leave the watched folder, names that are not UTF-8
     skipped: tuple[tuple[str, str], ...] = ()
+    # every directory of the unit, stamped before it was listed (see dirs_unchanged)
+    dirs: tuple[DirStamp, ...] = ()
+    # a symlink anywhere in the unit, or the unit itself: its target can change
+    # without any directory of the unit changing
+    linked: bool = False
 
     @property
     def newest_mtime_ns(self) -> int:
@@ -134,21 +155,26 @@ def scan_unit(
         )
     files: list[FileStat] = []
     skipped: list[tuple[str, str]] = []
+    dirs: list[DirStamp] = []
     has_marker = False
+    linked = root.is_symlink()
     real_folder = real_folder or os.path.realpath(folder)
     rx = _exclude_re(exclude)
     # (directory, its path relative to the unit with a trailing "/", or "")
     stack: list[tuple[str, str]] = [(str(root), "")]
     while stack:
         current, prefix = stack.pop()
-        if _scan_plain_dir(current, prefix, rx, marker, files):
+        if _scan_plain_dir(current, prefix, rx, marker, files, dirs):
             continue
         try:
+            # stamped before listing: a change made while listing gives a newer ctime
+            dst = os.stat(current)
             entries = list(os.scandir(current))
         except FileNotFoundError:
             continue
         except OSError as exc:
             raise LocalDataError(f"{current!r} cannot be read: {exc.strerror}") from exc
+        dirs.append(DirStamp(prefix.rstrip("/"), dst.st_ino, dst.st_ctime_ns))
         for entry in entries:
             if rx is not None and rx.match(entry.name):
                 continue
@@ -164,6 +190,7 @@ def scan_unit(
                     stack.append((entry.path, rel + "/"))
                     continue
                 if entry.is_symlink():
+                    linked = True
                     target = os.path.realpath(entry.path)
                     if os.path.commonpath([real_folder, target]) != real_folder:
                         skipped.append((rel, "a symlink that leads outside the watched folder"))
@@ -176,6 +203,7 @@ def scan_unit(
             files.append(FileStat(rel, est.st_size, est.st_mtime_ns))
     files.sort()  # by rel_path: paths are unique within a unit, so sizes never decide
     skipped.sort()
+    dirs.sort()
     return UnitSnapshot(
         name=name,
         path=root,
@@ -183,7 +211,31 @@ def scan_unit(
         files=tuple(files),
         marker=has_marker,
         skipped=tuple(skipped),
+        dirs=tuple(dirs),
+        linked=linked,
     )
+
+
+def dirs_unchanged(folder: Path, name: str, stamps: Sequence[DirStamp]) -> bool:
+    """True when every directory in ``stamps`` still has its inode and ctime.
+
+    Then no entry of the unit was added, removed or renamed since the stamps
+    were taken (new sub-directories included: creating one changes its
+    parent). In-place writes to existing files are *not* seen here: a caller
+    that skips the unit on True must verify file sizes and mtimes later.
+    Costs one ``lstat`` per directory, none per file.
+    """
+    if not stamps:
+        return False
+    base = os.path.join(folder, name)
+    for rel, ino, ctime_ns in stamps:
+        try:
+            st = os.stat(os.path.join(base, rel) if rel else base, follow_symlinks=False)
+        except OSError:
+            return False
+        if st.st_ino != ino or st.st_ctime_ns != ctime_ns or not stat.S_ISDIR(st.st_mode):
+            return False
+    return True
 
 
 _IS_REGULAR = operator.methodcaller("is_file", follow_symlinks=False)
@@ -200,10 +252,11 @@ def _scan_plain_dir(
     rx: re.Pattern[str] | None,
     marker: str | None,
     out: list[FileStat],
+    dirs: list[DirStamp],
 ) -> bool:
     """The common case at C speed: a directory of regular files only, none excluded,
     none the marker, every name UTF-8. Stats them into ``out`` and returns True;
-    returns False (``out`` untouched) when any entry needs the general rules, or
+    returns False (``out`` and ``dirs`` untouched) when any entry needs the general rules, or
     on any error (the general loop lists the directory again and decides).
 
     The catch-up scan stats every file of the watched folder: per file, this
@@ -216,6 +269,7 @@ def _scan_plain_dir(
     except OSError:
         return False
     try:
+        dst = os.fstat(fd)  # stamped before listing, as in the general loop
         with os.scandir(fd) as it:
             entries = list(it)
         if not all(map(_IS_REGULAR, entries)):
@@ -233,6 +287,7 @@ def _scan_plain_dir(
     finally:
         os.close(fd)
     out.extend(map(_as_filestat, zip(rels, map(_SIZE, stats), map(_MTIME, stats), strict=True)))
+    dirs.append(DirStamp(prefix.rstrip("/"), dst.st_ino, dst.st_ctime_ns))
     return True
 
 

@@ -11,6 +11,7 @@ from syncd.store.models import (
     Object,
     Package,
     PackageFile,
+    UnitStamp,
 )
 from syncd.store.store import Store, Tx, utcnow
 
@@ -27,5 +28,6 @@ __all__ = [
     "PackageFile",
     "Store",
     "Tx",
+    "UnitStamp",
     "utcnow",
 ]

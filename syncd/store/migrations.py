@@ -202,10 +202,16 @@ def _v3_fleet(conn: Connection) -> None:
     SQLModel.metadata.create_all(conn, tables=[SQLModel.metadata.tables["leases"]])
 
 
+def _v4_unit_stamps(conn: Connection) -> None:
+    """Directory stamps of uploaded units, for the catch-up scan at start."""
+    SQLModel.metadata.create_all(conn, tables=[SQLModel.metadata.tables["unit_stamps"]])
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial tables and views", _v1_initial),
     (2, "views for people (v_*) and their indexes", _v2_views_for_people),
     (3, "fleet: host names, package claims, leases", _v3_fleet),
+    (4, "directory stamps of uploaded units (catch-up scan)", _v4_unit_stamps),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 

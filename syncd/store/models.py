@@ -172,6 +172,22 @@ class PackageFile(SQLModel, table=True):
     bind_classes: bool = False  # a result JSON whose classNames get the dataset's classIds
 
 
+class UnitStamp(SQLModel, table=True):
+    """A unit's directories as the last scan that found it fully uploaded saw them.
+
+    The catch-up scan at start skips a unit whose directories still carry
+    these stamps (:func:`syncd.pipeline.units.dirs_unchanged`).
+    """
+
+    __tablename__ = "unit_stamps"
+
+    sync: str = Field(primary_key=True)
+    host: str = Field(primary_key=True)  # "" on a one-machine (SQLite) store
+    unit: str = Field(primary_key=True)
+    dirs: str = Field(sa_column=Column(Text, nullable=False))  # JSON [[rel, ino, ctime_ns], …]
+    stamped_at: str
+
+
 class Event(SQLModel, table=True):
     """One state change, as also logged."""
 
