@@ -201,3 +201,28 @@ def test_every_view_answers_with_rows_on_both_engines(engine: Engine) -> None:
     assert engine.query("SELECT item, labels, objects FROM v_items") == [("000001", 0, 0)]
     assert engine.query("SELECT COUNT(*) FROM v_label_counts") == [(0,)]
     store.close()
+
+
+def test_unit_stamps_round_trip(engine: Engine) -> None:
+    """Directory stamps keep 64-bit inodes and ns ctimes exactly, per sync and host;
+    units with awkward names are bound, never spliced into SQL."""
+    from syncd.pipeline import stamps
+    from syncd.pipeline.coverage import covered_by_unit
+    from syncd.pipeline.units import DirStamp
+
+    store = engine.open()
+    big = (DirStamp("", 2**62 + 7, 1_790_000_000_123_456_789), DirStamp("a/b", 12, 13))
+    odd = "it's; DROP TABLE packages; --"
+    with store.tx() as tx:
+        stamps.save(tx.session, "s", "", {"u1": big, odd: big[1:]}, [])
+        stamps.save(tx.session, "s", "rig-b", {"u1": big[1:]}, [])
+    with store.read() as s:
+        assert stamps.load(s, "s", "") == {"u1": big, odd: big[1:]}
+        assert stamps.load(s, "s", "rig-b") == {"u1": big[1:]}
+        assert covered_by_unit(s, "s", units=[odd, "u1"]) == {}
+    with store.tx() as tx:  # replace one, forget the other
+        stamps.save(tx.session, "s", "", {"u1": big[:1]}, [odd])
+    with store.read() as s:
+        assert stamps.load(s, "s", "") == {"u1": big[:1]}
+        assert stamps.load(s, "s", "rig-b") == {"u1": big[1:]}
+    store.close()
