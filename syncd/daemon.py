@@ -203,7 +203,8 @@ class Daemon:
 
         With ``sweeps`` (the run loop's full scans in progress, by sync), a full
         scan is not run whole: it is started there, and each pass scans the
-        changed units first, then the sweep's next slice (``SWEEP_SLICE_SECONDS``).
+        changed units first, then the sweep's next slice (``SWEEP_SLICE_SECONDS``, cut
+        short as soon as the watcher reports a change).
         """
         for ctx in self.contexts:
             if self.stop.is_set():
@@ -226,7 +227,8 @@ class Daemon:
                 self.guard(stage, partial(watch.run_once, ctx, self.tracker, units))
                 sweep = sweeps.get(ctx.name)
                 if sweep is not None:
-                    self.guard(stage, partial(sweep.step, SWEEP_SLICE_SECONDS))
+                    # the watcher sets wake when a unit changes: it goes first
+                    self.guard(stage, partial(sweep.step, SWEEP_SLICE_SECONDS, self.wake.is_set))
                     if sweep.done:
                         del sweeps[ctx.name]
             self.guard(f"pack:{ctx.name}", partial(pack.run_once, ctx))

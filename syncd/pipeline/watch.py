@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Callable
 
 from sqlmodel import col, select
 
@@ -145,8 +146,10 @@ class FullScan:
     def done(self) -> bool:
         return self._pos >= len(self._names)
 
-    def step(self, budget: float | None = None) -> int:
-        """Scan the next units for up to ``budget`` seconds; returns the state changes made."""
+    def step(self, budget: float | None = None, interrupt: Callable[[], bool] | None = None) -> int:
+        """Scan the next units for up to ``budget`` seconds, or until ``interrupt()``
+        is true (checked after each unit: at least one unit is scanned per step).
+        Returns the state changes made."""
         ctx = self.ctx
         t0 = time.monotonic()
         started_ns = time.time_ns()
@@ -172,9 +175,9 @@ class FullScan:
                         restamp[name] = snap.dirs
                 elif name in self._known:
                     unstamp.add(name)
-                if ctx.stop.is_set() or (budget is not None and time.monotonic() - t0 >= budget):
+                if ctx.stop.is_set() or self._enough(t0, budget, interrupt):
                     break
-            if budget is not None and time.monotonic() - t0 >= budget:
+            if self._enough(t0, budget, interrupt):
                 break
         if self.done and not self.catch_up and not ctx.stop.is_set():
             unstamp |= set(self._known) - self._listed  # units gone from the folder
@@ -186,6 +189,12 @@ class FullScan:
             self._known.update(restamp)
         self.changes += changes
         return changes
+
+    @staticmethod
+    def _enough(t0: float, budget: float | None, interrupt: Callable[[], bool] | None) -> bool:
+        if budget is not None and time.monotonic() - t0 >= budget:
+            return True
+        return interrupt is not None and interrupt()
 
 
 def _open_packages(ctx: SyncContext) -> dict[str, Package]:
