@@ -203,8 +203,9 @@ class Daemon:
 
         With ``sweeps`` (the run loop's full scans in progress, by sync), a full
         scan is not run whole: it is started there, and each pass scans the
-        changed units first, then the sweep's next slice (``SWEEP_SLICE_SECONDS``, cut
-        short as soon as the watcher reports a change).
+        changed units, packs and uploads, and only then scans the sweep's next
+        slice (``SWEEP_SLICE_SECONDS``, cut short as soon as the watcher reports
+        a change), so a changed unit never waits behind a slice.
         """
         for ctx in self.contexts:
             if self.stop.is_set():
@@ -225,14 +226,14 @@ class Daemon:
                         if sweep is not None:
                             sweeps[ctx.name] = sweep
                 self.guard(stage, partial(watch.run_once, ctx, self.tracker, units))
-                sweep = sweeps.get(ctx.name)
-                if sweep is not None:
-                    # the watcher sets wake when a unit changes: it goes first
-                    self.guard(stage, partial(sweep.step, SWEEP_SLICE_SECONDS, self.wake.is_set))
-                    if sweep.done:
-                        del sweeps[ctx.name]
             self.guard(f"pack:{ctx.name}", partial(pack.run_once, ctx))
             self.guard(f"upload:{ctx.name}", partial(upload.run_once, ctx))
+            sweep = sweeps.get(ctx.name) if sweeps is not None else None
+            if sweep is not None and not self.stop.is_set():
+                # the watcher sets wake when a unit changes: the slice gives way to it
+                self.guard(stage, partial(sweep.step, SWEEP_SLICE_SECONDS, self.wake.is_set))
+                if sweep.done and sweeps is not None:
+                    del sweeps[ctx.name]
 
     def pull(self, ctx: SyncContext) -> pull.PullStats | None:
         """One pull cycle of ``ctx`` (errors reported, never raised), timed and counted."""
