@@ -226,3 +226,23 @@ def test_unit_stamps_round_trip(engine: Engine) -> None:
         assert stamps.load(s, "s", "") == {"u1": big[:1]}
         assert stamps.load(s, "s", "rig-b") == {"u1": big[1:]}
     store.close()
+
+
+def test_a_sqlite_daemon_never_loads_psycopg(tmp_path: Path) -> None:
+    """psycopg costs about 9 MB and 0.1 s of start-up: only a fleet store loads it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pathlib, syncd.cli, syncd.daemon, syncd.status\n"
+        "from syncd.store import Store\n"
+        "Store(pathlib.Path(sys.argv[1])).close()\n"
+        "print('psycopg' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "state")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "False"

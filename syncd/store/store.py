@@ -37,8 +37,7 @@ from syncd import failpoints
 from syncd.config import masked_url
 from syncd.errors import ConfigError, StoreError
 from syncd.log import get_logger, redact
-from syncd.store import postgres
-from syncd.store.coordination import Coordinator, LocalCoordinator, PostgresCoordinator
+from syncd.store.coordination import Coordinator, LocalCoordinator
 from syncd.store.migrations import LATEST_VERSION, migrate
 from syncd.store.models import FINAL_STATES, PACKAGE_STATES, Event, Package
 
@@ -326,6 +325,10 @@ class Store:
             raise store_error(self.path, exc) from exc
 
     def _open_postgres(self, url: str) -> None:
+        # imported here: a daemon on SQLite never loads psycopg
+        from syncd.store import postgres
+        from syncd.store.pg_coordinator import PostgresCoordinator
+
         self._keeper = None
         self.location = masked_url(url)
         self._write = self._read = postgres.pg_engine(url, self.host)
@@ -351,6 +354,8 @@ class Store:
 
     def _error(self, exc: DBAPIError) -> StoreError:
         if self.url is not None:
+            from syncd.store import postgres
+
             return postgres.database_error(self.url, exc)
         assert isinstance(exc, OperationalError)
         return store_error(self.path, exc)
