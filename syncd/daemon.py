@@ -197,15 +197,17 @@ class Daemon:
         *,
         catch_up: bool = False,
         sweeps: dict[str, watch.FullScan] | None = None,
+        rescan: frozenset[str] = frozenset(),
     ) -> None:
         """One pass of watch → pack → upload over every sync (``None``: scan everything;
         ``catch_up``: the quick form of that scan, see :func:`watch.run_once`).
 
         With ``sweeps`` (the run loop's full scans in progress, by sync), a full
-        scan is not run whole: it is started there, and each pass scans the
-        changed units, packs and uploads, and only then scans the sweep's next
-        slice (``SWEEP_SLICE_SECONDS``, cut short as soon as the watcher reports
-        a change), so a changed unit never waits behind a slice.
+        scan is not run whole: one is started there for each sync in ``rescan``
+        (and each whose ``dirty`` entry is None) that has none running, and each
+        pass scans the changed units, packs and uploads, and only then scans the
+        sweep's next slice (``SWEEP_SLICE_SECONDS``, cut short as soon as the
+        watcher reports a change), so a changed unit never waits behind a slice.
         """
         for ctx in self.contexts:
             if self.stop.is_set():
@@ -219,8 +221,8 @@ class Daemon:
                     stage, partial(watch.run_once, ctx, self.tracker, units, catch_up=catch_up)
                 )
             else:
-                if units is None:
-                    units = set()
+                if units is None or ctx.name in rescan:
+                    units = units or set()
                     if ctx.name not in sweeps:
                         sweep = self.guard(stage, partial(watch.FullScan, ctx, self.tracker))
                         if sweep is not None:
@@ -428,7 +430,8 @@ class Daemon:
                     if self.reload_requested.is_set():
                         self.reload_requested.clear()
                         self.reload()
-                        sweeps.clear()  # the syncs may have changed: start over
+                        sweeps.clear()  # the syncs may have changed: sweep them anew
+                        last_full = None
                     now = time.monotonic()
                     if catching_up:
                         catching_up = False
@@ -439,10 +442,12 @@ class Daemon:
                             self._record(n.event, "warning", sync=n.sync, reason=n.reason)
                         # None: the watcher lost events for that folder, scan it all
                         dirty = {c.name: watcher.take(c.name) for c in self.contexts}
+                        rescan: frozenset[str] = frozenset()
                         if last_full is None or now - last_full >= RESCAN_SECONDS:
                             last_full = now
-                            dirty = dict.fromkeys(dirty)
-                        self.push_cycle(dirty, sweeps=sweeps)
+                            rescan = frozenset(dirty)
+                        # changed units keep their turn while a sweep starts
+                        self.push_cycle(dirty, sweeps=sweeps, rescan=rescan)
                     # between slices of a full scan, no pause: changed units are
                     # still seen first, on every pass
                     self.wake.wait(0 if sweeps else LOOP_SECONDS)

@@ -209,12 +209,14 @@ def test_the_daemon_catches_up_then_scans_fully_at_once_even_just_after_boot(
     clock.monotonic = lambda: time.monotonic() - booted
     monkeypatch.setattr(syncd.daemon, "time", clock)
     d = env.daemon()
-    passes: list[tuple[Any, bool]] = []
+    passes: list[tuple[bool, bool, Any]] = []
     real_cycle = d.push_cycle
 
-    def recording(dirty: Any = None, *, catch_up: bool = False, sweeps: Any = None) -> None:
-        passes.append((dirty, catch_up))
-        real_cycle(dirty, catch_up=catch_up, sweeps=sweeps)
+    def recording(
+        dirty: Any = None, *, catch_up: bool = False, sweeps: Any = None, rescan: Any = frozenset()
+    ) -> None:
+        passes.append((dirty is None, catch_up, rescan))
+        real_cycle(dirty, catch_up=catch_up, sweeps=sweeps, rescan=rescan)
 
     monkeypatch.setattr(d, "push_cycle", recording)
     t = threading.Thread(target=d.run)
@@ -230,8 +232,8 @@ def test_the_daemon_catches_up_then_scans_fully_at_once_even_just_after_boot(
         d.wake.set()
         t.join(timeout=60)
         d.close()
-    # the catch-up, then a full scan of every sync (None: everything) on the next pass
-    assert passes[:2] == [(None, True), ({"s": None}, False)]
+    # the catch-up, then a full scan of every sync on the next pass
+    assert passes[:2] == [(True, True, frozenset()), (False, False, frozenset({"s"}))]
     files = query(
         env.db,
         "SELECT f.rel_path, f.size FROM package_files f JOIN packages p ON p.id = f.package_id"
@@ -262,5 +264,25 @@ def test_a_full_scan_in_slices_lets_changed_units_go_first(env: Env) -> None:
             slices += 1
         assert slices == 4
         assert _detected(env) == ["late", "u0", "u1", "u2", "u3"]  # one package per unit
+    finally:
+        d.close()
+
+
+def test_a_sweep_that_starts_does_not_hold_back_the_changed_units(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass that starts the 5-minute full scan still scans what the watcher
+    reported first, even a unit the sweep would reach last."""
+    monkeypatch.setattr(syncd.daemon, "SWEEP_SLICE_SECONDS", 0.0)  # one unit per slice
+    for n in range(4):
+        write_fusion_unit(env.folder / f"u{n}", frames=1, cameras=0, with_result=False, seed=n)
+    write_fusion_unit(env.folder / "zz_late", frames=1, cameras=0, with_result=False, seed=9)
+    d = env.daemon()
+    try:
+        sweeps: dict[str, watch.FullScan] = {}
+        d.push_cycle({"s": {"zz_late"}}, sweeps=sweeps, rescan=frozenset({"s"}))
+        assert "s" in sweeps and not sweeps["s"].done
+        units = {r[0] for r in query(env.db, "SELECT unit FROM packages")}
+        assert units == {"zz_late", "u0"}  # the reported unit, and the sweep's first slice
     finally:
         d.close()
