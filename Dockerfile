@@ -20,12 +20,14 @@ RUN python3 -m venv /opt/syncd
 # The dependencies first (only pyproject.toml decides them), so editing the
 # source does not reinstall them. The optional secret pip_ca is a complete PEM
 # CA bundle pip trusts instead of its own (a corporate or intercepting proxy);
-# as a secret it never lands in a layer.
+# as a secret it never lands in a layer. The image installs the `postgres`
+# extra (a fleet on PostgreSQL works in containers too) and not `sandbox`: the
+# fake platforms are for the demo and the tests, not for production.
 COPY pyproject.toml README.md ./
 RUN --mount=type=secret,id=pip_ca \
     if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi; \
     mkdir -p syncd && touch syncd/__init__.py; \
-    /opt/syncd/bin/pip install --no-cache-dir . ; \
+    /opt/syncd/bin/pip install --no-cache-dir '.[postgres]' ; \
     /opt/syncd/bin/pip uninstall --yes syncd; \
     rm -rf syncd build ./*.egg-info
 COPY syncd ./syncd

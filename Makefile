@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,sandbox,postgres]'
 	touch $(STAMP)
 
 ## demo: sandbox platform + daemon + sample data + annotator → labels in the mirror
@@ -26,8 +26,8 @@ test-fast: $(STAMP) lint
 	$(BIN)/pytest -q -ra -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check syncd tests bench
-	$(BIN)/ruff format --check syncd tests bench
+	$(BIN)/ruff check syncd syncd_sandbox tests bench
+	$(BIN)/ruff format --check syncd syncd_sandbox tests bench
 	$(BIN)/mypy
 	$(BIN)/mypy bench
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from syncd.sandbox import SandboxProcess
+from syncd_sandbox import SandboxProcess
 
 TOKEN = "bench-token"
 

@@ -4,7 +4,7 @@ Setup: ``units`` units of 100 small files each, recorded in a fresh syncd
 database as uploaded (one ``done`` package per unit holding every file, as
 the pipeline leaves them), so nothing in the folder needs a package.
 
-* scan: the catch-up scan ``syncd run`` starts with (``watch.run_once``,
+* scan: the catch-up scan ``syncd run`` starts with (``detect.run_once``,
   ``catch_up=True``), in a fresh process, against ``find DIR -type f`` in the
   same run; the folder is as an earlier daemon left it (its full scan stamped
   the uploaded units' directories, more than ``RACY_SECONDS`` after they were
@@ -110,13 +110,13 @@ def scan_seconds(config: Path, kind: str) -> float:
     ``python -m bench.detect KIND CONFIG``."""
     from syncd.config import load_config
     from syncd.daemon import Daemon
-    from syncd.pipeline import watch
+    from syncd.pipeline import detect
 
     daemon = Daemon(load_config(config))
     try:
         ctx = daemon.contexts[0]
         t0 = time.perf_counter()
-        changes = watch.run_once(ctx, watch.SettleTracker(), None, catch_up=kind == "catch-up")
+        changes = detect.run_once(ctx, detect.SettleTracker(), None, catch_up=kind == "catch-up")
         seconds = time.perf_counter() - t0
     finally:
         daemon.close()

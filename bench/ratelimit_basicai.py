@@ -24,8 +24,8 @@ import httpx
 
 from syncd.config import RemoteConfig
 from syncd.remotes.basicai import RATE_WINDOWS, BasicAIRemote
-from syncd.sandbox import run_in_thread
-from syncd.sandbox.ratelimit import RateWindows
+from syncd_sandbox import run_in_thread
+from syncd_sandbox.ratelimit import RateWindows
 
 TOKEN = "bench-token"
 SCALED = [(20, 1.0), (150, 10.0)]

@@ -311,7 +311,7 @@ def retry(
     every package was requeued, 1 when one was refused (done, unknown, or its
     unit has another open package).
     """
-    from syncd.requeue import RetryRefused, failed_packages, retry_package
+    from syncd.retry import RetryRefused, failed_packages, retry_package
     from syncd.store import Store
 
     if (package is None) == (not all_failed):
@@ -379,7 +379,7 @@ def plan(config_file: str | None, sync_name: str | None, as_json: bool) -> None:
 @guarded
 def sandbox(platform: str, port: int, token: str, data_dir: str | None) -> None:
     """Serve a local stand-in for PLATFORM on 127.0.0.1; prints `READY <url>` when it serves."""
-    from syncd.sandbox import serve
+    from syncd_sandbox import serve
 
     serve(platform, port=port, token=token, data_dir=Path(data_dir) if data_dir else None)
 

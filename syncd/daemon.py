@@ -4,7 +4,7 @@ Contract:
 
 * :meth:`Daemon.run` is ``syncd run``: watches every push folder (watchdog;
   at start a catch-up scan, then a full scan right after and every
-  ``RESCAN_SECONDS``: :func:`~syncd.pipeline.watch.run_once`), runs the push
+  ``RESCAN_SECONDS``: :func:`~syncd.pipeline.detect.run_once`), runs the push
   stages in one loop thread and the pulls on their APScheduler schedule, until
   SIGTERM/SIGINT. The first signal drains: no new step starts, the step in
   flight may finish within ``daemon.shutdown_timeout``; then a transfer in
@@ -52,15 +52,15 @@ from syncd.config import Config, SyncConfig, check_folders, load_config
 from syncd.errors import ConfigError, SyncdError
 from syncd.health import Heartbeats
 from syncd.log import get_logger
-from syncd.pipeline import pack, pull, upload, watch
+from syncd.pipeline import detect, pack, pull, upload
 from syncd.pipeline.context import SyncContext
-from syncd.pipeline.observe import FolderWatcher
 from syncd.pipeline.schedule import (
     HEARTBEAT_SECONDS,
     add_pull_job,
     build_scheduler,
     remove_pull_job,
 )
+from syncd.pipeline.watcher import FolderWatcher
 from syncd.remotes import build_remote
 from syncd.remotes.base import Remote
 from syncd.remotes.http import set_host
@@ -111,7 +111,7 @@ class Daemon:
         }
         self._retired: list[Remote] = []  # replaced by a reload; closed at the end
         self.contexts = [self._context(s) for s in cfg.syncs]
-        self.tracker = watch.SettleTracker()
+        self.tracker = detect.SettleTracker()
         self.watcher: FolderWatcher | None = None
         self.scheduler: Any = None
         self.supervisor: Supervisor | None = None
@@ -196,11 +196,11 @@ class Daemon:
         dirty: dict[str, set[str] | None] | None = None,
         *,
         catch_up: bool = False,
-        sweeps: dict[str, watch.FullScan] | None = None,
+        sweeps: dict[str, detect.FullScan] | None = None,
         rescan: frozenset[str] = frozenset(),
     ) -> None:
         """One pass of watch → pack → upload over every sync (``None``: scan everything;
-        ``catch_up``: the quick form of that scan, see :func:`watch.run_once`).
+        ``catch_up``: the quick form of that scan, see :func:`detect.run_once`).
 
         With ``sweeps`` (the run loop's full scans in progress, by sync), a full
         scan is not run whole: one is started there for each sync in ``rescan``
@@ -218,16 +218,16 @@ class Daemon:
             stage = f"watch:{ctx.name}"
             if sweeps is None:
                 self.guard(
-                    stage, partial(watch.run_once, ctx, self.tracker, units, catch_up=catch_up)
+                    stage, partial(detect.run_once, ctx, self.tracker, units, catch_up=catch_up)
                 )
             else:
                 if units is None or ctx.name in rescan:
                     units = units or set()
                     if ctx.name not in sweeps:
-                        sweep = self.guard(stage, partial(watch.FullScan, ctx, self.tracker))
+                        sweep = self.guard(stage, partial(detect.FullScan, ctx, self.tracker))
                         if sweep is not None:
                             sweeps[ctx.name] = sweep
-                self.guard(stage, partial(watch.run_once, ctx, self.tracker, units))
+                self.guard(stage, partial(detect.run_once, ctx, self.tracker, units))
             self.guard(f"pack:{ctx.name}", partial(pack.run_once, ctx))
             self.guard(f"upload:{ctx.name}", partial(upload.run_once, ctx))
             sweep = sweeps.get(ctx.name) if sweeps is not None else None
@@ -422,7 +422,7 @@ class Daemon:
         # origin of 0: the monotonic clock starts at boot, minutes before a service.
         catching_up = True
         last_full: float | None = None
-        sweeps: dict[str, watch.FullScan] = {}
+        sweeps: dict[str, detect.FullScan] = {}
         try:
             with hb.busy("push"):
                 while not self.stop.is_set():

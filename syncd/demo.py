@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from syncd.errors import SyncdError
-from syncd.sandbox import SandboxProcess
+from syncd_sandbox import SandboxProcess
 
 TOKEN = "demo-token"
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"

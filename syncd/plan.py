@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from syncd.config import Config, SyncConfig
+from syncd.pipeline.detect import OPEN_STATES
 from syncd.pipeline.layout import group_items, split_groups
-from syncd.pipeline.units import list_units, scan_unit
-from syncd.pipeline.watch import OPEN_STATES
+from syncd.pipeline.scan import list_units, scan_unit
 from syncd.present import human_bytes, table
 from syncd.status import Reader
 

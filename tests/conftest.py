@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 
-from syncd import sandbox
+import syncd_sandbox as sandbox
 from tests.postgres_support import Cluster, pg_bindir
 
 TOKEN = "test-token"
@@ -25,7 +25,7 @@ TOKEN = "test-token"
 @pytest.fixture(scope="session")
 def sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An Xtreme1 sandbox in a background thread, shared by the session (use unique dataset names)."""
-    from syncd.sandbox import run_in_thread
+    from syncd_sandbox import run_in_thread
 
     with run_in_thread("xtreme1", token=TOKEN, data_dir=tmp_path_factory.mktemp("sandbox")) as url:
         yield url

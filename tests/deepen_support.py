@@ -12,7 +12,7 @@ import httpx
 
 from syncd.config import Config, load_config
 from syncd.daemon import Daemon
-from syncd.sandbox.deepen import CLIENT_ID
+from syncd_sandbox.deepen import CLIENT_ID
 from tests.conftest import TOKEN, admin_call
 
 _names = itertools.count(1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from syncd.pipeline.layout import arcname_for, group_items, plan_names, split_groups
-from syncd.pipeline.units import FileStat
+from syncd.pipeline.scan import FileStat
 
 
 def fs(*paths: str, size: int = 10) -> list[FileStat]:

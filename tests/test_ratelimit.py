@@ -10,7 +10,7 @@ import pytest
 from syncd.config import parse_config, parse_rate
 from syncd.errors import ConfigError
 from syncd.remotes.http import limiter_rates
-from syncd.sandbox.ratelimit import RateWindows
+from syncd_sandbox.ratelimit import RateWindows
 
 
 @pytest.mark.parametrize(

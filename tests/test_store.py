@@ -208,7 +208,7 @@ def test_unit_stamps_round_trip(engine: Engine) -> None:
     units with awkward names are bound, never spliced into SQL."""
     from syncd.pipeline import stamps
     from syncd.pipeline.coverage import covered_by_unit
-    from syncd.pipeline.units import DirStamp
+    from syncd.pipeline.scan import DirStamp
 
     store = engine.open()
     big = (DirStamp("", 2**62 + 7, 1_790_000_000_123_456_789), DirStamp("a/b", 12, 13))

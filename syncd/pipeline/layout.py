@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from syncd.pipeline.units import FileStat
+from syncd.pipeline.scan import FileStat
 
 _DATA_DIR = re.compile(r"^(lidar_point_cloud_\d|image_\d)$", re.IGNORECASE)
 _SIBLING = re.compile(

@@ -30,6 +30,7 @@ from sqlmodel import col, delete, select
 
 from syncd.errors import LocalDataError, PermanentError, TransientError
 from syncd.pipeline.archive import archive_size, load_result, result_classes
+from syncd.pipeline.backoff import schedule_retry
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.coverage import claimed_names, covered_versions
 from syncd.pipeline.layout import (
@@ -40,8 +41,7 @@ from syncd.pipeline.layout import (
     plan_names,
     split_groups,
 )
-from syncd.pipeline.retry import schedule_retry
-from syncd.pipeline.units import FileStat, scan_unit
+from syncd.pipeline.scan import FileStat, scan_unit
 from syncd.store import FINAL_STATES, Package, PackageFile, utcnow
 
 

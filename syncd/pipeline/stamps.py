@@ -5,7 +5,7 @@ covered by a package and no package of it open, and every directory of the
 unit older than :data:`RACY_SECONDS` (a change in the same clock tick as the
 stamp would leave the ctime equal). At the next start, a unit whose
 directories still carry their stamps has had no file added, removed or renamed
-(:func:`~syncd.pipeline.units.dirs_unchanged`) and is not listed or stat-ed
+(:func:`~syncd.pipeline.scan.dirs_unchanged`) and is not listed or stat-ed
 by the catch-up scan; in-place writes to its files are found by the full scan
 that follows it. Stamps are only a shortcut: losing them costs one full scan,
 never a file.
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import delete, insert
 from sqlmodel import Session, col, select
 
-from syncd.pipeline.units import DirStamp, UnitSnapshot
+from syncd.pipeline.scan import DirStamp, UnitSnapshot
 from syncd.store import UnitStamp, utcnow
 
 # Directory timestamps come from a clock that ticks coarsely (a few ms on a

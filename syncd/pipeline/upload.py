@@ -42,10 +42,10 @@ from syncd import failpoints
 from syncd.errors import Cancelled, LocalDataError, NotFoundError, PermanentError, TransientError
 from syncd.pipeline import resumable
 from syncd.pipeline.archive import open_archive, verify_files
+from syncd.pipeline.backoff import schedule_retry
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.pack import fail
 from syncd.pipeline.readahead import read_ahead
-from syncd.pipeline.retry import schedule_retry
 from syncd.remotes.base import ResumableUploads, Upload, push_mode
 from syncd.store import FINAL_STATES, Package, PackageFile, utcnow
 

@@ -176,7 +176,7 @@ class UnitStamp(SQLModel, table=True):
     """A unit's directories as the last scan that found it fully uploaded saw them.
 
     The catch-up scan at start skips a unit whose directories still carry
-    these stamps (:func:`syncd.pipeline.units.dirs_unchanged`).
+    these stamps (:func:`syncd.pipeline.scan.dirs_unchanged`).
     """
 
     __tablename__ = "unit_stamps"

@@ -26,8 +26,8 @@ from syncd.config import Config, RemoteConfig, load_config
 from syncd.daemon import Daemon
 from syncd.remotes import build_remote
 from syncd.remotes.base import Remote
-from syncd.sandbox import run_in_thread
-from syncd.sandbox.deepen import CLIENT_ID as DEEPEN_CLIENT_ID
+from syncd_sandbox import run_in_thread
+from syncd_sandbox.deepen import CLIENT_ID as DEEPEN_CLIENT_ID
 from tests.conftest import TOKEN, admin_call, write_config
 from tests.contract import deepen_backend as deepen
 from tests.contract import segments_backend as segments

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from syncd.sandbox.deepen import CLIENT_ID
+from syncd_sandbox.deepen import CLIENT_ID
 from tests.conftest import TOKEN, admin_call
 
 # The files Deepen makes FileResources of: point clouds and camera images (not

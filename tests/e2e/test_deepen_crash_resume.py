@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from syncd import sandbox
+import syncd_sandbox as sandbox
 from syncd.pipeline.archive import open_archive
 from syncd.sampledata import write_bulk_unit
 from syncd.store import PackageFile, Store

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from syncd import sandbox
+import syncd_sandbox as sandbox
 from syncd.pipeline.archive import open_archive
 from syncd.sampledata import write_bulk_unit
 from syncd.store import PackageFile, Store

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from syncd import sandbox
+import syncd_sandbox as sandbox
 from syncd.sampledata import write_fusion_unit, write_image_unit
 from tests.conftest import TOKEN, admin_call, query, run_cli
 from tests.deepen_support import write_deepen_config

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def deepen_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from syncd.sandbox import run_in_thread
+    from syncd_sandbox import run_in_thread
 
     with run_in_thread("deepen", token=TOKEN, data_dir=tmp_path_factory.mktemp("deepen")) as url:
         yield url

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd import sandbox
+import syncd_sandbox as sandbox
 from tests.conftest import TOKEN, admin_call, query, run_cli, write_config
 from tests.e2e.flow import (
     LATE_BOX,

@@ -13,7 +13,7 @@ import pytest
 from segments import SegmentsClient
 from segments.typing import Label
 
-from syncd import sandbox
+import syncd_sandbox as sandbox
 from tests.conftest import TOKEN, admin_call, query, run_cli, write_config
 from tests.contract.segments_backend import annotate
 from tests.e2e.flow import (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd import sandbox
+import syncd_sandbox as sandbox
 from syncd.sampledata import write_fusion_unit, write_scene_unit
 from tests.conftest import TOKEN, admin_call, query, run_cli, write_config
 

@@ -23,7 +23,7 @@ import pytest
 from syncd.config import load_config
 from syncd.daemon import Daemon
 from syncd.pipeline import pull
-from syncd.sandbox import run_in_thread
+from syncd_sandbox import run_in_thread
 from tests.conftest import TOKEN, admin_call, query, write_config
 
 pytestmark = pytest.mark.slow

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 import syncd.daemon
-from syncd.pipeline import stamps, watch
-from syncd.pipeline.units import UnitSnapshot, dirs_unchanged, scan_unit
+from syncd.pipeline import detect, stamps
+from syncd.pipeline.scan import UnitSnapshot, dirs_unchanged, scan_unit
 from syncd.sampledata import write_fusion_unit
 from tests.conftest import query, wait_until
 from tests.pipeline.conftest import Env
@@ -109,15 +109,15 @@ def test_what_is_not_stamped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def _scanned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of the units watch.run_once scans from now on."""
+    """Names of the units detect.run_once scans from now on."""
     seen: list[str] = []
-    real = watch.scan_unit
+    real = detect.scan_unit
 
     def counting(folder: Path, name: str, *a: Any, **kw: Any) -> UnitSnapshot | None:
         seen.append(name)
         return real(folder, name, *a, **kw)
 
-    monkeypatch.setattr(watch, "scan_unit", counting)
+    monkeypatch.setattr(detect, "scan_unit", counting)
     return seen
 
 
@@ -152,14 +152,14 @@ def test_catch_up_skips_uploaded_units_and_finds_what_changed_while_down(
     d = env.daemon()
     try:
         ctx = d.contexts[0]
-        tracker = watch.SettleTracker()
+        tracker = detect.SettleTracker()
         scanned = _scanned(monkeypatch)
-        watch.run_once(ctx, tracker, None, catch_up=True)
+        detect.run_once(ctx, tracker, None, catch_up=True)
         assert sorted(scanned) == ["added_to", "new_unit"]  # "untouched" was not listed
         assert _detected(env) == ["added_to", "new_unit"]
         # the full scan stats every file: the in-place edit is found there
         scanned.clear()
-        watch.run_once(ctx, tracker, None)
+        detect.run_once(ctx, tracker, None)
         assert sorted(scanned) == ["added_to", "edited", "new_unit", "untouched"]
         assert _detected(env) == ["added_to", "edited", "new_unit"]
     finally:
@@ -182,10 +182,10 @@ def test_catch_up_without_stamps_scans_everything_and_stamps_it(
     d = env.daemon()
     try:
         scanned = _scanned(monkeypatch)
-        assert watch.run_once(d.contexts[0], watch.SettleTracker(), None, catch_up=True) == 0
+        assert detect.run_once(d.contexts[0], detect.SettleTracker(), None, catch_up=True) == 0
         assert sorted(scanned) == ["u0", "u1", "u2"]
         scanned.clear()
-        watch.run_once(d.contexts[0], watch.SettleTracker(), None, catch_up=True)
+        detect.run_once(d.contexts[0], detect.SettleTracker(), None, catch_up=True)
         assert scanned == []
     finally:
         d.close()
@@ -250,13 +250,13 @@ def test_a_full_scan_in_slices_lets_changed_units_go_first(env: Env) -> None:
         write_fusion_unit(env.folder / f"u{n}", frames=1, cameras=0, with_result=False, seed=n)
     d = env.daemon()
     try:
-        ctx, tracker = d.contexts[0], watch.SettleTracker()
-        sweep = watch.FullScan(ctx, tracker)
+        ctx, tracker = d.contexts[0], detect.SettleTracker()
+        sweep = detect.FullScan(ctx, tracker)
         # the watcher has something: the slice stops after one unit, whatever its budget
         assert sweep.step(60.0, interrupt=lambda: True) > 0
         assert _detected(env) == ["u0"]
         write_fusion_unit(env.folder / "late", frames=1, cameras=0, with_result=False, seed=7)
-        watch.run_once(ctx, tracker, {"late", "u2"})  # what the watcher reports meanwhile
+        detect.run_once(ctx, tracker, {"late", "u2"})  # what the watcher reports meanwhile
         assert _detected(env) == ["late", "u0", "u2"]
         slices = 1
         while not sweep.done:
@@ -279,7 +279,7 @@ def test_a_sweep_that_starts_does_not_hold_back_the_changed_units(
     write_fusion_unit(env.folder / "zz_late", frames=1, cameras=0, with_result=False, seed=9)
     d = env.daemon()
     try:
-        sweeps: dict[str, watch.FullScan] = {}
+        sweeps: dict[str, detect.FullScan] = {}
         d.push_cycle({"s": {"zz_late"}}, sweeps=sweeps, rescan=frozenset({"s"}))
         assert "s" in sweeps and not sweeps["s"].done
         units = {r[0] for r in query(env.db, "SELECT unit FROM packages")}

@@ -12,7 +12,7 @@ import os
 import pytest
 
 from syncd.daemon import Daemon
-from syncd.pipeline import pack, upload, watch
+from syncd.pipeline import detect, pack, upload
 from syncd.pipeline.context import SyncContext
 from syncd.sampledata import write_fusion_unit
 from tests.conftest import query
@@ -23,9 +23,9 @@ def packed(env: Env, **sync: object) -> tuple[Daemon, SyncContext]:
     """Run detect, settle and pack in-process; the package waits in ``packed``."""
     d = env.daemon(**sync)
     ctx = d.contexts[0]
-    tracker = watch.SettleTracker()
-    watch.run_once(ctx, tracker)
-    watch.run_once(ctx, tracker)
+    tracker = detect.SettleTracker()
+    detect.run_once(ctx, tracker)
+    detect.run_once(ctx, tracker)
     pack.run_once(ctx)
     return d, ctx
 
@@ -69,12 +69,12 @@ def test_change_after_packing_goes_back_and_sends_the_new_content(env: Env, chan
 def test_unit_still_growing_is_not_settled(env: Env) -> None:
     write_fusion_unit(env.folder / "u", frames=1, cameras=0, with_result=False, seed=22)
     d = env.daemon(settle_seconds=30)
-    tracker = watch.SettleTracker()
+    tracker = detect.SettleTracker()
     ctx = d.contexts[0]
-    watch.run_once(ctx, tracker)
+    detect.run_once(ctx, tracker)
     with (env.folder / "u" / "lidar_point_cloud_0" / "000001.pcd").open("ab") as f:
         f.write(b"1 1 1 1\n")
-    watch.run_once(ctx, tracker)
+    detect.run_once(ctx, tracker)
     pack.run_once(ctx)
     d.close()
     assert query(env.db, "SELECT state FROM packages") == [("detected",)]

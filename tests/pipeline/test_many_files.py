@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from syncd.pipeline import pack, upload, watch
+from syncd.pipeline import detect, pack, upload
 from syncd.pipeline.archive import open_archive
 from syncd.sampledata import write_fusion_unit
 from syncd.store import PackageFile
@@ -49,9 +49,9 @@ def test_hundred_thousand_files_in_one_unit(tmp_path: Path, sandbox_proc: Sandbo
     received = env.admin("GET", "/counters")["bytes_received"]
     started = time.monotonic()
     try:
-        tracker = watch.SettleTracker()
-        watch.run_once(ctx, tracker)
-        watch.run_once(ctx, tracker)
+        tracker = detect.SettleTracker()
+        detect.run_once(ctx, tracker)
+        detect.run_once(ctx, tracker)
         pack.run_once(ctx)
         upload.run_once(ctx)
         took = time.monotonic() - started

@@ -216,7 +216,7 @@ def test_transient_errors_retry_in_the_same_state(env: Env) -> None:
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    from syncd.pipeline.retry import backoff_delay
+    from syncd.pipeline.backoff import backoff_delay
 
     assert all(0.5 <= backoff_delay(1) <= 2.0 for _ in range(50))
     assert all(8.0 <= backoff_delay(4) <= 16.0 for _ in range(50))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.pipeline import units
-from syncd.pipeline.units import FileStat, scan_unit
+from syncd.pipeline import scan
+from syncd.pipeline.scan import FileStat, scan_unit
 
 
 def _tree(folder: Path, outside: Path) -> None:
@@ -43,7 +43,7 @@ def test_fast_path_equals_general_loop(
     _tree(folder, outside)
     exclude = (".*", "*.tmp")
     fast = scan_unit(folder, name, exclude, "_READY")
-    monkeypatch.setattr(units, "_scan_plain_dir", lambda *a: False)
+    monkeypatch.setattr(scan, "_scan_plain_dir", lambda *a: False)
     general = scan_unit(folder, name, exclude, "_READY")
     assert fast == general
     assert fast is not None and all(type(f) is FileStat for f in fast.files)
@@ -93,7 +93,7 @@ def test_a_file_that_vanishes_is_left_out(tmp_path: Path, monkeypatch: pytest.Mo
         def __iter__(self) -> object:
             return self.it
 
-    monkeypatch.setattr(units.os, "scandir", _Ctx)
+    monkeypatch.setattr(scan.os, "scandir", _Ctx)
     snap = scan_unit(tmp_path, "u", (), None)
     assert snap is not None
     assert [f.rel_path for f in snap.files] == ["0.pcd", "2.pcd"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from syncd.sampledata import write_fusion_unit, write_scene_unit
-from syncd.sandbox import run_in_thread
+from syncd_sandbox import run_in_thread
 from tests.conftest import TOKEN, admin_call, query, run_cli, write_config
 
 pytestmark = pytest.mark.e2e

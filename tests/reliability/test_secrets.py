@@ -17,7 +17,7 @@ import pytest
 import trustme
 
 from syncd.sampledata import write_fusion_unit
-from syncd.sandbox import run_in_thread
+from syncd_sandbox import run_in_thread
 from tests.conftest import TOKEN, admin_call, run_cli, write_config
 from tests.reliability.invariants import assert_no_secrets, database_text
 

@@ -17,7 +17,7 @@ from syncd.errors import (
     TransientError,
 )
 from syncd.remotes.basicai import BasicAIRemote, classify
-from syncd.sandbox import run_in_thread
+from syncd_sandbox import run_in_thread
 from tests.conftest import TOKEN, admin_call
 
 

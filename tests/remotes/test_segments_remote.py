@@ -23,7 +23,7 @@ from syncd.errors import (
 from syncd.remotes.base import ChangedLabels, PushData, PushFile
 from syncd.remotes.segments import SegmentsRemote, classify, micros
 from syncd.remotes.segments_wire import Frame, camera_pose, sample_attributes
-from syncd.sandbox import run_in_thread
+from syncd_sandbox import run_in_thread
 from tests.conftest import TOKEN, admin_call, write_config
 
 _names = itertools.count(1)

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from syncd.sandbox import run_in_thread
+from syncd_sandbox import run_in_thread
 from tests.conftest import TOKEN, admin_call
 
 AUTH = {"Authorization": f"ApiKey {TOKEN}"}

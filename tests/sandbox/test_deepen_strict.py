@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from syncd.sandbox.deepen import CLIENT_ID
+from syncd_sandbox.deepen import CLIENT_ID
 from tests.conftest import TOKEN, admin_call
 
 KB256 = 256 * 1024
@@ -21,7 +21,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from syncd.sandbox import run_in_thread
+    from syncd_sandbox import run_in_thread
 
     with run_in_thread("deepen", token=TOKEN, data_dir=tmp_path_factory.mktemp("deepen")) as u:
         yield u

@@ -19,7 +19,7 @@ from segments.exceptions import AlreadyExistsError, AuthenticationError, NotFoun
 from segments.typing import Dataset, File, Label, LabelSummary, Release, Sample
 from segments.utils import load_release
 
-from syncd.sandbox import run_in_thread
+from syncd_sandbox import run_in_thread
 from tests.conftest import TOKEN
 
 CATEGORIES = {

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 
-from syncd.sandbox import serve_in_thread
-from syncd.sandbox.traversals import TraversalLog
-from syncd.sandbox.xtreme1 import create_app
+from syncd_sandbox import serve_in_thread
+from syncd_sandbox.traversals import TraversalLog
+from syncd_sandbox.xtreme1 import create_app
 
 AUTH = {"Authorization": "Bearer tok"}
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from syncd.sampledata import write_fusion_unit
-from syncd.sandbox import serve_in_thread
-from syncd.sandbox.xtreme1 import create_app
+from syncd_sandbox import serve_in_thread
+from syncd_sandbox.xtreme1 import create_app
 
 AUTH = {"Authorization": "Bearer tok"}
 

@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncd.sandbox.gcs_resumable import ResumableStore, Session
+from syncd_sandbox.gcs_resumable import ResumableStore, Session
 
 BUCKET = "deepen-uploads"
 DATA_SUFFIXES = (".pcd", ".bin", ".ply", ".las", ".json", ".png", ".jpg", ".jpeg")

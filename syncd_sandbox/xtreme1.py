@@ -28,11 +28,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from syncd.sandbox.faults import FaultMiddleware, FaultRules
-from syncd.sandbox.objectstore import ObjectStore
-from syncd.sandbox.ratelimit import RateWindows
-from syncd.sandbox.traversals import TraversalLog
-from syncd.sandbox.xtreme1_state import (
+from syncd_sandbox.faults import FaultMiddleware, FaultRules
+from syncd_sandbox.objectstore import ObjectStore
+from syncd_sandbox.ratelimit import RateWindows
+from syncd_sandbox.traversals import TraversalLog
+from syncd_sandbox.xtreme1_state import (
     BUCKET,
     INTERNAL,
     USER_ID,

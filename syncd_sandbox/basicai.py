@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from syncd.sandbox.basicai_state import (
+from syncd_sandbox.basicai_state import (
     BUCKET,
     DATASET_TYPES,
     MAX_PRESIGN_BYTES,
@@ -47,8 +47,8 @@ from syncd.sandbox.basicai_state import (
     Business,
     ItemRow,
 )
-from syncd.sandbox.faults import FaultMiddleware, FaultRules
-from syncd.sandbox.objectstore import ObjectStore
+from syncd_sandbox.faults import FaultMiddleware, FaultRules
+from syncd_sandbox.objectstore import ObjectStore
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_IDS = 100

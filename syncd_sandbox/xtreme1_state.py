@@ -17,8 +17,8 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from syncd.sandbox.objectstore import ObjectStore
-from syncd.sandbox.xtreme1_parser import ArchiveFailed, ParsedItem, parse_archive
+from syncd_sandbox.objectstore import ObjectStore
+from syncd_sandbox.xtreme1_parser import ArchiveFailed, ParsedItem, parse_archive
 
 BUCKET = "xtreme1"
 INTERNAL = "http://minio:9000"
@@ -114,7 +114,7 @@ class Xtreme1State:
             # Xtreme1 has none; tests switch them on to prove the client's limiter)
             "rate_limits": None,
             "rate_limit_retry_after": True,
-            # Pull traversals (syncd.sandbox.traversals): a pause longer than
+            # Pull traversals (syncd_sandbox.traversals): a pause longer than
             # this ends one; each reading request takes at least traversal_delay.
             "traversal_gap": 0.5,
             "traversal_delay": 0.0,

@@ -5,7 +5,7 @@ Strict as the notes (``shared/remote-apis/deepen.md``) describe Deepen:
 without envelope, errors as HTTP status codes with ``{"error": …}``; the
 dataset creation validates ``dataset_type`` / ``dataset_format`` /
 ``labelling_mode`` / ``files`` and hands out a resumable session URI on the
-same host (:mod:`syncd.sandbox.gcs_resumable`); ``process_uploaded_data``
+same host (:mod:`syncd_sandbox.gcs_resumable`); ``process_uploaded_data``
 wants the whole zip uploaded and its object file name; a dataset is
 processed once. ``/__sandbox/`` is the admin API: counters, faults, config
 (GCS switches and processing time), the sandbox clock, annotate, objects.
@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from syncd.sandbox.deepen_state import DatasetRow, DeepenState
-from syncd.sandbox.faults import FaultMiddleware, FaultRules
-from syncd.sandbox.gcs_resumable import ResumableStore
+from syncd_sandbox.deepen_state import DatasetRow, DeepenState
+from syncd_sandbox.faults import FaultMiddleware, FaultRules
+from syncd_sandbox.gcs_resumable import ResumableStore
 
 Handler = Callable[[Request], Awaitable[Response]]
 CLIENT_ID = "sandbox-client"

@@ -21,7 +21,7 @@ from __future__ import annotations
 from sqlmodel import col, delete, select
 
 from syncd.errors import SyncdError
-from syncd.pipeline.watch import OPEN_STATES
+from syncd.pipeline.detect import OPEN_STATES
 from syncd.store import Package, PackageFile, Store
 
 

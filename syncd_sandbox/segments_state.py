@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from syncd.sandbox.objectstore import ObjectStore
-from syncd.sandbox.ratelimit import RateWindows
+from syncd_sandbox.objectstore import ObjectStore
+from syncd_sandbox.ratelimit import RateWindows
 
 USER = "sandbox-user"
 ORGANIZATION = "sandbox-org"

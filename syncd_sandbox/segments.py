@@ -59,9 +59,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from syncd.sandbox.faults import FaultMiddleware, FaultRules
-from syncd.sandbox.objectstore import ObjectStore, StoredObject, s3_error
-from syncd.sandbox.segments_state import (
+from syncd_sandbox.faults import FaultMiddleware, FaultRules
+from syncd_sandbox.objectstore import ObjectStore, StoredObject, s3_error
+from syncd_sandbox.segments_state import (
     BUCKET,
     GROUND_TRUTH,
     MAX_PER_PAGE,

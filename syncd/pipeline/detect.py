@@ -18,7 +18,7 @@ Contract of :func:`run_once`:
   exists (``ready_marker`` set), or, without a marker, when the unit's file
   list, sizes and mtimes stayed the same for ``settle_seconds``.
 
-:class:`~syncd.pipeline.observe.FolderWatcher` (watchdog) only says *which*
+:class:`~syncd.pipeline.watcher.FolderWatcher` (watchdog) only says *which*
 units changed and wakes the daemon; it never changes state itself.
 """
 
@@ -34,7 +34,7 @@ from sqlmodel import col, select
 from syncd.pipeline import stamps
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.coverage import covered_by_unit, covered_versions
-from syncd.pipeline.units import UnitSnapshot, dirs_unchanged, excluded, list_units, scan_unit
+from syncd.pipeline.scan import UnitSnapshot, dirs_unchanged, excluded, list_units, scan_unit
 from syncd.store import Package, utcnow
 
 # Packages that hold no frozen file list yet: a unit has at most one of them.

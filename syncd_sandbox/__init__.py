@@ -74,19 +74,19 @@ class SandboxProcess:
 
 def create_app(platform: str, token: str, data_dir: Path) -> Any:
     if platform == "xtreme1":
-        from syncd.sandbox.xtreme1 import create_app as xtreme1_app
+        from syncd_sandbox.xtreme1 import create_app as xtreme1_app
 
         return xtreme1_app(token, data_dir)
     if platform == "basicai":
-        from syncd.sandbox.basicai import create_app as basicai_app
+        from syncd_sandbox.basicai import create_app as basicai_app
 
         return basicai_app(token, data_dir)
     if platform == "deepen":
-        from syncd.sandbox.deepen import create_app as deepen_app
+        from syncd_sandbox.deepen import create_app as deepen_app
 
         return deepen_app(token, data_dir)
     if platform == "segments":
-        from syncd.sandbox.segments import create_app as segments_app
+        from syncd_sandbox.segments import create_app as segments_app
 
         return segments_app(token, data_dir)
     raise ValueError(f"unknown sandbox platform {platform!r}; known: {', '.join(PLATFORMS)}")

@@ -29,7 +29,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from syncd.pipeline.units import unit_of
+from syncd.pipeline.scan import unit_of
 
 LIMIT_ERRNOS = (errno.EMFILE, errno.ENOSPC, errno.ENFILE)
 _WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")

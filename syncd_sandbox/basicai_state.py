@@ -18,8 +18,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncd.sandbox.objectstore import ObjectStore
-from syncd.sandbox.ratelimit import RateWindows
+from syncd_sandbox.objectstore import ObjectStore
+from syncd_sandbox.ratelimit import RateWindows
 
 BUCKET = "basicai-prod-app-default"
 TEAM_ID = 7
