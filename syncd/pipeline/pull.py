@@ -44,7 +44,7 @@ import operator
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Dialect, Table
 from sqlmodel import Session, SQLModel, col, delete, select, update
@@ -58,6 +58,7 @@ from syncd.remotes.base import (
     RemoteItem,
     RemoteLabel,
     StatusFingerprint,
+    capabilities,
 )
 from syncd.store import Cursor, Item, Label, Object, Tx, utcnow
 
@@ -438,17 +439,18 @@ def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
         last_fingerprint = _get_cursor(s, ctx.name, CURSOR_FINGERPRINT)
     # Read before anything else: a status that changes after this read moves
     # the next cycle's fingerprint.
+    caps = capabilities(ctx.remote)
     fingerprint = (
-        ctx.remote.status_fingerprint(dataset_id)
-        if isinstance(ctx.remote, StatusFingerprint)
+        cast(StatusFingerprint, ctx.remote).status_fingerprint(dataset_id)
+        if caps.status_fingerprint
         else None
     )
     # 0. changed labels, where the remote lists items by change (its own cursor)
     fetched: set[str] = set()
-    if isinstance(ctx.remote, ChangedLabels):
+    if caps.changed_labels:
         with ctx.store.read() as s:
             labels_cursor = _get_cursor(s, ctx.name, CURSOR_LABELS)
-        for page in ctx.remote.changed_items(dataset_id, labels_cursor):
+        for page in cast(ChangedLabels, ctx.remote).changed_items(dataset_id, labels_cursor):
             if ctx.stop.is_set():
                 return stats
             _commit_batch(

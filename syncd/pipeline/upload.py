@@ -46,7 +46,7 @@ from syncd.pipeline.backoff import schedule_retry
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.pack import fail
 from syncd.pipeline.readahead import read_ahead
-from syncd.remotes.base import ResumableUploads, Upload, push_mode
+from syncd.remotes.base import Upload, capabilities, push_mode
 from syncd.store import FINAL_STATES, Package, PackageFile, utcnow
 
 ACTIVE_STATES = ("packed", "uploading", "uploaded", "submitted", "processing")
@@ -188,7 +188,7 @@ def _upload(ctx: SyncContext, pkg: Package) -> Package | None:
 
     started = time.monotonic()
     try:
-        if isinstance(ctx.remote, ResumableUploads):
+        if capabilities(ctx.remote).upload == "resumable":
             upload = resumable.upload(ctx, pkg, files, class_ids)
         else:
             upload = ctx.remote.upload_archive(
@@ -247,7 +247,7 @@ def _wait(ctx: SyncContext, pkg: Package) -> None:
 def _submit(ctx: SyncContext, pkg: Package) -> Package | None:
     dataset_id = pkg.remote_dataset_id
     assert dataset_id
-    idempotent = bool(getattr(ctx.remote, "submit_is_idempotent", False))
+    idempotent = capabilities(ctx.remote).submit_is_idempotent
     if (
         pkg.submit_started_at
         and not pkg.serial

@@ -236,10 +236,43 @@ class FilePushRemote(Remote, Protocol):
         ...
 
 
+UploadStrategy = Literal["archive", "resumable", "files"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do beyond the core :class:`Remote`, declared in one place.
+
+    Every backend class sets ``capabilities`` (a class attribute); the pipeline
+    reads it through :func:`capabilities` and never probes with ``getattr`` or
+    ``isinstance``.
+
+    * ``upload``: how a package reaches the platform. ``"archive"``: one zip
+      through :meth:`Remote.upload_archive`, then ``submit``/``processing``;
+      ``"resumable"``: one zip through :class:`ResumableUploads` sessions kept
+      across restarts, then ``submit``/``processing``; ``"files"``: each data
+      item's files through :class:`FilePushRemote`, then ``register``.
+    * ``submit_is_idempotent``: ``submit`` checks the platform itself, so the
+      pipeline may call it again after a crash without asking first.
+    * ``changed_labels``: the remote is a :class:`ChangedLabels`.
+    * ``status_fingerprint``: the remote is a :class:`StatusFingerprint`.
+    """
+
+    upload: UploadStrategy = "archive"
+    submit_is_idempotent: bool = False
+    changed_labels: bool = False
+    status_fingerprint: bool = False
+
+
+def capabilities(remote: Remote) -> Capabilities:
+    """The capabilities a remote declares (the core alone when it declares none)."""
+    caps = getattr(remote, "capabilities", None)
+    return caps if isinstance(caps, Capabilities) else Capabilities()
+
+
 def push_mode(remote: Remote) -> PushMode:
-    """The push mode of a remote (``"archive"`` unless it says otherwise)."""
-    mode = getattr(remote, "push_mode", "archive")
-    return "files" if mode == "files" else "archive"
+    """``"files"`` for per-file push, else ``"archive"`` (resumable archives included)."""
+    return "files" if capabilities(remote).upload == "files" else "archive"
 
 
 @runtime_checkable

@@ -36,11 +36,11 @@ from syncd.errors import (
 )
 from syncd.remotes.base import (
     ByteSource,
+    Capabilities,
     ItemPage,
     Processing,
     PushData,
     PushFile,
-    PushMode,
     RemoteDataset,
     RemoteItem,
     RemoteLabel,
@@ -182,7 +182,7 @@ class BasicAIRemote:
     """The Remote for one BasicAI Cloud team (see :class:`syncd.remotes.base.FilePushRemote`)."""
 
     platform = PLATFORM
-    push_mode: PushMode = "files"
+    capabilities = Capabilities(upload="files")
 
     def __init__(self, name: str, cfg: RemoteConfig, token: str) -> None:
         self.name = name

@@ -47,6 +47,7 @@ from syncd.errors import (
 from syncd.log import get_logger
 from syncd.remotes.base import (
     ByteSource,
+    Capabilities,
     ItemPage,
     OffsetSource,
     Processing,
@@ -132,7 +133,7 @@ class DeepenRemote:
     """
 
     platform = PLATFORM
-    submit_is_idempotent = True
+    capabilities = Capabilities(upload="resumable", submit_is_idempotent=True)
 
     def __init__(self, name: str, cfg: RemoteConfig, token: str) -> None:
         assert cfg.client_id, "config validation requires client_id for deepen"

@@ -77,11 +77,11 @@ from syncd.errors import (
 from syncd.remotes import segments_wire as wire
 from syncd.remotes.base import (
     ByteSource,
+    Capabilities,
     ItemPage,
     Processing,
     PushData,
     PushFile,
-    PushMode,
     RemoteDataset,
     RemoteItem,
     RemoteLabel,
@@ -194,7 +194,7 @@ class SegmentsRemote:
     """The Remote for one Segments.ai account (see :class:`syncd.remotes.base.FilePushRemote`)."""
 
     platform = PLATFORM
-    push_mode: PushMode = "files"
+    capabilities = Capabilities(upload="files", changed_labels=True)
     per_page = PER_PAGE  # tests shrink it to page small datasets
 
     def __init__(self, name: str, cfg: RemoteConfig, token: str) -> None:

@@ -29,6 +29,7 @@ from syncd.errors import (
 from syncd.log import get_logger
 from syncd.remotes.base import (
     ByteSource,
+    Capabilities,
     ItemPage,
     Processing,
     RemoteDataset,
@@ -130,6 +131,7 @@ class Xtreme1Remote:
     """The Remote for one Xtreme1 installation (see :class:`syncd.remotes.base.Remote`)."""
 
     platform = PLATFORM
+    capabilities = Capabilities(upload="archive", status_fingerprint=True)
 
     def __init__(self, name: str, cfg: RemoteConfig, token: str) -> None:
         self.name = name
