@@ -379,9 +379,11 @@ def plan(config_file: str | None, sync_name: str | None, as_json: bool) -> None:
 @guarded
 def sandbox(platform: str, port: int, token: str, data_dir: str | None) -> None:
     """Serve a local stand-in for PLATFORM on 127.0.0.1; prints `READY <url>` when it serves."""
-    from syncd_sandbox import serve
+    from syncd.extras import require
 
-    serve(platform, port=port, token=token, data_dir=Path(data_dir) if data_dir else None)
+    require("sandbox").serve(
+        platform, port=port, token=token, data_dir=Path(data_dir) if data_dir else None
+    )
 
 
 @cli.command()

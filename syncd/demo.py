@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from syncd.errors import SyncdError
-from syncd_sandbox import SandboxProcess
+from syncd.extras import require
 
 TOKEN = "demo-token"
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
@@ -113,7 +113,7 @@ def run_demo(work: Path) -> int:
     (work / "incoming").mkdir(parents=True)
     say(f"working in {work}")
     try:
-        sandbox = SandboxProcess(
+        sandbox = require("sandbox").SandboxProcess(
             "xtreme1", token=TOKEN, data_dir=work / "sandbox-objects", log=work / "sandbox.log"
         )
     except RuntimeError as exc:

@@ -18,12 +18,17 @@ from __future__ import annotations
 
 import re
 
-import psycopg
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 
 from syncd.config import masked_url
 from syncd.errors import ConfigError, StoreError
+from syncd.extras import missing
+
+try:
+    import psycopg
+except ImportError as exc:  # the 'postgres' extra is not installed
+    raise missing("postgres", exc) from exc
 
 CONNECT_TIMEOUT = 10
 # The server notices a client that vanished (machine off, cable out) within
