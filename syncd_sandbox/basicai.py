@@ -38,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from syncd_sandbox.admin import admin_routes, update_config
 from syncd_sandbox.basicai_state import (
     BUCKET,
     DATASET_TYPES,
@@ -436,16 +437,15 @@ class BasicAIApp:
         self.state.remove(int(request.path_params["id"]))
         return JSONResponse({"ok": True})
 
-    async def admin_config(self, request: Request) -> Response:
-        body = json.loads(await request.body())
-        windows = body.pop("rate_windows", None)
-        unknown = set(body) - set(self.state.config)
-        if unknown:
-            return JSONResponse({"error": f"unknown keys {sorted(unknown)}"}, status_code=400)
-        if windows is not None:
-            self.state.set_windows([(int(n), float(s)) for n, s in windows])
-        self.state.config.update(body)
-        return JSONResponse(dict(self.state.config))
+    def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """``/__sandbox/config``: the state's settings, plus ``rate_windows`` ([[n, seconds], …])."""
+        return update_config(
+            self.state.config,
+            changes,
+            special={
+                "rate_windows": lambda w: self.state.set_windows([(int(n), float(s)) for n, s in w])
+            },
+        )
 
 
 def create_app(token: str, data_dir: Path) -> Starlette:
@@ -483,13 +483,14 @@ def create_app(token: str, data_dir: Path) -> Starlette:
             methods=["GET"],
         ),
         Route("/s3/{bucket}/{key:path}", x.s3, methods=["PUT", "GET"]),
-        Route("/__sandbox/counters", x.admin_counters, methods=["GET"]),
-        Route("/__sandbox/annotate", x.admin_annotate, methods=["POST"]),
-        Route("/__sandbox/datasets/{id}/items", x.admin_items, methods=["GET", "POST"]),
-        Route("/__sandbox/datasets/{id}/seed", x.admin_seed, methods=["POST"]),
-        Route("/__sandbox/items/{id}/remove", x.admin_remove, methods=["POST"]),
-        Route("/__sandbox/faults", x.faults.admin, methods=["POST", "DELETE"]),
-        Route("/__sandbox/config", x.admin_config, methods=["POST"]),
+        *admin_routes(
+            x,
+            [
+                Route("/__sandbox/datasets/{id}/items", x.admin_items, methods=["GET", "POST"]),
+                Route("/__sandbox/datasets/{id}/seed", x.admin_seed, methods=["POST"]),
+                Route("/__sandbox/items/{id}/remove", x.admin_remove, methods=["POST"]),
+            ],
+        ),
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:

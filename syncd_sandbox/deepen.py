@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from syncd_sandbox.admin import ConfigError, admin_routes
 from syncd_sandbox.deepen_state import DatasetRow, DeepenState
 from syncd_sandbox.faults import FaultMiddleware, FaultRules
 from syncd_sandbox.gcs_resumable import ResumableStore
@@ -234,23 +235,22 @@ class DeepenApp:
             return error(404, "no such dataset")
         return JSONResponse({"path": str(self.gcs.path(self.state.session(row)))})
 
-    async def admin_config(self, request: Request) -> Response:
-        body = json.loads(await request.body())
+    def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """``/__sandbox/config``: the upload endpoint's and the platform's settings, and
+        ``clock_offset`` (seconds added to the upload endpoint's clock, to expire sessions)."""
         known = set(self.gcs.config) | set(self.state.config) | {"clock_offset"}
-        unknown = set(body) - known
+        unknown = set(changes) - known
         if unknown:
-            return error(400, f"unknown keys {sorted(unknown)}")
+            raise ConfigError(f"unknown keys {sorted(unknown)}")
         with self.state.lock, self.gcs.lock:
-            for k, v in body.items():
+            for k, v in changes.items():
                 if k == "clock_offset":
                     self.gcs.clock_offset = float(v)
                 elif k in self.gcs.config:
                     self.gcs.config[k] = v
                 else:
                     self.state.config[k] = v
-            return JSONResponse(
-                {**self.gcs.config, **self.state.config, "clock_offset": self.gcs.clock_offset}
-            )
+            return {**self.gcs.config, **self.state.config, "clock_offset": self.gcs.clock_offset}
 
     async def admin_annotate(self, request: Request) -> Response:
         """``{"dataset_id", "file_id", "labels": [...]}`` adds/updates; ``"delete": [ids]`` removes;
@@ -301,11 +301,7 @@ def create_app(token: str, data_dir: Path) -> Starlette:
         Route(f"{v2}/datasets/{{id}}/files/{{file:path}}", a(x.file_info), methods=["GET"]),
         Route(f"{v2}/datasets/{{id}}/labels", a(x.labels), methods=["GET"]),
         Route("/upload/storage/v1/b/{bucket}/o", x.gcs.handle, methods=["PUT", "DELETE", "POST"]),
-        Route("/__sandbox/counters", x.admin_counters, methods=["GET"]),
-        Route("/__sandbox/objects/{id}", x.admin_object, methods=["GET"]),
-        Route("/__sandbox/faults", x.faults.admin, methods=["POST", "DELETE"]),
-        Route("/__sandbox/config", x.admin_config, methods=["POST"]),
-        Route("/__sandbox/annotate", x.admin_annotate, methods=["POST"]),
+        *admin_routes(x, [Route("/__sandbox/objects/{id}", x.admin_object, methods=["GET"])]),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -59,6 +59,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from syncd_sandbox.admin import admin_routes, update_config
 from syncd_sandbox.faults import FaultMiddleware, FaultRules
 from syncd_sandbox.objectstore import ObjectStore, StoredObject, s3_error
 from syncd_sandbox.segments_state import (
@@ -645,16 +646,15 @@ class SegmentsApp:
             return reply(exc.body, exc.status)
         return reply(lab.dto())
 
-    async def admin_config(self, request: Request) -> Response:
-        body = json.loads(await request.body())
-        windows = body.pop("rate_windows", None)
-        unknown = set(body) - set(self.state.config)
-        if unknown:
-            return reply({"error": f"unknown keys {sorted(unknown)}"}, 400)
-        if windows is not None:
-            self.state.set_windows([(int(n), float(s)) for n, s in windows])
-        self.state.config.update(body)
-        return reply(dict(self.state.config))
+    def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """``/__sandbox/config``: the state's settings, plus ``rate_windows`` ([[n, seconds], …])."""
+        return update_config(
+            self.state.config,
+            changes,
+            special={
+                "rate_windows": lambda w: self.state.set_windows([(int(n), float(s)) for n, s in w])
+            },
+        )
 
 
 def create_app(token: str, data_dir: Path) -> Starlette:
@@ -682,11 +682,16 @@ def create_app(token: str, data_dir: Path) -> Starlette:
         Route("/assets/", a(x.assets), methods=["POST"]),
         Route("/s3/{bucket}/", x.s3_post, methods=["POST"]),
         Route("/s3/{bucket}/{key:path}", x.s3_get, methods=["GET"]),
-        Route("/__sandbox/counters", x.admin_counters, methods=["GET"]),
-        Route("/__sandbox/datasets/{owner}/{dataset}/samples", x.admin_samples, methods=["GET"]),
-        Route("/__sandbox/annotate", x.admin_annotate, methods=["POST"]),
-        Route("/__sandbox/faults", x.faults.admin, methods=["POST", "DELETE"]),
-        Route("/__sandbox/config", x.admin_config, methods=["POST"]),
+        *admin_routes(
+            x,
+            [
+                Route(
+                    "/__sandbox/datasets/{owner}/{dataset}/samples",
+                    x.admin_samples,
+                    methods=["GET"],
+                )
+            ],
+        ),
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:

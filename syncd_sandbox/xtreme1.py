@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from syncd_sandbox.admin import admin_routes, update_config
 from syncd_sandbox.faults import FaultMiddleware, FaultRules
 from syncd_sandbox.objectstore import ObjectStore
 from syncd_sandbox.ratelimit import RateWindows
@@ -659,13 +660,9 @@ class Xtreme1App:
             return JSONResponse({"error": "no such dataset"}, status_code=404)
         return JSONResponse({"created": len(ids), "first_id": ids[0] if ids else None})
 
-    async def admin_config(self, request: Request) -> Response:
-        body = json.loads(await request.body())
-        unknown = set(body) - set(self.state.config)
-        if unknown:
-            return JSONResponse({"error": f"unknown keys {sorted(unknown)}"}, status_code=400)
-        self.state.config.update(body)
-        return JSONResponse(dict(self.state.config))
+    def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """``/__sandbox/config``: the platform's settings (``xtreme1_state.Xtreme1State.config``)."""
+        return update_config(self.state.config, changes)
 
 
 def _traversed_dataset(request: Request) -> int | None:
@@ -714,13 +711,14 @@ def create_app(token: str, data_dir: Path) -> Starlette:
         Route("/api/data/getDataAndResult", a(x.data_and_result), methods=["GET"]),
         Route("/api/data/flow/submit/{id}", a(x.flow_submit), methods=["POST"]),
         Route("/minio/{bucket}/{key:path}", x.minio, methods=["PUT", "GET"]),
-        Route("/__sandbox/counters", x.admin_counters, methods=["GET"]),
-        Route("/__sandbox/annotate", x.admin_annotate, methods=["POST"]),
-        Route("/__sandbox/traversals", x.admin_traversals, methods=["GET", "DELETE"]),
-        Route("/__sandbox/datasets/{id}/items", x.admin_items, methods=["GET"]),
-        Route("/__sandbox/datasets/{id}/seed", x.admin_seed, methods=["POST"]),
-        Route("/__sandbox/faults", x.faults.admin, methods=["POST", "DELETE"]),
-        Route("/__sandbox/config", x.admin_config, methods=["POST"]),
+        *admin_routes(
+            x,
+            [
+                Route("/__sandbox/traversals", x.admin_traversals, methods=["GET", "DELETE"]),
+                Route("/__sandbox/datasets/{id}/items", x.admin_items, methods=["GET"]),
+                Route("/__sandbox/datasets/{id}/seed", x.admin_seed, methods=["POST"]),
+            ],
+        ),
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
