@@ -7,6 +7,11 @@ Contract:
 * Every state change is logged by :class:`syncd.store.Store` *after* its
   transaction commits, under a stable event name (see :data:`EVENTS`), so a
   log line never claims something the database does not hold.
+* Libraries that log through the standard :mod:`logging` module (APScheduler,
+  watchdog, httpx …) are routed through the same renderer: with JSON logs,
+  every line on stderr is JSON. Their records at WARNING and above (or the
+  configured level, if higher) become events named ``library.log`` with the
+  library's ``logger`` and its ``message``.
 * :func:`redact` removes secrets from any value before it is printed or
   stored: fields named like tokens, ``Authorization`` headers, ``token=``
   query parameters and presigned-URL signatures.
@@ -72,6 +77,7 @@ EVENTS = frozenset(
         "pull.skipped",
         "lease.acquired",
         "store.presence_lost",
+        "library.log",
     }
 )
 
@@ -109,14 +115,53 @@ def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> 
     return redact(event_dict)  # type: ignore[no-any-return]
 
 
+def _library_event(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A standard-library record as our event: ``library.log`` with its logger and message."""
+    event_dict["message"] = event_dict.pop("event", "")
+    return {"event": "library.log", **event_dict}
+
+
+class _LibraryHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root handler :func:`configure` installs (replaced, never stacked, on a second call)."""
+
+
+def _route_standard_logging(renderer: Any, level: int) -> None:
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            _library_event,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _redact_processor,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = _LibraryHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _LibraryHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    # Libraries' INFO lines (a job ran, a request was sent) are noise beside our
+    # own events; their warnings and errors are worth a line.
+    root.setLevel(max(logging.WARNING, level))
+
+
 def configure(fmt: str = "auto", level: str = "info") -> None:
-    """Set up structlog for the process (idempotent)."""
+    """Set up structlog (and the standard ``logging`` root) for ``fmt`` and ``level``."""
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         if console
         else structlog.processors.JSONRenderer(sort_keys=False)
     )
+    numeric = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -126,12 +171,11 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    _route_standard_logging(renderer, numeric)
 
 
 def get_logger(**bind: Any) -> Any:

@@ -1,8 +1,13 @@
-"""Secrets never reach a log line or the events table."""
+"""Log lines: secrets never reach a log line or the events table; every line is JSON."""
 
 from __future__ import annotations
 
-from syncd.log import redact, redact_text
+import json
+import logging
+
+import pytest
+
+from syncd.log import configure, get_logger, redact, redact_text
 
 
 def test_presigned_signature_redacted() -> None:
@@ -34,3 +39,42 @@ def test_database_url_password_is_redacted() -> None:
     assert redact_text(text) == (
         "state.database_url: postgresql+psycopg://syncd:***@db:5432/fleet: refused"
     )
+
+
+def test_library_logging_is_json_when_the_format_is_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """APScheduler, watchdog and httpx log through ``logging``: their lines must be JSON too."""
+    configure("json", "info")
+    configure("json", "info")  # a second call replaces the handler, never stacks it
+    try:
+        logging.getLogger("apscheduler.scheduler").warning(
+            "Execution of job %r skipped: maximum number of running instances reached (%d)",
+            "pull front-lidar",
+            1,
+        )
+        logging.getLogger("apscheduler.executors").info("Running job (info is not shown)")
+        logging.getLogger("httpx").error("GET https://x.example/?token=s3cret failed")
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logging.getLogger("watchdog.observers").exception("observer died")
+        get_logger().info("daemon.started")
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if ln]
+        records = [json.loads(ln) for ln in lines]  # every line is JSON
+    finally:
+        for h in list(logging.getLogger().handlers):
+            if type(h).__name__ == "_LibraryHandler":
+                logging.getLogger().removeHandler(h)
+    assert [r["event"] for r in records] == [
+        "library.log",
+        "library.log",
+        "library.log",
+        "daemon.started",
+    ]
+    skipped, failed, died = records[:3]
+    assert skipped["logger"] == "apscheduler.scheduler"
+    assert skipped["level"] == "warning"
+    assert "maximum number of running instances reached (1)" in skipped["message"]
+    assert "s3cret" not in failed["message"] and failed["level"] == "error"
+    assert "RuntimeError: boom" in died["exception"]
