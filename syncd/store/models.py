@@ -1,4 +1,4 @@
-"""The tables of the state database and mirror (documented in the README).
+"""The tables of the state database and mirror (documented in docs/mirror.md).
 
 Every column that people query is a plain column with a clear name; nested
 data is JSON text (query it with SQLite's ``json_extract``). Timestamps are
