@@ -10,8 +10,8 @@ event on a rare path counts too. A name is emitted when it is the first argument
 * a helper that hands its first argument to one of the above (``_record``/``record``
   in the daemon, ``Notice`` of the folder watcher);
 * a structlog logger method (``log.info/warning/error/debug/...``) — log-only events;
-* a later positional argument of any other call, when its namespace (``package``)
-  is one of the namespaces found above — helpers like ``_save(ctx, pkg, ref, name)``.
+* a positional argument of any other call, when its namespace (``package``) is one
+  of the namespaces found above — helpers like ``_save(ctx, pkg, ref, name)``.
 
 A conditional (``"a" if x else "b"``) counts both names. Any other f-string is an
 error: teach :func:`emitted_names` its values rather than let a name go unchecked.
@@ -24,6 +24,8 @@ import ast
 import re
 from collections import defaultdict
 from pathlib import Path
+
+import pytest
 
 from syncd.log import EVENTS
 from syncd.store import PACKAGE_STATES
@@ -69,10 +71,11 @@ def emitted_names(root: Path = REPO / "syncd") -> dict[str, set[str]]:
                     found[event].add(where)
             else:
                 passed_on += [
-                    (e, where) for arg in node.args[1:] for e in _names(arg, where, strict=False)
+                    (e, where) for arg in node.args for e in _names(arg, where, strict=False)
                 ]
-    # A name handed to a helper further down its arguments (``_save(ctx, pkg, ref,
-    # "package.upload_session")``) counts when its namespace is an event namespace.
+    # A name handed to any other helper (``_save(ctx, pkg, ref, "package.upload_session")``,
+    # ``quiet.report("daemon.stage_error")``) counts when its namespace is an event
+    # namespace; failpoint names (upload.sent, register.before) are not in one.
     namespaces = {event.split(".")[0] for event in found}
     for event, where in passed_on:
         if event.split(".")[0] in namespaces:
@@ -114,9 +117,18 @@ def test_the_collector_finds_each_kind_of_emission(tmp_path: Path) -> None:
         "tx.event('a.six' if created else 'a.seven')\n"
         "tx.event(f'package.{to_state}')\n"
         "save(ctx, pkg, 'a.eight')\n"
+        "quiet.report('a.nine', error)\n"
         "failpoints.reached('upload.sent')\n"
         "log.info('not an event name')\n"
     )
     found = set(emitted_names(tmp_path))
-    expected = {f"a.{n}" for n in ("one", "two", "three", "four", "five", "six", "seven", "eight")}
+    expected = {
+        f"a.{n}" for n in ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    }
     assert found == expected | {f"package.{s}" for s in PACKAGE_STATES}
+
+
+def test_a_name_built_at_run_time_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text("tx.event(f'pull.{what}')\n")
+    with pytest.raises(AssertionError, match="built at run time"):
+        emitted_names(tmp_path)
