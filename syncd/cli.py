@@ -1,6 +1,6 @@
 """The ``syncd`` command: run | once | check | status | events | sandbox | demo.
 
-Exit codes (the contract in DESIGN.md): 0 success; 1 something failed at run
+Exit codes (documented in docs/operating.md): 0 success; 1 something failed at run
 time (a package failed, the platform unreachable, a token refused); 2 bad
 configuration or usage. Errors are one line on stderr, never a traceback
 (set ``SYNCD_DEBUG=1`` to see one).

@@ -1,7 +1,7 @@
 """Realistic sample units for the demo, the tests and the benchmarks (stdlib only).
 
 A *unit* is one sub-folder of a watched folder; syncd zips it and uploads it to
-Xtreme1. The platform's archive parser (shared/remote-apis/xtreme1.md §4) only
+Xtreme1. The platform's archive parser (docs/platforms/xtreme1.md) only
 recognises data in particular folders, so every generator here produces exactly
 that layout:
 

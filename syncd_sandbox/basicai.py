@@ -1,7 +1,7 @@
 """The BasicAI Cloud sandbox app: the OpenAPI as BasicAI's guide writes it, strictly.
 
 Routes live under ``/api/v1``; the object store under ``/s3/`` on the same
-host. What it enforces (``shared/remote-apis/basicai.md`` §1-§4):
+host. What it enforces (docs/platforms/basicai.md):
 
 * ``Authorization: ApiKey <key>`` on every call, else HTTP 401 (no envelope);
   an expired licence answers ``LICENSE_EXPIRED`` in the envelope.

@@ -6,7 +6,7 @@ older one: ``listItemById`` walks them in id order and a traversal that is
 under way sees items added meanwhile at its end (the guide's "continuity").
 
 Where the public guide does not say what a body or a listing holds (marked
-``[unverified]`` in ``shared/remote-apis/basicai.md``), the sandbox accepts
+under "Still a guess" in docs/platforms/basicai.md), the sandbox accepts
 exactly what :mod:`syncd.remotes.basicai` sends and rejects anything else with
 ``ILLEGAL_PARAM``: the two must be corrected together against a real account.
 """

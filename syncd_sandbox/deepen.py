@@ -1,6 +1,6 @@
 """The Deepen sandbox app: API v2 under ``/api/v2`` plus a GCS-style resumable endpoint.
 
-Strict as the notes (``shared/remote-apis/deepen.md``) describe Deepen:
+Strict as docs/platforms/deepen.md describes Deepen:
 ``Authorization: Bearer <token>`` on every API call (401 otherwise), plain JSON
 without envelope, errors as HTTP status codes with ``{"error": …}``; the
 dataset creation validates ``dataset_type`` / ``dataset_format`` /

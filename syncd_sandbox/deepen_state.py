@@ -1,6 +1,6 @@
 """The Deepen sandbox's data: datasets, their uploaded zip, preprocessing, files and labels.
 
-Facts from ``shared/remote-apis/deepen.md``: a dataset is created with the
+Facts from docs/platforms/deepen.md: a dataset is created with the
 exact zip size and gets a GCS resumable session; ``process_uploaded_data``
 needs the whole zip uploaded and the object's file name; preprocessing
 (``files_uploaded``) takes a while, then ends ``files_getting_labelled`` (the

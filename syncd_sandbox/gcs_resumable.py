@@ -1,4 +1,4 @@
-"""A Google Cloud Storage style resumable-upload endpoint (``shared/remote-apis/gcs-resumable.md`` §2).
+"""A Google Cloud Storage style resumable-upload endpoint (docs/platforms/deepen.md).
 
 Sessions are handed out by the platform (Deepen's dataset creation), never by
 the client. Behaviour, strict where a client could get it wrong:

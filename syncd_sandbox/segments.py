@@ -1,6 +1,6 @@
 """The Segments.ai sandbox app: the REST API as the official Python SDK speaks it, strictly.
 
-What it enforces (``shared/remote-apis/segments.md`` §1-§4):
+What it enforces (docs/platforms/segments.md):
 
 * Served at the root (the SDK drops any path of its ``api_url``), on the SDK's
   exact paths: every endpoint ends in ``/`` except ``/user`` and

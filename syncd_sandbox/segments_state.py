@@ -2,7 +2,7 @@
 
 Everything is in memory behind one lock; uploaded assets and release files
 live in the shared object store. Replies carry every field the official SDK's
-pydantic models require (``shared/remote-apis/segments.md`` §2), so the SDK
+pydantic models require (docs/platforms/segments.md), so the SDK
 parses each one; timestamps come from one clock that never repeats, so the
 ``created_at`` and ``gt_label__updated_at`` sorts are total.
 

@@ -1,8 +1,8 @@
 """The Xtreme1 sandbox app: the backend's API as the real v0.9.1 serves it behind nginx.
 
 Routes live under ``/api`` (nginx strips it in the real deployment) and the
-object store under ``/minio/`` on the same host, exactly as the notes
-(shared/remote-apis/xtreme1.md) describe: envelope, HTTP 200 business
+object store under ``/minio/`` on the same host, exactly as
+docs/platforms/xtreme1.md describes: envelope, HTTP 200 business
 errors, 500 ``UNKNOWN`` for malformed requests, 401 without a valid token,
 presigned PUT URLs built from the request's Host header, ``accessUrl`` on
 the internal ``minio:9000`` host. ``/__sandbox/`` is the admin API.
@@ -49,7 +49,7 @@ DATASET_TYPES = ("LIDAR_FUSION", "LIDAR_BASIC", "IMAGE", "TEXT")
 
 
 class Unknown(Exception):
-    """Becomes HTTP 500 with code UNKNOWN and a Java-ish message (notes §2)."""
+    """Becomes HTTP 500 with code UNKNOWN and a Java-ish message (docs/platforms/xtreme1.md)."""
 
 
 class Business(Exception):
@@ -534,7 +534,7 @@ class Xtreme1App:
             for i in ids:
                 item = self.state.items.get(i)
                 if item is None or item.dataset_id != dataset.id:
-                    continue  # deleted items are still returned (notes §10)
+                    continue  # deleted items are still returned (docs/platforms/xtreme1.md)
                 entry: dict[str, Any] = {
                     "dataId": item.id,
                     "version": "Xtreme1 v0.6",
@@ -724,7 +724,7 @@ def create_app(token: str, data_dir: Path) -> Starlette:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 405 and request.url.path.startswith("/api/"):
-            # Spring answers a wrong method with 500 UNKNOWN (notes §10).
+            # Spring answers a wrong method with 500 UNKNOWN (docs/platforms/xtreme1.md).
             msg = f"org.springframework.web.HttpRequestMethodNotSupportedException: Request method '{request.method}' not supported"
             return JSONResponse({"code": "UNKNOWN", "message": msg, "data": None}, status_code=500)
         return JSONResponse(

@@ -1,4 +1,4 @@
-"""Xtreme1's archive parser, as the real backend applies it (notes §4 and §5).
+"""Xtreme1's archive parser, as the real backend applies it (docs/platforms/xtreme1.md).
 
 :func:`parse_archive` reads a zip from disk (zip64-capable, member by member)
 and returns what the backend would import: scenes and data items with their
@@ -203,7 +203,7 @@ def _parse_scene(
             item.objects = _result(zf, dirs, folder, name, class_ids, errors)
         items.append(item)
     # The backend decodes images in batches of five; one undecodable image
-    # silently drops its whole batch (notes §10).
+    # silently drops its whole batch (docs/platforms/xtreme1.md).
     for start in range(0, len(items), 5):
         batch = items[start : start + 5]
         if all(_decode_images(zf, it) for it in batch):
@@ -282,7 +282,7 @@ def _result(
             o["className"] = class_ids[class_id]
         else:
             # A classId that is not one of this dataset's: the object arrives
-            # unclassified, its className moved to modelClass (notes §5).
+            # unclassified, its className moved to modelClass (docs/platforms/xtreme1.md).
             o.pop("classId", None)
             o.pop("classValues", None)
             if "className" in o:

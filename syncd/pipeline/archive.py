@@ -95,7 +95,7 @@ def load_result(path: Path) -> Any:
 
 
 def _objects(doc: Any) -> Iterator[dict[str, Any]]:
-    # The platform takes {"objects": [...]} or a list of such (notes §5).
+    # The platform takes {"objects": [...]} or a list of such (docs/platforms/xtreme1.md).
     blocks = doc if isinstance(doc, list) else [doc]
     for block in blocks:
         if isinstance(block, dict):

@@ -1,6 +1,6 @@
 """How a unit's files form the platform's data items, and how items are named.
 
-Mirrors the platform's own archive parser (shared/remote-apis/xtreme1.md §4):
+Mirrors the platform's own archive parser (docs/platforms/xtreme1.md, "Archive layout"):
 a *scene folder* is the parent of a ``lidar_point_cloud_N`` or ``image_N``
 folder; its data names are the base names of the point clouds (or images);
 a file joins an item when it lies in a ``camera_image*``,

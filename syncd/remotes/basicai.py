@@ -1,6 +1,6 @@
 """BasicAI Cloud: per-file presigned uploads, ``lastId`` traversal, batch results.
 
-Wire facts come from BasicAI's OpenAPI guide (``shared/remote-apis/basicai.md``):
+Wire facts come from BasicAI's OpenAPI guide (docs/platforms/basicai.md has the links):
 paths under ``/api/v1``; ``Authorization: ApiKey <key>``; GET and POST only;
 the ``{code, message, data}`` envelope where only HTTP 200 *and* ``code``
 ``OK`` (compared case-insensitively: the guide's examples write ``ok``) is

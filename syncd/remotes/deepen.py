@@ -1,6 +1,6 @@
 """Deepen AI (API v2): one package becomes one Deepen dataset, uploaded through GCS resumable.
 
-Wire facts come from ``shared/remote-apis/deepen.md``: ``Authorization: Bearer``;
+Wire facts (docs/platforms/deepen.md, with Deepen's docs): ``Authorization: Bearer``;
 plain JSON, errors as HTTP status codes; ``POST /clients/{client}/datasets``
 with the exact zip size returns ``files[0].resumable_upload_url`` (a GCS
 session, see :mod:`syncd.remotes.gcs_resumable`); ``process_uploaded_data``

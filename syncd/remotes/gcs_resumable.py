@@ -1,4 +1,4 @@
-"""The client side of a Google Cloud Storage resumable upload (``shared/remote-apis/gcs-resumable.md``).
+"""The client side of a Google Cloud Storage resumable upload (docs/platforms/deepen.md).
 
 Contract of :class:`ResumableUpload` (one session URI, one object of ``total`` bytes):
 

@@ -1,7 +1,7 @@
 """Segments.ai: assets by presigned POST, samples by name, labels per labelset, page-number listing.
 
 Wire facts come from the official SDK and the API docs
-(``shared/remote-apis/segments.md``): the API at the root of ``url`` on the
+(docs/platforms/segments.md): the API at the root of ``url`` on the
 SDK's exact paths (trailing slashes); ``Authorization: APIKey <key>``;
 Django REST Framework replies (201 on creation, 400 ``{field: [msg]}`` with
 "already exists" for duplicates, 404 "Not found." / "Invalid page."); bare

@@ -2,7 +2,7 @@
 labels → neutral objects.
 
 The shapes are the official SDK's models (``segments/typing.py``, summarised
-in ``shared/remote-apis/segments.md`` §2): what a sample holds is decided by
+in docs/platforms/segments.md): what a sample holds is decided by
 the dataset's task type, so one data item becomes
 
 * an image sample ``{image: {url}}`` (image task types),

@@ -1,6 +1,6 @@
 """Xtreme1 (self-hosted, open source): the reference backend.
 
-Wire facts come from ``shared/remote-apis/xtreme1.md`` (backend v0.9.1):
+Wire facts come from docs/platforms/xtreme1.md (backend v0.9.1):
 ``{code, message, data}`` envelope where only HTTP 200 *and* ``code == "OK"``
 is success; Bearer auth; presigned PUT of the raw zip (no Authorization
 header) → ``POST /data/upload`` with the *accessUrl* → poll the upload record
@@ -49,11 +49,11 @@ from syncd.remotes.http import (
 PLATFORM = "xtreme1"
 FRESH_URL_TRIES = 3
 PAGE_SIZE = 500  # Xtreme1 has no upper bound on pageSize; 500 keeps replies small
-RESULT_BATCH = 100  # ids per getDataAndResult call (DESIGN: batches of at most 100)
+RESULT_BATCH = 100  # ids per getDataAndResult call (docs/platforms/xtreme1.md)
 UPLOAD_CHUNK = 1024 * 1024
 
 # 500 UNKNOWN replies whose message shows *our* request was malformed: retrying
-# cannot help, so they are permanent (notes §2 and §10).
+# cannot help, so they are permanent (docs/platforms/xtreme1.md, "Known quirks").
 _CLIENT_BUG_MARKERS = (
     "MissingServletRequestParameter",
     "HttpMessageNotReadable",
@@ -302,7 +302,7 @@ class Xtreme1Remote:
             "dataFormat": "XTREME1",
         }
         if with_results:
-            # Without resultType the backend ignores result/*.json (notes §3.3).
+            # Without resultType the backend ignores result/*.json (docs/platforms/xtreme1.md).
             body["resultType"] = with_results
         # Not idempotent: a failure after sending is left to the caller's recovery.
         serial = self.http.request(
@@ -422,8 +422,8 @@ class Xtreme1Remote:
     def status_fingerprint(self, dataset_id: str) -> str | None:
         """The dataset's status counters: they move when an item arrives, goes or is submitted.
 
-        Xtreme1 moves an item to ANNOTATED or INVALID on submit (notes §7) and
-        the notes know of no way back, so equal counters mean that no status
+        Xtreme1 moves an item to ANNOTATED or INVALID on submit
+        (docs/platforms/xtreme1.md) and knows of no way back, so equal counters mean that no status
         changed (see StatusFingerprint; the full sweep covers the rest).
         """
         d = self._get(f"/dataset/{dataset_id}/statistics/dataStatus") or {}

@@ -57,7 +57,7 @@ def _v1_initial(conn: Connection) -> None:
     )
 
 
-# The views people query (README, "The mirror: query it with SQL"). Live rows
+# The views people query (docs/mirror.md). Live rows
 # only: items and labels gone from the platform (deleted_at) are left out.
 _V2_VIEWS = {
     # one row per live data item, with its dataset and scene names and label totals

@@ -1,4 +1,4 @@
-"""The tables of the state database and mirror (documented in the README).
+"""The tables of the state database and mirror (documented in docs/mirror.md).
 
 Every column that people query is a plain column with a clear name; nested
 data is JSON text (query it with SQLite's ``json_extract``). Timestamps are
@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-# The package state machine (DESIGN.md). Final states end the package's life.
+# The package state machine (docs/units.md). Final states end the package's life.
 PACKAGE_STATES = (
     "detected",
     "settled",
@@ -118,7 +118,7 @@ class Cursor(SQLModel, table=True):
 
 
 class Package(SQLModel, table=True):
-    """One archive's journey from a local unit to the platform (DESIGN.md state machine)."""
+    """One archive's journey from a local unit to the platform (docs/ARCHITECTURE.md)."""
 
     __tablename__ = "packages"
     __table_args__ = (Index("ix_packages_state", "state", "next_attempt_at"),)

@@ -1,5 +1,6 @@
-"""The mirror for people: every SQL query in the README runs as printed against a mirror
-built end to end, the views answer correctly, and the database opens in Datasette."""
+"""The mirror for people: every SQL query of docs/mirror.md and of the README runs as
+printed against a mirror built end to end, the views answer correctly, and the database
+opens in Datasette."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.conftest import SandboxProcess, query, run_cli, write_config
 
 pytestmark = pytest.mark.e2e
 
-README = Path(__file__).parents[2] / "README.md"
+REPO = Path(__file__).parents[2]
 VIEWS = (
     "v_items",
     "v_label_counts",
@@ -27,11 +28,13 @@ VIEWS = (
 )
 
 
-def readme_queries() -> list[str]:
-    text = README.read_text()
-    start = text.index("## The mirror: query it with SQL")
-    end = text.index("\n## ", start + 5)
-    return re.findall(r"```sql\n(.*?)```", text[start:end], re.S)
+def sql_blocks(doc: str) -> list[str]:
+    return re.findall(r"```sql\n(.*?)```", (REPO / doc).read_text(), re.S)
+
+
+def documented_queries() -> list[str]:
+    """Every ```sql block of docs/mirror.md (all of it is about the mirror) and the README."""
+    return sql_blocks("docs/mirror.md") + sql_blocks("README.md")
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +78,14 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         sandbox.stop()
 
 
-def test_readme_has_five_queries_and_each_runs_as_printed(mirror: Path) -> None:
-    queries = readme_queries()
-    assert len(queries) >= 5
+def test_the_docs_have_five_queries_and_each_runs_as_printed(mirror: Path) -> None:
+    assert len(sql_blocks("docs/mirror.md")) >= 5 and sql_blocks("README.md")
+    queries = documented_queries()
     conn = sqlite3.connect(f"file:{mirror}?mode=ro", uri=True)
     try:
         for sql in queries:
             rows = conn.execute(sql).fetchall()
-            assert rows, f"no rows from the README query:\n{sql}"
+            assert rows, f"no rows from the documented query:\n{sql}"
             print(f"\n{sql.strip()}\n-> {len(rows)} rows, first {rows[0]}")
     finally:
         conn.close()

@@ -30,7 +30,7 @@ def run_verify(unit: Path, tmp_path: Path) -> str:
     """``systemd-analyze verify`` output (stdout + stderr) for ``unit``.
 
     verify insists that ExecStart's program exists. As root the test gives the
-    unit exactly the path the README installs to, in a private mount namespace
+    unit exactly the path docs/operating.md installs to, in a private mount namespace
     (a tmpfs over /usr/local/bin holding only a link to this syncd); otherwise
     a copy of the unit names this syncd's path instead.
     """

@@ -1,7 +1,7 @@
 """Our GCS resumable client against a second, independent implementation: gcp-storage-emulator.
 
 The emulator is adequate for happy paths and for resuming after at least one
-persisted chunk (``shared`` notes, gcs-resumable §3): it answers a status query
+persisted chunk: it answers a status query
 on an empty session with ``bytes=0-0`` and has no expiry, so the strict cases
 run against our own sandbox instead.
 """

@@ -3,7 +3,7 @@
 The SDK validates every reply with its own pydantic models (strict checking
 is hard-coded on), so each call below that returns proves the reply parses.
 The SDK checks neither status codes nor ordering: those are asserted here
-over raw HTTP (``shared/remote-apis/segments.md`` §5, "limits of the SDK").
+over raw HTTP (docs/platforms/segments.md, "Sandbox").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Xtreme1 sandbox is as strict as the real backend (shared/remote-apis/xtreme1.md)."""
+"""The Xtreme1 sandbox is as strict as the real backend (docs/platforms/xtreme1.md)."""
 
 from __future__ import annotations
 
