@@ -10,6 +10,8 @@ event on a rare path counts too. A name is emitted when it is the first argument
 * a helper that hands its first argument to one of the above (``_record``/``record``
   in the daemon, ``Notice`` of the folder watcher);
 * a structlog logger method (``log.info/warning/error/debug/...``) — log-only events;
+* the value of an ``"event"`` key in a dict literal (a structlog processor that
+  renames a record, as :mod:`syncd.log` does for standard-library records);
 * a positional argument of any other call, when its namespace (``package``) is one
   of the namespaces found above — helpers like ``_save(ctx, pkg, ref, name)``.
 
@@ -61,6 +63,13 @@ def emitted_names(root: Path = REPO / "syncd") -> dict[str, set[str]]:
     for path in sorted(root.rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
+            if isinstance(node, ast.Dict):
+                for key, value in zip(node.keys, node.values, strict=True):
+                    if isinstance(key, ast.Constant) and key.value == "event":
+                        where = f"{path.relative_to(root.parent)}:{node.lineno}"
+                        for event in _names(value, where):
+                            found[event].add(where)
+                continue
             if not (isinstance(node, ast.Call) and node.args):
                 continue
             func = node.func
