@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from syncd.config import Config, SyncConfig
+from syncd.config import Config, RemoteConfig, SyncConfig
 from syncd.daemon import loop
 from syncd.daemon import once as once_driver
 from syncd.daemon import reload as reload_driver
@@ -75,10 +75,8 @@ class Daemon:
         except BaseException:
             self.store.close()
             raise
-        set_host(cfg.state.host)
         self.remotes: dict[str, Remote] = {
-            name: build_remote(name, rc, max_retries=max_retries)
-            for name, rc in cfg.remotes.items()
+            name: self.build_remote(name, rc) for name, rc in cfg.remotes.items()
         }
         self.retired: list[Remote] = []  # replaced by a reload; closed at the end
         self.contexts = [self.context(s) for s in cfg.syncs]
@@ -88,6 +86,15 @@ class Daemon:
         self.supervisor: Supervisor | None = None
         self.server: Any = None
         self.failed_in_run = False
+
+    def build_remote(self, name: str, rc: RemoteConfig) -> Remote:
+        """The backend of ``[remotes.NAME]``, its User-Agent naming this daemon's host.
+
+        The User-Agent is still a process-wide setting of :mod:`syncd.remotes.http`
+        (read when a client is made), so it is set right before each build.
+        """
+        set_host(self.cfg.state.host)
+        return build_remote(name, rc, max_retries=self.max_retries)
 
     def context(self, s: SyncConfig) -> SyncContext:
         return SyncContext(

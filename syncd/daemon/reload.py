@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 from syncd.config import Config, SyncConfig, check_folders, load_config
 from syncd.errors import ConfigError, SyncdError
 from syncd.pipeline import pull
-from syncd.remotes import build_remote
 from syncd.remotes.base import Remote
 
 if TYPE_CHECKING:
@@ -116,9 +115,7 @@ def apply_plan(d: Daemon, plan: ReloadPlan) -> None:
     """Swap the daemon's remotes and syncs as ``plan`` says, and record ``daemon.reloaded``."""
     new = plan.config
     remotes: dict[str, Remote] = {
-        name: d.remotes[name]
-        if name in plan.kept_remotes
-        else build_remote(name, rc, max_retries=d.max_retries)
+        name: d.remotes[name] if name in plan.kept_remotes else d.build_remote(name, rc)
         for name, rc in new.remotes.items()
     }
     d.retired.extend(d.remotes[n] for n in plan.retired_remotes)
