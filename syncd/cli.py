@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -23,6 +23,9 @@ from syncd import __version__
 from syncd.config import Config, check_folders, config_path, folder_problem, load_config
 from syncd.errors import AuthError, ConfigError, PermanentError, SyncdError
 from syncd.log import configure
+
+if TYPE_CHECKING:
+    from syncd.daemon import Daemon
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -139,26 +142,27 @@ def once(config_file: str | None, timeout: str, progress: bool | None) -> None:
     sys.exit(code)
 
 
-def _preflight(daemon: Any, *, fatal_unreachable: bool) -> None:
+def _preflight(daemon: Daemon, *, fatal_unreachable: bool) -> None:
     """Reach every remote once: a refused token is always fatal; unreachable only for ``once``."""
     from syncd.remotes import build_remote
 
-    for name, rc in daemon.cfg.remotes.items():
-        probe = build_remote(name, rc)
-        try:
-            probe.check()
-        except AuthError as exc:
-            raise AuthError(f"remote {name!r}: {exc}") from None
-        except PermanentError as exc:
-            if exc.code == "tls":  # a setting to change, not an outage to wait out
-                raise ConfigError(f"remotes.{name}.ca_bundle: {exc}") from None
-            raise type(exc)(f"remote {name!r}: {exc}") from None
-        except SyncdError as exc:
-            if fatal_unreachable:
+    with daemon.metrics.bound():  # the probes' requests count in the daemon's metrics
+        for name, rc in daemon.cfg.remotes.items():
+            probe = build_remote(name, rc)
+            try:
+                probe.check()
+            except AuthError as exc:
+                raise AuthError(f"remote {name!r}: {exc}") from None
+            except PermanentError as exc:
+                if exc.code == "tls":  # a setting to change, not an outage to wait out
+                    raise ConfigError(f"remotes.{name}.ca_bundle: {exc}") from None
                 raise type(exc)(f"remote {name!r}: {exc}") from None
-            daemon.log.warning("remote.unreachable", remote=name, error=str(exc))
-        finally:
-            probe.close()
+            except SyncdError as exc:
+                if fatal_unreachable:
+                    raise type(exc)(f"remote {name!r}: {exc}") from None
+                daemon.log.warning("remote.unreachable", remote=name, error=str(exc))
+            finally:
+                probe.close()
 
 
 @cli.command()

@@ -23,6 +23,7 @@ from syncd.pipeline.layout import group_items, split_groups
 from syncd.pipeline.scan import list_units, scan_unit
 from syncd.present import human_bytes, table
 from syncd.status import Reader
+from syncd.store import queries
 
 
 @dataclass
@@ -45,46 +46,11 @@ class SyncPlan:
     up_to_date: int = 0  # units whose files are all in packages already
 
 
-def _mine(host: str | None) -> str:
-    """On a fleet store only this machine's packages cover its folders; on SQLite all do."""
-    return "" if host is None else " AND p.host = :host"
-
-
-def _covered(
-    db: Reader | None, sync: str, host: str | None
-) -> dict[str, set[tuple[str, int, int]]]:
-    out: dict[str, set[tuple[str, int, int]]] = {}
-    if db is None:
-        return out
-    for r in db.rows(
-        "SELECT f.unit, f.rel_path, f.size, f.mtime_ns FROM package_files f "
-        f"JOIN packages p ON p.id = f.package_id WHERE f.sync = :sync{_mine(host)}",
-        sync=sync,
-        host=host,
-    ):
-        out.setdefault(r["unit"], set()).add((r["rel_path"], int(r["size"]), int(r["mtime_ns"])))
-    return out
-
-
-def _open(db: Reader | None, sync: str, host: str | None) -> dict[str, int]:
-    if db is None:
-        return {}
-    states = ", ".join(f"'{s}'" for s in OPEN_STATES)  # fixed names, not input
-    return {
-        r["unit"]: int(r["id"])
-        for r in db.rows(
-            "SELECT p.unit, p.id FROM packages p "
-            f"WHERE p.sync = :sync AND p.state IN ({states}){_mine(host)}",
-            sync=sync,
-            host=host,
-        )
-    }
-
-
 def _plan_sync(s: SyncConfig, db: Reader | None, host: str | None, now: float) -> SyncPlan:
     assert s.folder is not None
     plan = SyncPlan(s.name, str(s.folder))
-    covered, open_pkgs = _covered(db, s.name, host), _open(db, s.name, host)
+    covered = queries.covered_files(db, s.name, host) if db is not None else {}
+    open_pkgs = queries.open_packages(db, s.name, host, OPEN_STATES) if db is not None else {}
     for name in list_units(s.folder, s.exclude):
         snap = scan_unit(s.folder, name, s.exclude, s.ready_marker)
         if snap is None or not snap.files:

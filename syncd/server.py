@@ -5,7 +5,7 @@ Contract:
 * ``GET /healthz``: 200 with ``{"status": "ok", ...}`` while every stage is
   alive (see :mod:`syncd.health`: the push loop, the watcher, the scheduler
   and every pull's last cycle recent); 503 with the stale stages otherwise.
-* ``GET /metrics``: :data:`syncd.metrics.REGISTRY` in Prometheus' text format
+* ``GET /metrics``: the daemon's metrics registry in Prometheus' text format
   (the official client's WSGI app).
 * Anything else: 404. Only GET and HEAD.
 * The server runs in daemon threads (one per request) and never touches the
@@ -21,10 +21,9 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import make_wsgi_app
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from syncd.health import Heartbeats
-from syncd.metrics import REGISTRY
 
 StartResponse = Callable[..., Any]
 
@@ -39,9 +38,11 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes every few seconds would flood the log; say nothing."""
 
 
-def make_app(heartbeats: Heartbeats) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+def make_app(
+    heartbeats: Heartbeats, registry: CollectorRegistry
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     """The WSGI application (exposed for tests)."""
-    metrics_app = make_wsgi_app(REGISTRY)
+    metrics_app = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -72,11 +73,13 @@ def make_app(heartbeats: Heartbeats) -> Callable[[dict[str, Any], StartResponse]
 class HttpServer:
     """The listener in a background thread."""
 
-    def __init__(self, host: str, port: int, heartbeats: Heartbeats) -> None:
+    def __init__(
+        self, host: str, port: int, heartbeats: Heartbeats, registry: CollectorRegistry
+    ) -> None:
         self._server = make_server(
             host,
             port,
-            make_app(heartbeats),
+            make_app(heartbeats, registry),
             server_class=_ThreadingServer,
             handler_class=_QuietHandler,
         )

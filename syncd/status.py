@@ -20,6 +20,7 @@ from syncd.config import Config
 from syncd.errors import StoreError
 from syncd.health import read_heartbeat_file
 from syncd.present import table
+from syncd.store import queries
 
 HEARTBEAT_MAX_AGE = 60.0
 
@@ -87,15 +88,9 @@ def database_check(cfg: Config) -> str:
     """
     conn = _connect(cfg)
     try:
-        exists = conn.rows("SELECT to_regclass('schema_migrations') IS NOT NULL AS yes")[0]["yes"]
-        version = (
-            conn.rows("SELECT MAX(version) AS v FROM schema_migrations")[0]["v"] if exists else None
-        )
-        hosts = (
-            [r["host"] for r in conn.rows("SELECT DISTINCT host FROM packages ORDER BY host")]
-            if exists
-            else []
-        )
+        exists = queries.has_schema(conn)
+        version = queries.schema_version(conn) if exists else None
+        hosts = queries.fleet_hosts(conn) if exists else []
     finally:
         conn.close()
     schema = f"schema {version}" if version else "empty: the first daemon creates the tables"
@@ -109,38 +104,12 @@ def collect(cfg: Config) -> dict[str, Any]:
     try:
         syncs: dict[str, Any] = {}
         for s in cfg.syncs:
-            states = {
-                r["state"]: r["n"]
-                for r in conn.rows(
-                    "SELECT state, COUNT(*) AS n FROM packages WHERE sync = :s GROUP BY state",
-                    s=s.name,
-                )
-            }
-            cursors = {
-                r["name"]: r["value"]
-                for r in conn.rows("SELECT name, value FROM cursors WHERE sync = :s", s=s.name)
-            }
-            items = conn.rows(
-                "SELECT COUNT(*) AS n, "
-                "SUM(CASE WHEN annotation_status = 'ANNOTATED' THEN 1 ELSE 0 END) AS annotated "
-                "FROM items WHERE sync = :s AND deleted_at IS NULL",
-                s=s.name,
-            )[0]
-            objects = conn.rows(
-                "SELECT COUNT(*) AS n FROM objects o JOIN items i ON i.id = o.item_id "
-                "WHERE i.sync = :s",
-                s=s.name,
-            )[0]["n"]
-            warnings = conn.rows(
-                "SELECT id, unit, state, platform_errors FROM packages "
-                "WHERE sync = :s AND platform_errors IS NOT NULL ORDER BY id DESC LIMIT 10",
-                s=s.name,
-            )
-            failed = conn.rows(
-                "SELECT id, unit, last_error, updated_at FROM packages "
-                "WHERE sync = :s AND state = 'failed' ORDER BY id DESC LIMIT 10",
-                s=s.name,
-            )
+            states = queries.package_states(conn, s.name)
+            cursors = queries.cursors(conn, s.name)
+            items = queries.item_counts(conn, s.name)
+            objects = queries.object_count(conn, s.name)
+            warnings = queries.packages_with_platform_errors(conn, s.name)
+            failed = queries.newest_failed_packages(conn, s.name)
             syncs[s.name] = {
                 "remote": s.remote,
                 "dataset": s.dataset,
@@ -153,10 +122,7 @@ def collect(cfg: Config) -> dict[str, Any]:
                 "failed_packages": failed,
                 "platform_errors": warnings,
             }
-        errors = conn.rows(
-            "SELECT ts, event, sync, package_id, unit, message, fields FROM events "
-            "WHERE level = 'error' ORDER BY id DESC LIMIT 10"
-        )
+        errors = queries.recent_errors(conn)
         alive, reason = read_heartbeat_file(cfg.state.dir, HEARTBEAT_MAX_AGE)
         return {
             "database": cfg.state.database,
@@ -242,19 +208,7 @@ def read_events(
     time), or those after id ``after``."""
     conn = _connect(cfg)
     try:
-        where = (
-            ["id > :after"]
-            + (["sync = :sync"] if sync else [])
-            + (["ts >= :since"] if since else [])
-        )
-        rows = conn.rows(
-            f"SELECT * FROM (SELECT * FROM events WHERE {' AND '.join(where)} "
-            "ORDER BY id DESC LIMIT :limit) AS recent ORDER BY id",
-            after=after,
-            sync=sync,
-            since=since,
-            limit=limit,
-        )
+        rows = queries.events(conn, limit=limit, sync=sync, after=after, since=since)
         out = []
         for d in rows:
             d["fields"] = json.loads(d["fields"] or "{}")

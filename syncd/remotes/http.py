@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import email.utils
 import os
-import re
 import ssl
 import threading
 import time
@@ -37,6 +36,7 @@ from syncd import __version__, metrics
 from syncd.config import RemoteConfig
 from syncd.errors import PermanentError, RateLimited, TransientError
 from syncd.log import get_logger
+from syncd.quiet import Quiet
 
 T = TypeVar("T")
 
@@ -183,10 +183,7 @@ class Http:
             limiter_key or f"{platform}@{id(self)}", windows or [(20, 1.0)]
         )
         self.requests_sent = 0
-        self._quiet_lock = threading.Lock()
-        self._failures = 0
-        self._last_shape = ""
-        self._last_logged = 0.0
+        self._quiet = Quiet(QUIET_SECONDS, mask=r"\d+")
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -234,15 +231,8 @@ class Http:
 
     def _trouble(self, exc: TransientError, wait: float | None) -> None:
         """Log a failed try: a new kind of error at once, the same one at most every QUIET_SECONDS."""
-        now = time.monotonic()
-        shape = re.sub(r"\d+", "#", str(exc))
-        with self._quiet_lock:
-            self._failures += 1
-            due = shape != self._last_shape or now - self._last_logged >= QUIET_SECONDS
-            if due:
-                self._last_shape, self._last_logged = shape, now
-            failures = self._failures
-        if due:
+        failures = self._quiet.failed("requests", str(exc))
+        if failures is not None:
             get_logger().warning(
                 "remote.retry",
                 platform=self.platform,
@@ -252,10 +242,7 @@ class Http:
             )
 
     def _recovered(self) -> None:
-        if not self._failures:
-            return
-        with self._quiet_lock:
-            failures, self._failures, self._last_shape = self._failures, 0, ""
+        failures = self._quiet.succeeded("requests")
         if failures:
             get_logger().info("remote.recovered", platform=self.platform, after_failures=failures)
 

@@ -6,7 +6,9 @@ Contract:
   IMMEDIATE``, so two writers never deadlock on a lock upgrade). Everything
   done through ``tx.session``, every :meth:`Tx.event` and every
   :meth:`Tx.transition` commits together or not at all.
-* Events are logged only after their transaction has committed.
+* Events are logged only after their transaction has committed; then each
+  listener added with :meth:`Store.add_commit_listener` (this store's own:
+  two stores in one process never see each other's events) is called.
 * ``with store.read() as session:`` is a read-only snapshot; readers never
   block the daemon (WAL) and other processes may query the file meanwhile.
 * The database is ``<state.dir>/syncd.db`` in WAL mode with a busy timeout,
@@ -81,15 +83,21 @@ def _engine(path: Path, *, immediate: bool) -> Engine:
 
 # Called with (event name, fields) for every event once its transaction has
 # committed (the metrics count only what the database holds).
-COMMITTED_EVENT_LISTENERS: list[Callable[[str, dict[str, Any]], None]] = []
+CommitListener = Callable[[str, dict[str, Any]], None]
 
 
 class Tx:
     """One open write transaction: the session plus the events to log after commit."""
 
-    def __init__(self, session: Session, host: str | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        host: str | None = None,
+        listeners: tuple[CommitListener, ...] = (),
+    ) -> None:
         self.session = session
         self.host = host
+        self._listeners = listeners
         self._logs: list[tuple[str, str, dict[str, Any]]] = []
 
     def event(
@@ -203,7 +211,7 @@ class Tx:
             getattr(log, level if level in ("info", "warning", "error", "debug") else "info")(
                 name, **fields
             )
-            for listener in COMMITTED_EVENT_LISTENERS:
+            for listener in self._listeners:
                 listener(name, fields)
             failpoints.reached(name)
         self._logs.clear()
@@ -292,6 +300,7 @@ class Store:
         self._keeper: sqlite3.Connection | None
         self.host = host or socket.gethostname()
         self.coord: Coordinator
+        self._listeners: tuple[CommitListener, ...] = ()
         if database_url is not None:
             self._open_postgres(database_url)
             return
@@ -347,6 +356,11 @@ class Store:
             raise
         self.coord = coord
 
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(name, fields)`` for every event of this store once its
+        transaction has committed (after it is logged), in the committing thread."""
+        self._listeners = (*self._listeners, listener)
+
     @property
     def engine(self) -> Engine:
         """The engine write transactions use (for the coordinator's own statements)."""
@@ -364,7 +378,7 @@ class Store:
     def tx(self) -> Iterator[Tx]:
         """One write transaction; commits on normal exit, rolls back on an exception."""
         session = Session(self._write, expire_on_commit=False)
-        tx = Tx(session, self.host)
+        tx = Tx(session, self.host, self._listeners)
         try:
             with session.begin():
                 yield tx

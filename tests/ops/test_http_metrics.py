@@ -171,14 +171,17 @@ def test_rate_limit_waits_are_counted(sandbox_url: str) -> None:
             raise TransientError("5xx")
         return r.status_code
 
+    m = metrics.Metrics()
     try:
-        for _ in range(3):
-            http.request("GET", f"{sandbox_url}/api/dataset/findByPage", classify)
+        with m.bound():  # what a daemon does around every stage step
+            for _ in range(3):
+                http.request("GET", f"{sandbox_url}/api/dataset/findByPage", classify)
+        http.request("GET", f"{sandbox_url}/api/dataset/findByPage", classify)  # unbound
     finally:
         client.close()
-    assert metrics.RATE_LIMIT_WAITS.labels(remote)._value.get() == 2
-    assert metrics.RATE_LIMIT_WAIT_SECONDS.labels(remote)._value.get() >= 0.8
-    assert metrics.HTTP_REQUESTS.labels(remote, "200")._value.get() == 3
+    assert m.rate_limit_waits.labels(remote)._value.get() == 2
+    assert m.rate_limit_wait_seconds.labels(remote)._value.get() >= 0.8
+    assert m.http_requests.labels(remote, "200")._value.get() == 3
 
 
 def test_listen_mistakes_are_config_errors(tmp_path: Path, sandbox_url: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-import syncd.daemon
+import syncd.daemon.loop
 from syncd.pipeline import detect, stamps
 from syncd.pipeline.scan import UnitSnapshot, dirs_unchanged, scan_unit
 from syncd.sampledata import write_fusion_unit
@@ -207,7 +207,7 @@ def test_the_daemon_catches_up_then_scans_fully_at_once_even_just_after_boot(
     booted = time.monotonic() - 5.0  # as if the machine had booted 5 s ago
     clock = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if k[0] != "_"})
     clock.monotonic = lambda: time.monotonic() - booted
-    monkeypatch.setattr(syncd.daemon, "time", clock)
+    monkeypatch.setattr(syncd.daemon.loop, "time", clock)
     d = env.daemon()
     passes: list[tuple[bool, bool, Any]] = []
     real_cycle = d.push_cycle
@@ -273,7 +273,7 @@ def test_a_sweep_that_starts_does_not_hold_back_the_changed_units(
 ) -> None:
     """The pass that starts the 5-minute full scan still scans what the watcher
     reported first, even a unit the sweep would reach last."""
-    monkeypatch.setattr(syncd.daemon, "SWEEP_SLICE_SECONDS", 0.0)  # one unit per slice
+    monkeypatch.setattr(syncd.daemon.loop, "SWEEP_SLICE_SECONDS", 0.0)  # one unit per slice
     for n in range(4):
         write_fusion_unit(env.folder / f"u{n}", frames=1, cameras=0, with_result=False, seed=n)
     write_fusion_unit(env.folder / "zz_late", frames=1, cameras=0, with_result=False, seed=9)
