@@ -77,15 +77,22 @@ def push_cycle(
         units = None if dirty is None else dirty.get(ctx.name, set())
         stage = f"watch:{ctx.name}"
         if sweeps is None:
-            d.guard(stage, partial(detect.run_once, ctx, d.tracker, units, catch_up=catch_up))
+            scanned = d.guard(
+                stage, partial(detect.run_once, ctx, d.tracker, units, catch_up=catch_up)
+            )
+            if scanned is None:
+                _give_back(d, ctx.name, units)
         else:
             if units is None or ctx.name in rescan:
                 units = units or set()
                 if ctx.name not in sweeps:
                     sweep = d.guard(stage, partial(detect.FullScan, ctx, d.tracker))
-                    if sweep is not None:
+                    if sweep is None:
+                        _give_back(d, ctx.name, None)  # start the sweep on the next pass
+                    else:
                         sweeps[ctx.name] = sweep
-            d.guard(stage, partial(detect.run_once, ctx, d.tracker, units))
+            if d.guard(stage, partial(detect.run_once, ctx, d.tracker, units)) is None:
+                _give_back(d, ctx.name, units)
         d.guard(f"pack:{ctx.name}", partial(pack.run_once, ctx))
         d.guard(f"upload:{ctx.name}", partial(upload.run_once, ctx))
         sweep = sweeps.get(ctx.name) if sweeps is not None else None
@@ -94,6 +101,14 @@ def push_cycle(
             d.guard(stage, partial(sweep.step, SWEEP_SLICE_SECONDS, d.wake.is_set))
             if sweep.done and sweeps is not None:
                 del sweeps[ctx.name]
+
+
+def _give_back(d: Daemon, sync: str, units: set[str] | None) -> None:
+    """A scan that failed (the database restarting, a full disk) hands the units the
+    watcher reported back to it (None: the whole folder), so the next pass scans
+    them again instead of leaving them to the next full scan, minutes later."""
+    if d.watcher is not None and (units is None or units):
+        d.watcher.requeue(sync, units)
 
 
 def run(d: Daemon) -> int:

@@ -204,6 +204,19 @@ class FolderWatcher:
                 return None
             return dirty
 
+    def requeue(self, sync: str, units: set[str] | None) -> None:
+        """Hand back ``units`` of ``sync`` that a failed step did not scan (None: all of it).
+
+        They come out of the next :meth:`take` again. The loop is not woken: a
+        step that keeps failing (a database restarting) is retried at the loop's
+        pace, not in a spin.
+        """
+        with self._lock:
+            if units is None:
+                self._rescan.add(sync)
+            else:
+                self._dirty.setdefault(sync, set()).update(units)
+
     def take_notices(self) -> list[Notice]:
         with self._lock:
             notices, self._notices = self._notices, []

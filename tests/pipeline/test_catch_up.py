@@ -286,3 +286,57 @@ def test_a_sweep_that_starts_does_not_hold_back_the_changed_units(
         assert units == {"zz_late", "u0"}  # the reported unit, and the sweep's first slice
     finally:
         d.close()
+
+
+def test_units_the_watcher_reported_survive_a_failed_scan(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan that fails (here: the database is restarting) hands the reported units back
+    to the watcher; the next pass packages them, long before the next full scan."""
+    from syncd.errors import StoreError
+    from syncd.pipeline.watcher import FolderWatcher
+
+    write_fusion_unit(env.folder / "arrived", frames=1, cameras=0, with_result=False, seed=1)
+    d = env.daemon()
+    d.watcher = FolderWatcher(threading.Event())
+    d.watcher.add("s", env.folder, "poll", 1.0)
+    real = detect.run_once
+    failures = iter([StoreError("the database system is shutting down")])
+
+    def flaky(*a: Any, **kw: Any) -> int:
+        for exc in failures:
+            raise exc
+        return real(*a, **kw)
+
+    monkeypatch.setattr(detect, "run_once", flaky)
+    try:
+        sweeps: dict[str, detect.FullScan] = {}  # no full scan running: it would find it too
+        d.push_cycle({"s": {"arrived"}}, sweeps=sweeps)
+        assert _detected(env) == []  # the scan failed: nothing yet
+        again = d.watcher.take("s")
+        assert again == {"arrived"}  # ... but the unit was handed back
+        d.push_cycle({"s": again}, sweeps=sweeps)
+        assert "arrived" in _detected(env)
+    finally:
+        d.close()
+
+
+def test_a_failed_full_scan_is_started_again_on_the_next_pass(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncd.errors import StoreError
+    from syncd.pipeline.watcher import FolderWatcher
+
+    d = env.daemon()
+    d.watcher = FolderWatcher(threading.Event())
+    d.watcher.add("s", env.folder, "poll", 1.0)
+
+    def down(*a: Any, **kw: Any) -> detect.FullScan:
+        raise StoreError("the database system is shutting down")
+
+    monkeypatch.setattr(detect, "FullScan", down)
+    try:
+        d.push_cycle({"s": None}, sweeps={})
+        assert d.watcher.take("s") is None  # None: scan the whole folder on the next pass
+    finally:
+        d.close()
