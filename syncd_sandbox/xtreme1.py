@@ -647,6 +647,8 @@ class Xtreme1App:
                 {
                     **self.item_dto(i),
                     "deleted": i.deleted,
+                    # not in the real DTO (no timestamps there): for tests of the ordering
+                    "createdAt": i.created_at.isoformat(sep=" "),
                     "objects": i.sources.get("Ground Truth", []),
                     "sources": i.sources,
                 }
