@@ -40,6 +40,10 @@ class ArchiveFailed(Exception):
     """The whole archive fails (the record ends FAILED with this message)."""
 
 
+class ArchiveUnreadable(Exception):
+    """The archive cannot be unpacked: the real backend leaves the record where it is."""
+
+
 @dataclass
 class ParsedFile:
     folder: str  # the sibling folder name, e.g. camera_image_0
@@ -113,21 +117,31 @@ def _stem(name: str) -> str:
 def parse_archive(
     path: Path, dataset_type: str, *, with_results: bool, class_ids: dict[int, str]
 ) -> ParseResult:
-    """Parse an archive by the backend's rules; raises ArchiveFailed for whole-archive failures."""
+    """Parse an archive by the backend's rules; raises ArchiveFailed for whole-archive failures.
+
+    An archive that cannot be opened raises :class:`ArchiveUnreadable`: the
+    backend's ``DecompressionFileUtils.decompress`` throws an IOException that
+    ``UploadDataUseCase.upload`` only logs, so the record never moves on.
+    Entries whose path contains ``__MACOSX`` anywhere are skipped, and
+    directory entries are folders of their own (an empty
+    ``lidar_point_cloud_0/`` makes its parent a folder with no data), as
+    unpacking them on disk does.
+    """
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise ArchiveFailed("Decompression failed") from exc
+        raise ArchiveUnreadable(str(exc)) from exc
     with zf:
-        members = [
-            m for m in zf.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX")
-        ]
-        if not members:
-            raise ArchiveFailed("Compressed package is empty")
+        entries = [m for m in zf.infolist() if "__MACOSX" not in m.filename]
         dirs: dict[str, dict[str, zipfile.ZipInfo]] = {}
-        for m in members:
+        for m in entries:
             p = PurePosixPath(m.filename)
-            dirs.setdefault(str(p.parent), {})[p.name] = m
+            if m.is_dir():
+                dirs.setdefault(str(p), {})
+                continue
+            for parent in p.parents:  # every folder on the way exists once unpacked
+                dirs.setdefault(str(parent), {})
+            dirs[str(p.parent)][p.name] = m
         pattern = DATA_DIR.get(dataset_type, DATA_DIR["LIDAR_FUSION"])
         scene_folders: dict[str, list[str]] = {}
         for d in dirs:

@@ -21,7 +21,13 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from syncd_sandbox.objectstore import ObjectStore
-from syncd_sandbox.xtreme1_parser import ArchiveFailed, ParsedBatch, ParsedItem, parse_archive
+from syncd_sandbox.xtreme1_parser import (
+    ArchiveFailed,
+    ArchiveUnreadable,
+    ParsedBatch,
+    ParsedItem,
+    parse_archive,
+)
 
 BUCKET = "xtreme1"
 INTERNAL = "http://minio:9000"
@@ -305,6 +311,8 @@ class Xtreme1State:
             with self.lock:
                 rec.status, rec.error_message = "FAILED", str(exc)
             return
+        except ArchiveUnreadable:
+            return  # "Download decompression file error" is logged; DOWNLOAD_COMPLETED for ever
         errors = _Errors(parsed.errors)
         total = sum(s.names for s in parsed.scenes)
         if total == 0:

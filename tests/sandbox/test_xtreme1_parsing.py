@@ -8,7 +8,10 @@ https://github.com/xtreme1-io/xtreme1/tree/v0.9.1.
 
 from __future__ import annotations
 
+import io
 import shutil
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -135,3 +138,27 @@ def test_class_names_are_unique_per_tool_type_ignoring_case(c: Client) -> None:
         ("CAR", "BOUNDING_BOX"),
         ("Car", "CUBOID"),
     ]
+
+
+def test_an_empty_point_cloud_folder_counts_as_a_folder_without_data(c: Client) -> None:
+    ds = dataset(c)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("batch/lidar_point_cloud_0/", b"")  # a directory entry only
+        z.writestr("batch/x/__MACOSX/lidar_point_cloud_0/._a.pcd", b"")  # skipped anywhere
+    rec = import_zip(c, ds, buf.getvalue())
+    assert (rec["status"], rec["errorMessage"]) == ("FAILED", "Compressed package is empty")
+
+
+def test_an_archive_that_cannot_be_unpacked_leaves_the_record_where_it_is(c: Client) -> None:
+    ds = dataset(c)
+    c.post("/__sandbox/config", json={"processing_step_delay": 0.0})
+    urls = api(
+        c, "GET", "/data/generatePresignedUrl", params={"fileName": "b.zip", "datasetId": ds}
+    )
+    assert c.put(urls["presignedUrl"], content=b"PK\x03\x04 not a zip").status_code == 200
+    body = {"fileUrl": urls["accessUrl"], "datasetId": ds, "source": "LOCAL"}
+    serial = c.post("/api/data/upload", headers=AUTH, json=body).json()["data"]
+    time.sleep(0.5)
+    rec = api(c, "GET", "/data/findUploadRecordBySerialNumbers", params={"serialNumbers": serial})
+    assert rec[0]["status"] == "DOWNLOAD_COMPLETED"
