@@ -9,6 +9,7 @@ sort behind the ones a pull already saw.
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,33 @@ def test_prelabels_bind_to_existing_classes_ignoring_case_per_tool_type(env: Env
     # in the mirror: the platform's class names and ids
     mirrored = set(query(env.db, "SELECT shape_type, class_name, class_id FROM objects"))
     assert mirrored == {("3D_BOX", "Car", str(car)), ("2D_RECT", "CAR", str(rect_class))}
+
+
+def test_a_cursor_without_a_total_reads_every_page_once_then_one(env: Env) -> None:
+    dataset_id = int(
+        _post(env, "/dataset/create", {"name": env.dataset, "type": "LIDAR_FUSION"})["id"]
+    )
+    env.admin("POST", f"/datasets/{dataset_id}/seed", json={"items": 1200, "objects": 0})
+    d = env.daemon()
+    try:
+        ctx = d.contexts[0]
+        pull.run_once(ctx, full_sweep=False)
+        (value,) = query(env.db, "SELECT value FROM cursors WHERE name = 'items'")[0]
+        last, total = value.split(":")
+        assert total == "1200"
+        # the cursor an older syncd wrote: the highest id only
+        with sqlite3.connect(env.db) as db:
+            db.execute("UPDATE cursors SET value = ? WHERE name = 'items'", (last,))
+
+        def listing_requests() -> int:
+            before = env.admin("GET", "/counters")["requests"].get("GET /api/data/findByPage", 0)
+            pull.run_once(ctx, full_sweep=False)
+            return (
+                int(env.admin("GET", "/counters")["requests"]["GET /api/data/findByPage"]) - before
+            )
+
+        assert listing_requests() == 3  # every page of 500
+        assert query(env.db, "SELECT value FROM cursors WHERE name = 'items'") == [(value,)]
+        assert listing_requests() == 1
+    finally:
+        d.close()
