@@ -330,10 +330,23 @@ class Xtreme1App:
             )
 
     async def class_create(self, request: Request) -> Response:
+        """``DatasetClassController.create`` → ``DatasetClassUseCase.saveDatasetClass``.
+
+        https://github.com/xtreme1-io/xtreme1/blob/v0.9.1/backend/src/main/java/ai/basic/x1/usecase/DatasetClassUseCase.java:
+        the insert hits the unique key (dataset, name, tool type; the name
+        case-insensitive) and ``DuplicateKeyException`` becomes
+        ``NAME_DUPLICATED`` "name already exists" (HTTP 200). ``datasetId``,
+        ``name`` and ``color`` are validated (``DatasetClassDTO``);
+        ``toolType`` is not, and a missing one fails in the database (500).
+        """
         body = await body_json(request)
-        for key in ("datasetId", "name", "toolType"):
+        for key in ("datasetId", "name", "color"):
             if body.get(key) in (None, ""):
-                raise Business("PARAM_ERROR", f'["{key} {key} cannot be null"]')
+                raise Business("PARAM_ERROR", f'["{key} not allowed null!"]')
+        if body.get("toolType") is None:
+            raise Unknown(
+                "org.springframework.dao.DataIntegrityViolationException: Column 'tool_type' cannot be null"
+            )
         if body["toolType"] not in (
             "POLYGON",
             "BOUNDING_BOX",
@@ -345,16 +358,13 @@ class Xtreme1App:
             raise Unknown(
                 f'org.springframework.http.converter.HttpMessageNotReadableException: Cannot deserialize value of type `ToolTypeEnum` from String "{body["toolType"]}"'
             )
+        dataset_id, name, tool = int(body["datasetId"]), str(body["name"]), str(body["toolType"])
         with self.state.lock:
-            self.dataset(int(body["datasetId"]))
-            if any(
-                c.dataset_id == int(body["datasetId"]) and c.name == body["name"]
-                for c in self.state.classes.values()
-            ):
-                raise Business("DATASET_CLASS_NAME_DUPLICATED", "Class name duplicated")
-            self.state.ensure_class(
-                int(body["datasetId"]), str(body["name"]), str(body["toolType"])
-            )
+            # saveDatasetClass does not check the dataset: any id is accepted.
+            if self.state.find_class(dataset_id, name, tool) is not None:
+                raise Business("NAME_DUPLICATED", "name already exists")
+            row = self.state.ensure_class(dataset_id, name, tool)
+            row.color = str(body["color"])
         return ok(None)  # the real backend returns no class: callers list again
 
     # --- upload -------------------------------------------------------------------------
@@ -638,6 +648,8 @@ class Xtreme1App:
                 {
                     **self.item_dto(i),
                     "deleted": i.deleted,
+                    # not in the real DTO (no timestamps there): for tests of the ordering
+                    "createdAt": i.created_at.isoformat(sep=" "),
                     "objects": i.sources.get("Ground Truth", []),
                     "sources": i.sources,
                 }

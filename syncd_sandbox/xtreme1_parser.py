@@ -40,6 +40,10 @@ class ArchiveFailed(Exception):
     """The whole archive fails (the record ends FAILED with this message)."""
 
 
+class ArchiveUnreadable(Exception):
+    """The archive cannot be unpacked: the real backend leaves the record where it is."""
+
+
 @dataclass
 class ParsedFile:
     folder: str  # the sibling folder name, e.g. camera_image_0
@@ -58,9 +62,27 @@ class ParsedItem:
 
 
 @dataclass
+class ParsedBatch:
+    """Five consecutive data names, as ``ListUtil.split(dataNameList, 5)`` cuts them.
+
+    ``items`` leaves out names skipped for duplicate files; ``decodable`` is
+    False when one of its images cannot be decoded, which drops the batch.
+    """
+
+    items: list[ParsedItem] = field(default_factory=list)
+    decodable: bool = True
+
+
+@dataclass
 class ParsedScene:
     name: str | None  # None: frames are top-level items
-    items: list[ParsedItem] = field(default_factory=list)
+    names: int = 0  # data names found (the record's totalDataNum counts these)
+    batches: list[ParsedBatch] = field(default_factory=list)
+
+    @property
+    def items(self) -> list[ParsedItem]:
+        """The items that survive parsing (the batches that decode)."""
+        return [i for b in self.batches if b.decodable for i in b.items]
 
 
 @dataclass
@@ -95,21 +117,31 @@ def _stem(name: str) -> str:
 def parse_archive(
     path: Path, dataset_type: str, *, with_results: bool, class_ids: dict[int, str]
 ) -> ParseResult:
-    """Parse an archive by the backend's rules; raises ArchiveFailed for whole-archive failures."""
+    """Parse an archive by the backend's rules; raises ArchiveFailed for whole-archive failures.
+
+    An archive that cannot be opened raises :class:`ArchiveUnreadable`: the
+    backend's ``DecompressionFileUtils.decompress`` throws an IOException that
+    ``UploadDataUseCase.upload`` only logs, so the record never moves on.
+    Entries whose path contains ``__MACOSX`` anywhere are skipped, and
+    directory entries are folders of their own (an empty
+    ``lidar_point_cloud_0/`` makes its parent a folder with no data), as
+    unpacking them on disk does.
+    """
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise ArchiveFailed("Decompression failed") from exc
+        raise ArchiveUnreadable(str(exc)) from exc
     with zf:
-        members = [
-            m for m in zf.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX")
-        ]
-        if not members:
-            raise ArchiveFailed("Compressed package is empty")
+        entries = [m for m in zf.infolist() if "__MACOSX" not in m.filename]
         dirs: dict[str, dict[str, zipfile.ZipInfo]] = {}
-        for m in members:
+        for m in entries:
             p = PurePosixPath(m.filename)
-            dirs.setdefault(str(p.parent), {})[p.name] = m
+            if m.is_dir():
+                dirs.setdefault(str(p), {})
+                continue
+            for parent in p.parents:  # every folder on the way exists once unpacked
+                dirs.setdefault(str(parent), {})
+            dirs[str(p.parent)][p.name] = m
         pattern = DATA_DIR.get(dataset_type, DATA_DIR["LIDAR_FUSION"])
         scene_folders: dict[str, list[str]] = {}
         for d in dirs:
@@ -173,42 +205,56 @@ def _parse_scene(
                 PurePosixPath(d).name.lower(),
             )
         ]
-    items: list[ParsedItem] = []
-    for name in sorted(names):
-        item = ParsedItem(name=name)
-        skip = False
-        for d in siblings:
-            dname = PurePosixPath(d).name
-            low = dname.lower()
-            matches = [
-                m for fname, m in dirs[d].items() if _stem(fname) == name and _accepts(low, fname)
-            ]
-            if len(matches) > 1:
-                errors.append(f"{name} has duplicate files in {dname};")
-                skip = True
-                break
-            if matches:
-                m = matches[0]
-                item.files.append(
-                    ParsedFile(
-                        folder=dname,
-                        name=PurePosixPath(m.filename).name,
-                        zip_member=m.filename,
-                        size=m.file_size,
-                    )
-                )
-        if skip:
-            continue
-        if with_results:
-            item.objects = _result(zf, dirs, folder, name, class_ids, errors)
-        items.append(item)
-    # The backend decodes images in batches of five; one undecodable image
-    # silently drops its whole batch (docs/platforms/xtreme1.md).
-    for start in range(0, len(items), 5):
-        batch = items[start : start + 5]
-        if all(_decode_images(zf, it) for it in batch):
-            scene.items.extend(batch)
+    ordered = sorted(names)
+    scene.names = len(ordered)
+    for start in range(0, len(ordered), 5):
+        batch = ParsedBatch()
+        for name in ordered[start : start + 5]:
+            item = _parse_item(zf, dirs, folder, name, siblings, with_results, class_ids, errors)
+            if item is not None:
+                batch.items.append(item)
+        # The backend reads image sizes (ImageIO) inside the batch's task; one
+        # undecodable image throws and the whole batch of five is lost.
+        batch.decodable = all(_decode_images(zf, it) for it in batch.items)
+        scene.batches.append(batch)
     return scene
+
+
+def _parse_item(
+    zf: zipfile.ZipFile,
+    dirs: dict[str, dict[str, zipfile.ZipInfo]],
+    folder: str,
+    name: str,
+    siblings: list[str],
+    with_results: bool,
+    class_ids: dict[int, str],
+    errors: list[str],
+) -> ParsedItem | None:
+    """One data item, or None when a sibling folder holds two files for it."""
+    item = ParsedItem(name=name)
+    for d in siblings:
+        dname = PurePosixPath(d).name
+        low = dname.lower()
+        matches = [
+            m for fname, m in dirs[d].items() if _stem(fname) == name and _accepts(low, fname)
+        ]
+        if len(matches) > 1:
+            # UploadDataUseCase.getSingleDataFiles: no ';' after this message.
+            errors.append(f"There are duplicate files in {dname} folder,file name is {name}")
+            return None
+        if matches:
+            m = matches[0]
+            item.files.append(
+                ParsedFile(
+                    folder=dname,
+                    name=PurePosixPath(m.filename).name,
+                    zip_member=m.filename,
+                    size=m.file_size,
+                )
+            )
+    if with_results:
+        item.objects = _result(zf, dirs, folder, name, class_ids, errors)
+    return item
 
 
 def _accepts(folder: str, fname: str) -> bool:
@@ -241,39 +287,47 @@ def _result(
     class_ids: dict[int, str],
     errors: list[str],
 ) -> list[dict[str, Any]] | None:
-    """``result/<name>.json`` at most two levels below the scene folder, objects checked and bound."""
+    """``result/<name>.json`` right below the scene folder, objects checked and bound.
+
+    ``UploadDataUseCase.handleDataResult`` walks ``loopFiles(sceneFolder, 2)``
+    (depth 2: ``<scene>/result/<name>.json``), takes a file whose parent is
+    called ``result`` (any case), whose name ends in ``.json`` (any case) and
+    whose prefix equals the data name.
+    """
     found = None
     for d, files in sorted(dirs.items()):
         p = PurePosixPath(d)
-        if p.name.lower() != "result" or f"{name}.json" not in files:
+        if p.name.lower() != "result" or str(p.parent) != folder:
             continue
-        if str(p.parent) == folder or str(p.parent.parent) == folder:
-            found = files[f"{name}.json"]
+        for fname, member in sorted(files.items()):
+            if fname.upper().endswith(".JSON") and _stem(fname) == name:
+                found = member
+                break
+        if found is not None:
             break
     if found is None:
         return None
-    fname = f"{name}.json"
     try:
         doc = json.loads(zf.read(found))
     except ValueError:
-        errors.append(f"{fname} format error;")
-        return []
+        # The backend only logs "Handle result json error": no message, no objects.
+        return None
     blocks = doc if isinstance(doc, list) else [doc]
     objects: list[dict[str, Any]] = []
     for block in blocks:
         if isinstance(block, dict):
             objects += [o for o in block.get("objects") or [] if isinstance(o, dict)]
     if not objects:
-        errors.append(f"{fname} the objects is empty;")
+        errors.append(f"{name}.json the objects in the result file cannot be empty;")
         return []
     kept: list[dict[str, Any]] = []
-    type_error = contour_miss = False
     for o in objects:
+        # verifyDataResult appends its message once per offending object.
         if o.get("type") not in OBJECT_TYPES:
-            type_error = True
+            errors.append(f"{name}.json the objects exist object type error;")
             continue
         if not isinstance(o.get("contour"), dict):
-            contour_miss = True
+            errors.append(f"{name}.json the objects exist object contour miss;")
             continue
         o = dict(o)
         o["id"], o["version"] = uuid.uuid4().hex, 0
@@ -282,14 +336,11 @@ def _result(
             o["className"] = class_ids[class_id]
         else:
             # A classId that is not one of this dataset's: the object arrives
-            # unclassified, its className moved to modelClass (docs/platforms/xtreme1.md).
+            # unclassified, its className moved to modelClass
+            # (UploadDataUseCase.processClassAttributes).
             o.pop("classId", None)
             o.pop("classValues", None)
             if "className" in o:
                 o["modelClass"] = o.pop("className")
         kept.append(o)
-    if type_error:
-        errors.append(f"{fname} the objects exist object type error;")
-    if contour_miss:
-        errors.append(f"{fname} the objects exist object contour miss;")
     return kept

@@ -8,9 +8,12 @@ wait ``UNSTARTED``.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
+import unicodedata
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -18,7 +21,13 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from syncd_sandbox.objectstore import ObjectStore
-from syncd_sandbox.xtreme1_parser import ArchiveFailed, ParsedItem, parse_archive
+from syncd_sandbox.xtreme1_parser import (
+    ArchiveFailed,
+    ArchiveUnreadable,
+    ParsedBatch,
+    ParsedItem,
+    parse_archive,
+)
 
 BUCKET = "xtreme1"
 INTERNAL = "http://minio:9000"
@@ -87,6 +96,40 @@ class UploadRecord:
         }
 
 
+def _fold(name: str) -> str:
+    """A name as MySQL 5.7's default ``utf8mb4_general_ci`` compares it.
+
+    The stock deployment runs ``mysql:5.7`` and the tables declare only
+    ``DEFAULT CHARSET = utf8mb4``, so names compare case- and accent-
+    insensitively and ignore trailing spaces (PAD SPACE). This is an
+    approximation of the collation's weights, good for Latin names.
+    """
+    decomposed = unicodedata.normalize("NFKD", name.rstrip(" "))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+class _Errors:
+    """The upload's shared ``errorBuilder``: messages in the order they were added."""
+
+    def __init__(self, first: list[str]) -> None:
+        self._parts = list(first)
+        self._lock = threading.Lock()
+
+    def add(self, message: str) -> None:
+        with self._lock:
+            self._parts.append(message)
+
+    def add_duplicate(self) -> None:
+        # insertBatch appends it only when no "Duplicate" message is there yet.
+        with self._lock:
+            if "Duplicate" not in "".join(self._parts):
+                self._parts.append("Duplicate data names;")
+
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self._parts)
+
+
 def now_seconds() -> datetime:
     # MySQL DATETIME keeps whole seconds: ties are broken by id.
     return datetime.now(UTC).replace(microsecond=0, tzinfo=None)
@@ -108,6 +151,10 @@ class Xtreme1State:
         self._serial = 1800412349001234432
         self.config: dict[str, Any] = {
             "processing_step_delay": 0.05,
+            # Seconds one parse worker spends per frame (uploading its files,
+            # thumbnails, render call), jittered 0.5x-1.5x: a folder of N
+            # frames takes about N * delay / 5 on the five-thread pool.
+            "parse_frame_delay": 0.0,
             "max_concurrent_processing": 2,
             "stall_processing": False,
             # [[requests, seconds], ...]: windows enforced with 429 (self-hosted
@@ -119,6 +166,9 @@ class Xtreme1State:
             "traversal_gap": 0.5,
             "traversal_delay": 0.0,
         }
+        # UploadDataUseCase.parseExecutorService: five threads shared by every upload.
+        self._parse_pool = ThreadPoolExecutor(5, thread_name_prefix="xtreme1-parse")
+        self._rng = random.Random(1)
         self._queue: list[str] = []
         self._cond = threading.Condition()
         self._active = 0
@@ -142,6 +192,7 @@ class Xtreme1State:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
+        self._parse_pool.shutdown(wait=False, cancel_futures=True)
 
     # --- queries -------------------------------------------------------------
 
@@ -149,8 +200,9 @@ class Xtreme1State:
         return {c.id: c.name for c in self.classes.values() if c.dataset_id == dataset_id}
 
     def live_names(self, dataset_id: int, parent_id: int, kind: str) -> set[str]:
+        """Names of live rows, folded as the unique key compares them (:func:`_fold`)."""
         return {
-            i.name.lower()
+            _fold(i.name)
             for i in self.items.values()
             if i.dataset_id == dataset_id
             and i.parent_id == parent_id
@@ -158,11 +210,28 @@ class Xtreme1State:
             and not i.deleted
         }
 
-    def ensure_class(self, dataset_id: int, name: str, tool_type: str) -> ClassRow:
+    def find_class(self, dataset_id: int, name: str, tool_type: str) -> ClassRow | None:
+        """The class the unique key ``uk_dataset_id_name`` (dataset, name, tool type) matches.
+
+        https://github.com/xtreme1-io/xtreme1/blob/v0.9.1/deploy/mysql/migration/V1__Create_tables.sql:
+        ``name`` uses the table's default collation (case-insensitive, see
+        :func:`_fold`); ``tool_type`` is ``utf8mb4_bin`` (exact).
+        """
         with self.lock:
             for c in self.classes.values():
-                if c.dataset_id == dataset_id and c.name == name:
+                if (
+                    c.dataset_id == dataset_id
+                    and c.tool_type == tool_type
+                    and _fold(c.name) == _fold(name)
+                ):
                     return c
+            return None
+
+    def ensure_class(self, dataset_id: int, name: str, tool_type: str) -> ClassRow:
+        with self.lock:
+            found = self.find_class(dataset_id, name, tool_type)
+            if found is not None:
+                return found
             row = ClassRow(self.next_id("class"), dataset_id, name, "#7dfaf2", tool_type)
             self.classes[row.id] = row
             return row
@@ -211,6 +280,16 @@ class Xtreme1State:
             rec.status = status
 
     def _process(self, rec: UploadRecord) -> None:
+        """Download, unpack and parse one archive the way ``UploadDataUseCase`` does.
+
+        Source (v0.9.1): https://github.com/xtreme1-io/xtreme1/blob/v0.9.1/backend/src/main/java/ai/basic/x1/usecase/UploadDataUseCase.java
+        (``commonParseUploadFile``, ``insertBatch``, ``saveScene``). Folders
+        are parsed one after the other; each folder's rows share one
+        ``createdAt``, taken when that folder's parsing starts; its data names
+        are cut into batches of five that run on a pool of five threads shared
+        by every upload, each batch inserting its rows when it ends, so ids
+        follow completion order, not name order.
+        """
         assert rec.object_key is not None
         path = self.store.path(BUCKET, rec.object_key)
         with self.lock:
@@ -219,7 +298,6 @@ class Xtreme1State:
         with self.lock:
             rec.downloaded_file_size = rec.total_file_size
         self._step(rec, "DOWNLOAD_COMPLETED")
-        self._step(rec, "PARSING")
         dataset = self.datasets.get(rec.dataset_id)
         try:
             assert dataset is not None
@@ -233,40 +311,121 @@ class Xtreme1State:
             with self.lock:
                 rec.status, rec.error_message = "FAILED", str(exc)
             return
-        errors = list(parsed.errors)
+        except ArchiveUnreadable:
+            return  # "Download decompression file error" is logged; DOWNLOAD_COMPLETED for ever
+        errors = _Errors(parsed.errors)
+        total = sum(s.names for s in parsed.scenes)
+        if total == 0:
+            with self.lock:
+                rec.status, rec.error_message = "FAILED", "Compressed package is empty"
+            return
+        self._step(rec, "PARSING")
         stem = PurePosixPath(rec.object_key).name.rsplit(".", 1)[0]
         source = "Ground Truth" if rec.result_type == "GROUND_TRUTH" else "Model Run"
         with self.lock:
-            rec.total_data_num = sum(len(s.items) for s in parsed.scenes)
+            rec.total_data_num = total
         for scene in parsed.scenes:
             parent = 0
             if scene.name is not None:
                 with self.lock:
-                    if scene.name.lower() in self.live_names(rec.dataset_id, 0, "SCENE"):
-                        errors.append(f"Duplicate scene names:{scene.name};")
+                    # saveScene: the unique key (dataset, type, parent, name)
+                    # compares names case-insensitively.
+                    if _fold(scene.name) in self.live_names(rec.dataset_id, 0, "SCENE"):
+                        errors.add(f"Duplicate scene names:{scene.name};")
                         continue
                     row = ItemRow(
                         self.next_id("item"), rec.dataset_id, scene.name, "SCENE", 0, now_seconds()
                     )
                     self.items[row.id] = row
                     parent = row.id
-            for item in scene.items:
-                with self.lock:
-                    if item.name.lower() in self.live_names(rec.dataset_id, parent, "SINGLE_DATA"):
-                        if "Duplicate data names;" not in errors:
-                            errors.append("Duplicate data names;")
-                        continue
-                    self._insert(rec, item, parent, stem, source)
-                    rec.parsed_data_num += 1
+            if scene.names == 0:
+                # saveScene ran first: the empty scene stays.
+                errors.add(f"The file in {scene.name or stem} folder is empty;")
+                continue
+            created_at = now_seconds()  # one createdAt per folder, at parse start
+            futures = [
+                self._parse_pool.submit(
+                    self._parse_batch, rec, batch, parent, stem, source, created_at, errors
+                )
+                for batch in scene.batches
+            ]
+            for f in futures:
+                f.result()  # countDownLatch.await(): the next folder waits for this one
         with self.lock:
-            rec.error_message = "".join(errors)
+            rec.parsed_data_num = total
+            rec.error_message = errors.text()
             rec.status = "PARSE_COMPLETED"
 
+    def _parse_batch(
+        self,
+        rec: UploadRecord,
+        batch: ParsedBatch,
+        parent: int,
+        stem: str,
+        source: str,
+        created_at: datetime,
+        errors: _Errors,
+    ) -> None:
+        """One batch of five names: the work per frame, then one insert of its rows."""
+        delay = float(self.config["parse_frame_delay"])
+        names = max(1, len(batch.items))
+        if delay > 0:
+            # The work per frame (uploading its files, thumbnails, the point
+            # cloud render call) varies; jitter lets batches finish out of order.
+            time.sleep(sum(delay * self._rng.uniform(0.5, 1.5) for _ in range(names)))
+        try:
+            if not batch.decodable or not batch.items:
+                return  # ImageIO threw inside the batch: "Handle data error", nothing inserted
+            with self.lock:
+                self._insert_batch(rec, batch.items, parent, stem, source, created_at, errors)
+        finally:
+            with self.lock:
+                rec.parsed_data_num = min(
+                    rec.total_data_num, rec.parsed_data_num + len(batch.items)
+                )
+
+    def _insert_batch(
+        self,
+        rec: UploadRecord,
+        items: list[ParsedItem],
+        parent: int,
+        stem: str,
+        source: str,
+        created_at: datetime,
+        errors: _Errors,
+    ) -> None:
+        """``insertBatch``: names that exist are left out, a clash in the insert loses all five.
+
+        ``findByNames`` asks MySQL (case-insensitive collation) for existing
+        names, but the Java filter then compares exactly: a name that differs
+        only in case is kept, the insert hits the unique key, and the whole
+        batch is dropped with ``DuplicateKeyException``.
+        """
+        existing = {
+            i.name
+            for i in self.items.values()
+            if i.dataset_id == rec.dataset_id and i.parent_id == parent and not i.deleted
+        }
+        if any(_fold(it.name) in {_fold(n) for n in existing} for it in items):
+            errors.add_duplicate()
+        keep = [it for it in items if it.name not in existing]
+        clash = self.live_names(rec.dataset_id, parent, "SINGLE_DATA")
+        if any(_fold(it.name) in clash for it in keep):
+            return  # DuplicateKeyException on the unique key: the whole batch is lost
+        for item in keep:
+            self._insert(rec, item, parent, stem, source, created_at)
+
     def _insert(
-        self, rec: UploadRecord, item: ParsedItem, parent: int, stem: str, source: str
+        self,
+        rec: UploadRecord,
+        item: ParsedItem,
+        parent: int,
+        stem: str,
+        source: str,
+        created_at: datetime,
     ) -> None:
         row = ItemRow(
-            self.next_id("item"), rec.dataset_id, item.name, "SINGLE_DATA", parent, now_seconds()
+            self.next_id("item"), rec.dataset_id, item.name, "SINGLE_DATA", parent, created_at
         )
         by_folder: dict[str, list[dict[str, Any]]] = {}
         for f in item.files:

@@ -13,6 +13,7 @@ listing and results, wire → neutral types.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -192,35 +193,68 @@ class Xtreme1Remote:
         ), True
 
     def bind_classes(self, dataset_id: str, classes: dict[str, str]) -> dict[str, str]:
-        def current() -> dict[str, str]:
-            rows = self._get(f"/datasetClass/findAll/{dataset_id}") or []
-            return {str(r["name"]): str(r["id"]) for r in rows}
+        """The dataset's class per name and tool type, created where Xtreme1 has none.
 
-        have = current()
-        missing = [n for n in classes if n not in have]
-        for class_name in missing:
+        Contract:
+        - Names match the way Xtreme1's unique key ``uk_dataset_id_name``
+          (dataset, name, tool type) compares them: the tool type exactly, the
+          name case-insensitively (MySQL 5.7's default collation, see
+          :func:`_fold`). ``car`` binds to an existing ``Car`` of the same
+          tool type; an exact spelling wins when both exist.
+        - At most one create per (folded name, tool type); a create answered
+          ``NAME_DUPLICATED`` (someone else made it) is looked up again.
+        - Returns ``name → id`` for every requested name; RemoteRejected when
+          a class can neither be found nor created.
+
+        Sources (v0.9.1): ``deploy/mysql/migration/V1__Create_tables.sql``
+        (``dataset_class``), ``backend/.../usecase/DatasetClassUseCase.java``
+        (``saveDatasetClass`` turns DuplicateKeyException into NAME_DUPLICATED),
+        https://github.com/xtreme1-io/xtreme1/tree/v0.9.1.
+        """
+        rows = self._classes(dataset_id)
+        bound: dict[str, str] = {}
+        to_create: dict[tuple[str, str], str] = {}
+        for name, tool in classes.items():
+            hit = _class_match(rows, name, tool)
+            if hit is not None:
+                bound[name] = hit
+            else:
+                to_create.setdefault((_fold(name), tool), name)
+        for (_, tool), name in to_create.items():
             try:
                 # Creation returns data null: the id is learned from findAll below.
                 self._post(
                     "/datasetClass/create",
                     {
                         "datasetId": int(dataset_id),
-                        "name": class_name,
-                        "color": _color(class_name),
-                        "toolType": classes[class_name],
+                        "name": name,
+                        "color": _color(name),
+                        "toolType": tool,
                     },
                 )
             except RemoteRejected as exc:
                 if "DUPLICATE" not in (exc.code or ""):
                     raise
-        if missing:
-            have = current()
-        lost = [n for n in classes if n not in have]
+        if to_create:
+            rows = self._classes(dataset_id)
+        lost: list[str] = []
+        for name, tool in classes.items():
+            if name in bound:
+                continue
+            hit = _class_match(rows, name, tool)
+            if hit is None:
+                lost.append(name)
+            else:
+                bound[name] = hit
         if lost:
             raise RemoteRejected(
                 f"classes {lost} could not be created in dataset {dataset_id}", platform=PLATFORM
             )
-        return {n: have[n] for n in classes}
+        return bound
+
+    def _classes(self, dataset_id: str) -> list[dict[str, Any]]:
+        rows = self._get(f"/datasetClass/findAll/{dataset_id}") or []
+        return [r for r in rows if isinstance(r, dict) and r.get("id") is not None]
 
     def existing_names(self, dataset_id: str, names: Sequence[str]) -> set[str]:
         wanted = {n.lower(): n for n in names}
@@ -347,6 +381,27 @@ class Xtreme1Remote:
         max_pages: int | None = None,
         parent_id: str = "0",
     ) -> Iterator[list[dict[str, Any]]]:
+        for rows, _ in self._listing(
+            dataset_id, newest_first=newest_first, max_pages=max_pages, parent_id=parent_id
+        ):
+            yield rows
+
+    def _listing(
+        self,
+        dataset_id: str,
+        *,
+        newest_first: bool = False,
+        max_pages: int | None = None,
+        parent_id: str = "0",
+    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        """Pages of ``data/findByPage`` by ``created_at``, each with the reply's ``total``.
+
+        The backend orders ``type DESC, created_at <dir>, id ASC``
+        (``selectDataByPageOrder`` in
+        https://github.com/xtreme1-io/xtreme1/blob/v0.9.1/backend/src/main/resources/mybatis/mapper/DataInfoMapper.xml):
+        scenes first, and ``id`` ascending inside one ``created_at`` even when
+        newest first. Empty pages are not yielded.
+        """
         page_no = 1
         while max_pages is None or page_no <= max_pages:
             page = self._get(
@@ -360,7 +415,7 @@ class Xtreme1Remote:
             )
             rows = page.get("list") or []
             if rows:
-                yield rows
+                yield rows, int(page.get("total") or 0)
             if len(rows) < PAGE_SIZE:
                 return
             page_no += 1
@@ -372,30 +427,98 @@ class Xtreme1Remote:
         ]
 
     def new_items(self, dataset_id: str, cursor: str | None) -> Iterator[ItemPage]:
-        """Top-level items with an id above ``cursor`` (plus one page of overlap), with frames.
+        """Top-level items not seen before ``cursor``, with the frames of new scenes.
 
-        Xtreme1 has no ``lastId``: the cursor is the highest top-level id seen.
-        Pages are read newest first (scenes come before single frames in every
-        order), stopping after one page that holds nothing new in the single
-        frames; the overlap page catches items of two imports that committed
-        out of id order. Callers skip items they already hold.
+        Contract:
+        - The cursor is ``"<last>:<total>"``: the highest top-level id seen and
+          the listing's ``total`` when the walk that wrote it began (a bare
+          ``"<last>"`` from older versions reads as an unknown total).
+        - An unchanged dataset costs one request: page 1, newest first.
+        - A walk reads on, newest first, while a page holds an id above
+          ``last`` *or* fewer such ids were found than the listing grew by
+          (``total`` now minus ``total`` in the cursor); it stops at the end.
+          Without a total in the cursor it reads every page once.
+        - Single items up to ``PAGE_SIZE`` ids below ``last`` are yielded too
+          (batches that commit out of id order); callers skip items they hold.
+        - Scenes at or below ``last`` are not yielded: their late frames come
+          from the pull's re-check of unfinished scenes, which lists frames
+          whenever the status counters (``itemCount`` counts frames) moved.
+
+        Why: Xtreme1 stamps every frame of a folder with one ``created_at``
+        taken when the folder's parsing starts, and inserts them for minutes
+        in batches of five whose ids follow completion order
+        (``UploadDataUseCase.commonParseUploadFile``). Newest first, the
+        listing puts a folder's frames in id order under that one timestamp,
+        so frames inserted after a pull sort *behind* the ones it saw, possibly
+        pages down. Stopping at the first page of known ids (the old walk)
+        left them to the next full sweep. The listing's ``total`` says how many
+        rows are missing at the cost of no extra request; following upload
+        records would only cover syncd's own uploads, and reading every page
+        while a page holds new ids alone misses frames behind a full page of
+        known ones. Limits, covered by the full sweep: deletions between two
+        cycles hide as many additions from the count (then only the "page
+        holds a new id" rule finds them), and a scene row that commits out of
+        id order. While a folder is being parsed a walk may read to the end of
+        the listing; an unchanged cycle reads one page.
         """
-        last = int(cursor) if cursor else 0
+        last, known_total = _parse_cursor(cursor)
         if last == 0:
-            # First traversal: oldest first, committed page by page.
-            for rows in self._top_level_pages(dataset_id):
-                yield from self._pages(dataset_id, rows, last)
+            # First traversal: oldest first, committed page by page; a last,
+            # empty page records the total seen when the walk began.
+            first_total: int | None = None
+            top = 0
+            for rows, total in self._listing(dataset_id):
+                first_total = total if first_total is None else first_total
+                for page in self._pages(dataset_id, rows, top, frames_above=0):
+                    top = _parse_cursor(page.cursor)[0]
+                    yield page
+            if first_total is not None:
+                yield ItemPage(items=[], cursor=f"{top}:{first_total}")
             return
         fresh: dict[int, dict[str, Any]] = {}
-        for rows in self._top_level_pages(dataset_id, newest_first=True):
-            fresh.update({int(r["id"]): r for r in rows if int(r["id"]) > last - PAGE_SIZE})
-            singles = [r for r in rows if r.get("type") != "SCENE"]
-            if singles and all(int(r["id"]) <= last for r in singles):
-                break  # this page is the overlap: everything older is known
-        yield from self._pages(dataset_id, [fresh[k] for k in sorted(fresh)], last)
+        found = 0
+        walk_total: int | None = None
+        for rows, total in self._listing(dataset_id, newest_first=True):
+            if walk_total is None:
+                walk_total = total
+            unseen = [r for r in rows if int(r["id"]) > last]
+            found += len(unseen)
+            fresh.update({int(r["id"]): r for r in unseen})
+            fresh.update(
+                {
+                    int(r["id"]): r
+                    for r in rows
+                    if r.get("type") != "SCENE" and int(r["id"]) > last - PAGE_SIZE
+                }
+            )
+            if known_total is None:
+                continue  # no count to trust (older cursor, walk cut short): read it all
+            if not unseen and found >= walk_total - known_total:
+                break  # everything the count promised is found, the rest is known
+        if walk_total is None:
+            return  # an empty listing
+        if not fresh:
+            if walk_total != known_total:
+                yield ItemPage(items=[], cursor=f"{last}:{walk_total}")
+            return
+        yield from self._pages(dataset_id, list(fresh.values()), last, total=walk_total)
 
-    def _pages(self, dataset_id: str, rows: list[dict[str, Any]], last: int) -> Iterator[ItemPage]:
-        """Batches of at most 100 top-level items (ascending id), each scene with its frames."""
+    def _pages(
+        self,
+        dataset_id: str,
+        rows: list[dict[str, Any]],
+        last: int,
+        *,
+        total: int | None = None,
+        frames_above: int | None = None,
+    ) -> Iterator[ItemPage]:
+        """Batches of at most 100 top-level items (ascending id), scenes above
+        ``frames_above`` (default ``last``) with their frames.
+
+        Every batch's cursor but the last leaves ``total`` out, so a walk cut
+        short is read in full next time.
+        """
+        floor = last if frames_above is None else frames_above
         rows = sorted(rows, key=lambda r: int(r["id"]))
         for start in range(0, len(rows), RESULT_BATCH):
             chunk = rows[start : start + RESULT_BATCH]
@@ -403,11 +526,12 @@ class Xtreme1Remote:
             for r in chunk:
                 item = _item(r)
                 items.append(item)
-                if item.kind == "SCENE" and int(item.id) > last:
-                    # Older scenes' frames are re-listed by the pull's re-check.
+                if item.kind == "SCENE" and int(item.id) > floor:
                     items.extend(self.frames(dataset_id, item.id))
-            top = max(last, max(int(r["id"]) for r in chunk))
-            yield ItemPage(items=items, cursor=str(top))
+            top = last = max(last, max(int(r["id"]) for r in chunk))
+            end = start + RESULT_BATCH >= len(rows)
+            cursor = f"{top}:{total}" if end and total is not None else str(top)
+            yield ItemPage(items=items, cursor=cursor)
 
     def all_items(self, dataset_id: str) -> Iterator[list[RemoteItem]]:
         for rows in self._top_level_pages(dataset_id):
@@ -496,6 +620,40 @@ def _counted(chunks: Any, size: int) -> Iterator[bytes]:
         yield chunk
     if sent != size:
         raise TransientError(f"the archive was {sent} bytes, expected {size}")
+
+
+def _parse_cursor(cursor: str | None) -> tuple[int, int | None]:
+    """``"<last>:<total>"`` (or a bare ``"<last>"``) → (last, total or None)."""
+    if not cursor:
+        return 0, None
+    last, _, total = cursor.partition(":")
+    return int(last), int(total) if total else None
+
+
+def _fold(name: str) -> str:
+    """A class name as Xtreme1's database compares it.
+
+    The stock deployment runs ``mysql:5.7`` and ``dataset_class`` declares only
+    ``DEFAULT CHARSET = utf8mb4``: collation ``utf8mb4_general_ci``, which
+    ignores case, accents and trailing spaces. This approximates its weights
+    (good for Latin names).
+    """
+    decomposed = unicodedata.normalize("NFKD", name.rstrip(" "))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _class_match(rows: list[dict[str, Any]], name: str, tool: str) -> str | None:
+    """The id of the class ``name`` of this tool type (exact spelling first), or None."""
+    same_tool = sorted(
+        (r for r in rows if str(r.get("toolType")) == tool), key=lambda r: int(r["id"])
+    )
+    for r in same_tool:
+        if str(r.get("name")) == name:
+            return str(r["id"])
+    for r in same_tool:
+        if _fold(str(r.get("name"))) == _fold(name):
+            return str(r["id"])
+    return None
 
 
 def _color(name: str) -> str:

@@ -117,6 +117,8 @@ BACKENDS = [
         stored_names=_xtreme1_names,
         annotate=_xtreme1_annotate,
         remove=_xtreme1_remove,
+        # "<highest top-level id>:<listing total>": forward means a higher id
+        cursor_advanced=lambda before, after: int(after.split(":")[0]) > int(before.split(":")[0]),
         archive_keeps_every_file=True,
     ),
     Backend(

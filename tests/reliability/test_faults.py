@@ -209,6 +209,6 @@ def test_pull_fault_never_moves_the_cursor_past_uncommitted_data(
     admin_call(sandbox_url, "DELETE", "/faults")
     assert run_cli("once", "--config", str(cfg)).returncode == 0
     assert_mirror_matches(db, sandbox_url, dataset)
-    assert int(query(db, "SELECT value FROM cursors WHERE name = 'items'")[0][0]) > int(
-        cursor_before[0][0]
-    )
+    # Xtreme1's cursor is "<highest top-level id>:<listing total>"
+    after = query(db, "SELECT value FROM cursors WHERE name = 'items'")[0][0]
+    assert int(after.split(":")[0]) > int(cursor_before[0][0].split(":")[0])
