@@ -59,6 +59,7 @@ from syncd.remotes.base import (
 )
 from syncd.remotes.gcs_resumable import ResumableUpload
 from syncd.remotes.http import describe, platform_clients, status_error
+from syncd.streams import skip_bytes
 
 PLATFORM = "deepen"
 # GCS: a session must be finished within a week of its creation. Stop an hour
@@ -309,8 +310,6 @@ class DeepenRemote:
         upload = self.open_upload(dataset_id, file_name, size, 1)
 
         def body_from(offset: int) -> Iterator[bytes]:
-            from syncd.pipeline.archive import skip_bytes
-
             return skip_bytes(body(), offset)
 
         done = self.resume_upload(upload, size, body_from)
