@@ -35,24 +35,17 @@ from syncd.errors import (
     TransientError,
 )
 from syncd.remotes.base import (
-    ByteSource,
     Capabilities,
     ItemPage,
-    Processing,
     PushData,
     PushFile,
     RemoteDataset,
     RemoteItem,
     RemoteLabel,
     RemoteObject,
-    Upload,
 )
-from syncd.remotes.http import (
-    describe,
-    platform_clients,
-    status_error,
-    transport_reason,
-)
+from syncd.remotes.http import describe, platform_clients, status_error
+from syncd.remotes.objectstore import ObjectStore
 
 PLATFORM = "basicai"
 LIMIT = 100  # lastId/limit and pageSize maximum (the guide)
@@ -190,6 +183,7 @@ class BasicAIRemote:
         self.api = cfg.url + "/api/v1"
         # The object store must never see the API key: a client without auth.
         self.http, self._put_client = platform_clients(name, cfg, PLATFORM, f"ApiKey {token}")
+        self.store = ObjectStore(self._put_client, self.http, PLATFORM)
         self._sources: dict[str, dict[str, str]] = {}  # dataset → source id → name
         # The last item_states answer, kept for the labels call that follows it.
         self._kept: tuple[tuple[str, tuple[str, ...]], float, list[dict[str, Any]]] | None = None
@@ -315,42 +309,17 @@ class BasicAIRemote:
         return refs
 
     def _put_one(self, f: PushFile, presigned: dict[str, Any]) -> dict[str, Any]:
-        try:
-            self.http.call(lambda: self._put(f, str(presigned["preSignedUrl"])))
-        except _ExpiredUrl:
-            # A URL that expired while we waited: ask for a fresh one, once.
+        def presign() -> dict[str, Any]:
             fresh = self._post("/storage/batchGeneratePreSignedUploadUrl", [presign_entry(f)])
-            presigned = dict(fresh[0])
-            self.http.call(lambda: self._put(f, str(presigned["preSignedUrl"])))
-        return file_ref(f, presigned)
+            return dict(fresh[0])
 
-    def _put(self, f: PushFile, url: str) -> None:
-        # Raw bytes with Content-Length (a multipart body would be stored verbatim).
-        try:
-            response = self._put_client.put(
-                url,
-                content=_counted(f.body(), f.size, f.key),
-                headers={"Content-Length": str(f.size), "Content-Type": "application/octet-stream"},
-            )
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"PUT {f.key}: timed out", platform=PLATFORM) from exc
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"PUT {f.key}: {transport_reason(exc)}", platform=PLATFORM
-            ) from exc
-        if response.status_code in (200, 201, 204):
-            return
-        transient = status_error(response, PLATFORM)
-        if transient is not None:
-            raise transient
-        text = response.text[:500]
-        if response.status_code == 403 and "expired" in text.lower():
-            raise _ExpiredUrl(f"PUT {f.key}: the presigned URL expired")
-        raise PermanentError(
-            f"PUT {f.key}: the object store answered HTTP {response.status_code}: {_s3_code(text)}",
-            platform=PLATFORM,
-            code=str(response.status_code),
-        )
+        def put(target: dict[str, Any]) -> None:
+            # Raw bytes with Content-Length (a multipart body would be stored verbatim).
+            url = str(target["preSignedUrl"])
+            self.store.put(url, f.key, f.size, f.body, "application/octet-stream")
+
+        # A URL that expired while we waited: the kit asks for a fresh one.
+        return file_ref(f, self.store.with_fresh_url(f"PUT {f.key}", presign, put, first=presigned))
 
     def register(
         self, dataset_id: str, data: Sequence[PushData], *, scene: str | None
@@ -365,22 +334,6 @@ class BasicAIRemote:
             rows = self._post(f"/dataset/batchAddData/{dataset_id}", batch_add_body(chunk)) or []
             out.update({str(r["name"]): str(r["id"]) for r in rows})
         return out
-
-    # Archive mode is not BasicAI's way: the pipeline never calls these on a files remote.
-
-    def upload_archive(
-        self, dataset_id: str, file_name: str, size: int, body: ByteSource
-    ) -> Upload:
-        raise PermanentError("BasicAI takes files, not archives", platform=PLATFORM)
-
-    def submit(self, dataset_id: str, upload: Upload, *, with_results: str | None) -> str:
-        raise PermanentError("BasicAI takes files, not archives", platform=PLATFORM)
-
-    def processing(self, serial: str) -> Processing:
-        raise PermanentError("BasicAI registers data at once: nothing to poll", platform=PLATFORM)
-
-    def find_import(self, dataset_id: str, archive_stem: str) -> list[RemoteItem]:
-        return []
 
     # --- listing and results ------------------------------------------------------------------
 
@@ -482,29 +435,6 @@ class BasicAIRemote:
 
 
 # --- wire → neutral types ---------------------------------------------------------------------
-
-
-class _ExpiredUrl(Exception):
-    """The presigned URL expired before the PUT: get a fresh one."""
-
-
-def _s3_code(xml_text: str) -> str:
-    start, end = xml_text.find("<Code>"), xml_text.find("</Code>")
-    if start >= 0 and end > start:
-        return xml_text[start + 6 : end]
-    return xml_text[:120] or "(empty body)"
-
-
-def _counted(chunks: Any, size: int, key: str) -> Iterator[bytes]:
-    """Pass the body through, failing if it is not exactly ``size`` bytes."""
-    sent = 0
-    for chunk in chunks:
-        sent += len(chunk)
-        if sent > size:
-            raise TransientError(f"{key} grew beyond {size} bytes while being sent")
-        yield chunk
-    if sent != size:
-        raise TransientError(f"{key} was {sent} bytes, expected {size}")
 
 
 def _item(r: dict[str, Any], dataset_id: str) -> RemoteItem:

@@ -346,13 +346,6 @@ class DeepenRemote:
             )
         return Processing(state="pending", status=status, progress=status)
 
-    def find_import(self, dataset_id: str, archive_stem: str) -> list[RemoteItem]:
-        name = f"{dataset_id}/{archive_stem}"
-        for row in self._datasets():
-            if str(row.get("dataset_name", "")).split("#")[0] == name:
-                return self._files(dataset_id, str(row["dataset_id"]))
-        return []
-
     # --- listing and labels -------------------------------------------------------------------
 
     def _files(self, group: str, deepen_id: str) -> list[RemoteItem]:

@@ -55,7 +55,6 @@ listing and labels), wire → neutral types.
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -76,19 +75,17 @@ from syncd.errors import (
 )
 from syncd.remotes import segments_wire as wire
 from syncd.remotes.base import (
-    ByteSource,
     Capabilities,
     ItemPage,
-    Processing,
     PushData,
     PushFile,
     RemoteDataset,
     RemoteItem,
     RemoteLabel,
     RemoteObject,
-    Upload,
 )
-from syncd.remotes.http import describe, platform_clients, status_error, transport_reason
+from syncd.remotes.http import describe, platform_clients, status_error
+from syncd.remotes.objectstore import ObjectStore
 
 PLATFORM = wire.PLATFORM
 GROUND_TRUTH = "ground-truth"
@@ -203,6 +200,7 @@ class SegmentsRemote:
         self.api = cfg.url
         # The asset store must never see the API key: a client without auth.
         self.http, self._upload_client = platform_clients(name, cfg, PLATFORM, f"APIKey {token}")
+        self.store = ObjectStore(self._upload_client, self.http, PLATFORM, "asset store")
         self.labelset = cfg.labelset
         self.prelabel_labelset = cfg.prelabel_labelset
         self._owner: str | None = cfg.organization
@@ -366,9 +364,7 @@ class SegmentsRemote:
                     ) from None
                 refs.append({"kind": kind, "device": f.device, "filename": f.filename, "doc": doc})
                 continue
-            asset = self._call("POST", "/assets/", json={"filename": f.filename})
-            post = asset["presignedPostFields"]
-            self._send_form(f, str(post["url"]), dict(post["fields"]))
+            asset = self._asset(f)
             refs.append(
                 {
                     "kind": "asset",
@@ -380,60 +376,18 @@ class SegmentsRemote:
             )
         return refs
 
-    def _send_form(self, f: PushFile, url: str, fields: dict[str, str]) -> None:
-        self.http.call(lambda: self._post_form(f, url, fields))
+    def _asset(self, f: PushFile) -> dict[str, Any]:
+        """An asset for the file (``POST /assets/``), then its presigned POST form."""
 
-    def _post_form(self, f: PushFile, url: str, fields: dict[str, str]) -> None:
-        """The presigned POST: the policy's fields, then the file, with an exact Content-Length
-        (object stores refuse chunked form uploads)."""
-        boundary = secrets.token_hex(16)
-        head = b"".join(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-            for k, v in fields.items()
-        )
-        head += (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-            f'filename="{f.filename}"\r\nContent-Type: {fields.get("Content-Type", "application/octet-stream")}\r\n\r\n'
-        ).encode()
-        tail = f"\r\n--{boundary}--\r\n".encode()
+        def presign() -> dict[str, Any]:
+            return dict(self._call("POST", "/assets/", json={"filename": f.filename}))
 
-        def body() -> Iterator[bytes]:
-            yield head
-            sent = 0
-            for chunk in f.body():
-                sent += len(chunk)
-                if sent > f.size:
-                    raise TransientError(f"{f.key} grew beyond {f.size} bytes while being sent")
-                yield chunk
-            if sent != f.size:
-                raise TransientError(f"{f.key} was {sent} bytes, expected {f.size}")
-            yield tail
+        def post(asset: dict[str, Any]) -> None:
+            form = asset["presignedPostFields"]
+            url, fields = str(form["url"]), dict(form["fields"])
+            self.store.post_form(url, fields, f.filename, f.key, f.size, f.body)
 
-        try:
-            response = self._upload_client.post(
-                url,
-                content=body(),
-                headers={
-                    "Content-Type": f"multipart/form-data; boundary={boundary}",
-                    "Content-Length": str(len(head) + f.size + len(tail)),
-                },
-            )
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"POST {f.key}: timed out", platform=PLATFORM) from exc
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"POST {f.key}: {transport_reason(exc)}", platform=PLATFORM
-            ) from exc
-        if 200 <= response.status_code < 300:
-            return
-        transient = status_error(response, PLATFORM)
-        if transient is not None:
-            raise transient
-        raise PermanentError(
-            f"POST {f.key}: the asset store answered HTTP {response.status_code}: {_s3_code(response.text)}",
-            platform=PLATFORM,
-            code=str(response.status_code),
-        )
+        return self.store.with_fresh_url(f"POST {f.key}", presign, post)
 
     def register(
         self, dataset_id: str, data: Sequence[PushData], *, scene: str | None
@@ -464,24 +418,6 @@ class SegmentsRemote:
             body = {"label_status": "PRELABELED", "attributes": label}
             self._call("PUT", f"/labels/{out[name]}/{self.prelabel_labelset}/", json=body)
         return out
-
-    # Archive mode is not Segments' way: the pipeline never calls these on a files remote.
-
-    def upload_archive(
-        self, dataset_id: str, file_name: str, size: int, body: ByteSource
-    ) -> Upload:
-        raise PermanentError("Segments.ai takes files, not archives", platform=PLATFORM)
-
-    def submit(self, dataset_id: str, upload: Upload, *, with_results: str | None) -> str:
-        raise PermanentError("Segments.ai takes files, not archives", platform=PLATFORM)
-
-    def processing(self, serial: str) -> Processing:
-        raise PermanentError(
-            "Segments.ai registers data at once: nothing to poll", platform=PLATFORM
-        )
-
-    def find_import(self, dataset_id: str, archive_stem: str) -> list[RemoteItem]:
-        return []
 
     # --- listing and labels -----------------------------------------------------------------
 
@@ -665,13 +601,6 @@ class SegmentsRemote:
 
 
 # --- wire → neutral types ---------------------------------------------------------------------
-
-
-def _s3_code(xml_text: str) -> str:
-    start, end = xml_text.find("<Code>"), xml_text.find("</Code>")
-    if start >= 0 and end > start:
-        return xml_text[start + 6 : end]
-    return xml_text[:120] or "(empty body)"
 
 
 def _label_micros(row: dict[str, Any]) -> int | None:

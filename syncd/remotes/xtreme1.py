@@ -26,7 +26,6 @@ from syncd.errors import (
     RemoteRejected,
     TransientError,
 )
-from syncd.log import get_logger
 from syncd.remotes.base import (
     ByteSource,
     Capabilities,
@@ -38,19 +37,12 @@ from syncd.remotes.base import (
     RemoteObject,
     Upload,
 )
-from syncd.remotes.http import (
-    describe,
-    is_tls_failure,
-    platform_clients,
-    status_error,
-    transport_reason,
-)
+from syncd.remotes.http import describe, platform_clients, status_error
+from syncd.remotes.objectstore import ObjectStore
 
 PLATFORM = "xtreme1"
-FRESH_URL_TRIES = 3
 PAGE_SIZE = 500  # Xtreme1 has no upper bound on pageSize; 500 keeps replies small
 RESULT_BATCH = 100  # ids per getDataAndResult call (DESIGN: batches of at most 100)
-UPLOAD_CHUNK = 1024 * 1024
 
 # 500 UNKNOWN replies whose message shows *our* request was malformed: retrying
 # cannot help, so they are permanent (notes §2 and §10).
@@ -139,6 +131,7 @@ class Xtreme1Remote:
         self.api = cfg.url + "/api"
         # The object store must never see the API token: a client without auth.
         self.http, self._put_client = platform_clients(name, cfg, PLATFORM, f"Bearer {token}")
+        self.store = ObjectStore(self._put_client, self.http, PLATFORM)
 
     def close(self) -> None:
         self.http.client.close()
@@ -245,54 +238,17 @@ class Xtreme1Remote:
     def upload_archive(
         self, dataset_id: str, file_name: str, size: int, body: ByteSource
     ) -> Upload:
-        # A URL can expire while we wait (backoff, a slow link): ask for a
-        # fresh one, a few times, then let the package back off.
-        for _ in range(FRESH_URL_TRIES):
-            try:
-                return self._upload_once(dataset_id, file_name, size, body)
-            except _ExpiredUrl as exc:
-                get_logger().warning("remote.retry", platform=PLATFORM, error=str(exc))
-        raise TransientError(
-            f"PUT {file_name}: the presigned URL expired {FRESH_URL_TRIES} times in a row "
-            "(is the platform's clock right?)",
-            platform=PLATFORM,
-        )
-
-    def _upload_once(self, dataset_id: str, file_name: str, size: int, body: ByteSource) -> Upload:
-        urls = self._get("/data/generatePresignedUrl", fileName=file_name, datasetId=dataset_id)
-        presigned, access = urls["presignedUrl"], urls["accessUrl"]
-
-        def put_once() -> None:
-            # A fresh stream per try; Content-Length is set so the body is not
-            # sent chunked (object stores refuse chunked PUTs without a length).
-            try:
-                response = self._put_client.put(
-                    presigned,
-                    content=_counted(body(), size),
-                    headers={"Content-Length": str(size), "Content-Type": "application/zip"},
-                )
-            except httpx.TimeoutException as exc:
-                raise TransientError(f"PUT {file_name}: timed out", platform=PLATFORM) from exc
-            except httpx.TransportError as exc:
-                kind = PermanentError if is_tls_failure(exc) else TransientError
-                raise kind(f"PUT {file_name}: {transport_reason(exc)}", platform=PLATFORM) from exc
-            if response.status_code in (200, 201, 204):
-                return
-            text = response.text[:500]
-            transient = status_error(response, PLATFORM)
-            if transient is not None:
-                raise transient
-            if response.status_code == 403 and "expired" in text.lower():
-                raise _ExpiredUrl(f"PUT {file_name}: the presigned URL expired")
-            raise PermanentError(
-                f"PUT {file_name}: the object store answered HTTP {response.status_code}: "
-                f"{_s3_code(text)}",
-                platform=PLATFORM,
-                code=str(response.status_code),
+        def presign() -> dict[str, Any]:
+            return dict(
+                self._get("/data/generatePresignedUrl", fileName=file_name, datasetId=dataset_id)
             )
 
-        self.http.call(put_once)
-        return Upload(ref={"accessUrl": access, "fileName": file_name})
+        def put(urls: dict[str, Any]) -> None:
+            self.store.put(str(urls["presignedUrl"]), file_name, size, body, "application/zip")
+
+        # A URL can expire while we wait (backoff, a slow link): the kit asks for a fresh one.
+        urls = self.store.with_fresh_url(f"PUT {file_name}", presign, put)
+        return Upload(ref={"accessUrl": urls["accessUrl"], "fileName": file_name})
 
     def submit(self, dataset_id: str, upload: Upload, *, with_results: str | None) -> str:
         body: dict[str, Any] = {
@@ -326,16 +282,6 @@ class Xtreme1Remote:
             items_parsed=r.get("parsedDataNum"),
             progress=f"{status}/{r.get('downloadedFileSize')}/{r.get('parsedDataNum')}",
         )
-
-    def find_import(self, dataset_id: str, archive_stem: str) -> list[RemoteItem]:
-        found: list[RemoteItem] = []
-        prefix = archive_stem + "/"
-        for rows in self._top_level_pages(dataset_id, newest_first=True, max_pages=4):
-            for r in rows:
-                item = _item(r)
-                if item.zip_path and item.zip_path.startswith(prefix):
-                    found.append(item)
-        return found
 
     # --- listing and results -------------------------------------------------------
 
@@ -473,29 +419,6 @@ class Xtreme1Remote:
 
 
 # --- wire → neutral types ------------------------------------------------------------
-
-
-class _ExpiredUrl(Exception):
-    """The presigned URL expired before the PUT: get a fresh one."""
-
-
-def _s3_code(xml_text: str) -> str:
-    start, end = xml_text.find("<Code>"), xml_text.find("</Code>")
-    if start >= 0 and end > start:
-        return xml_text[start + 6 : end]
-    return xml_text[:120] or "(empty body)"
-
-
-def _counted(chunks: Any, size: int) -> Iterator[bytes]:
-    """Pass the body through, failing loudly if it is not exactly ``size`` bytes."""
-    sent = 0
-    for chunk in chunks:
-        sent += len(chunk)
-        if sent > size:
-            raise TransientError(f"the archive grew beyond {size} bytes while being sent")
-        yield chunk
-    if sent != size:
-        raise TransientError(f"the archive was {sent} bytes, expected {size}")
 
 
 def _color(name: str) -> str:
