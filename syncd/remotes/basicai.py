@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from syncd.config import RemoteConfig
+from syncd.config import BasicAIConfig
 from syncd.errors import (
     AuthError,
     NotFoundError,
@@ -51,7 +51,7 @@ PLATFORM = "basicai"
 LIMIT = 100  # lastId/limit and pageSize maximum (the guide)
 ID_BATCH = 100  # ids per query parameter (the guide)
 # The guide's four windows per API key, as (requests, seconds); the config's
-# default (config.DEFAULT_RATE_LIMITS) says the same.
+# default (config.BasicAIConfig.default_rate_limits) says the same.
 RATE_WINDOWS: list[tuple[int, float]] = [
     (100, 1.0),
     (3000, 60.0),
@@ -177,7 +177,7 @@ class BasicAIRemote:
     platform = PLATFORM
     capabilities = Capabilities(upload="files")
 
-    def __init__(self, name: str, cfg: RemoteConfig, token: str) -> None:
+    def __init__(self, name: str, cfg: BasicAIConfig, token: str) -> None:
         self.name = name
         self.cfg = cfg
         self.api = cfg.url + "/api/v1"

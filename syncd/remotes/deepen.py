@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from syncd.config import RemoteConfig
+from syncd.config import DeepenConfig
 from syncd.errors import (
     AuthError,
     NotFoundError,
@@ -136,7 +136,7 @@ class DeepenRemote:
     platform = PLATFORM
     capabilities = Capabilities(upload="resumable", submit_is_idempotent=True)
 
-    def __init__(self, name: str, cfg: RemoteConfig, token: str) -> None:
+    def __init__(self, name: str, cfg: DeepenConfig, token: str) -> None:
         assert cfg.client_id, "config validation requires client_id for deepen"
         self.name = name
         self.cfg = cfg

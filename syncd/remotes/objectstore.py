@@ -108,20 +108,14 @@ class ObjectStore:
 
     def put(self, url: str, what: str, size: int, body: ByteSource, content_type: str) -> None:
         """Presigned PUT of exactly ``size`` bytes (``body()`` is called once per try)."""
-        label = f"PUT {what}"
-
-        def once() -> None:
-            try:
-                response = self.client.put(
-                    url,
-                    content=exactly(body(), size, what),
-                    headers={"Content-Length": str(size), "Content-Type": content_type},
-                )
-            except httpx.TransportError as exc:
-                raise transport_error(exc, label, self.platform) from exc
-            reply_error(response, label, self.platform, self.store)
-
-        self.http.call(once)
+        self._send(
+            f"PUT {what}",
+            lambda: self.client.put(
+                url,
+                content=exactly(body(), size, what),
+                headers={"Content-Length": str(size), "Content-Type": content_type},
+            ),
+        )
 
     def post_form(
         self,
@@ -133,9 +127,8 @@ class ObjectStore:
         body: ByteSource,
     ) -> None:
         """Presigned POST: the policy's ``fields``, then the file (an S3 form upload)."""
-        label = f"POST {what}"
 
-        def once() -> None:
+        def request() -> httpx.Response:
             head, tail, boundary = _form_parts(fields, filename)
 
             def stream() -> Iterator[bytes]:
@@ -143,15 +136,23 @@ class ObjectStore:
                 yield from exactly(body(), size, what)
                 yield tail
 
+            return self.client.post(
+                url,
+                content=stream(),
+                headers={
+                    "Content-Type": f"multipart/form-data; boundary={boundary}",
+                    "Content-Length": str(len(head) + size + len(tail)),
+                },
+            )
+
+        self._send(f"POST {what}", request)
+
+    def _send(self, label: str, request: Callable[[], httpx.Response]) -> None:
+        """One logical request to the store under the retry policy; ``label`` names it."""
+
+        def once() -> None:
             try:
-                response = self.client.post(
-                    url,
-                    content=stream(),
-                    headers={
-                        "Content-Type": f"multipart/form-data; boundary={boundary}",
-                        "Content-Length": str(len(head) + size + len(tail)),
-                    },
-                )
+                response = request()
             except httpx.TransportError as exc:
                 raise transport_error(exc, label, self.platform) from exc
             reply_error(response, label, self.platform, self.store)

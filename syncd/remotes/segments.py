@@ -63,7 +63,7 @@ from typing import Any
 
 import httpx
 
-from syncd.config import RemoteConfig
+from syncd.config import SegmentsConfig
 from syncd.errors import (
     AuthError,
     ConfigError,
@@ -194,7 +194,7 @@ class SegmentsRemote:
     capabilities = Capabilities(upload="files", changed_labels=True)
     per_page = PER_PAGE  # tests shrink it to page small datasets
 
-    def __init__(self, name: str, cfg: RemoteConfig, token: str) -> None:
+    def __init__(self, name: str, cfg: SegmentsConfig, token: str) -> None:
         self.name = name
         self.cfg = cfg
         self.api = cfg.url

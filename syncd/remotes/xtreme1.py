@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from syncd.config import RemoteConfig
+from syncd.config import Xtreme1Config
 from syncd.errors import (
     AuthError,
     NotFoundError,
@@ -125,7 +125,7 @@ class Xtreme1Remote:
     platform = PLATFORM
     capabilities = Capabilities(upload="archive", status_fingerprint=True)
 
-    def __init__(self, name: str, cfg: RemoteConfig, token: str) -> None:
+    def __init__(self, name: str, cfg: Xtreme1Config, token: str) -> None:
         self.name = name
         self.cfg = cfg
         self.api = cfg.url + "/api"
