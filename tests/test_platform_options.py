@@ -155,3 +155,13 @@ def test_the_sandbox_command_offers_the_registered_platforms() -> None:
     assert "{" + "|".join(platform_names()) + "}" in result.output
     result = CliRunner().invoke(cli, ["sandbox", "labelbox"])
     assert result.exit_code == 2 and "labelbox" in result.output
+
+
+def test_every_registered_platform_is_in_the_contract_suite_and_the_bench_knows_only_those() -> (
+    None
+):
+    from bench.platforms import PLATFORMS as BENCH
+    from tests.contract.conftest import BACKENDS
+
+    assert sorted(b.platform for b in BACKENDS) == sorted(PLATFORMS)
+    assert set(BENCH) <= set(PLATFORMS)
