@@ -12,8 +12,9 @@ The guide leaves some request bodies and listing fields unknown. Every such
 guess is in the section "unverified wire shapes" below, and nowhere else:
 correct them there against a real account (the sandbox accepts exactly these).
 
-Sections: errors (the one mapping function), unverified wire shapes,
-datasets, upload and registration, listing and results, wire → neutral types.
+Sections, in the order every backend follows (docs/writing-a-backend.md):
+errors (``classify``, the one mapping function), wire shapes (request bodies
+and wire → neutral types), the backend (datasets, upload, listing and labels).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ _NOT_FOUND = {"RESOURCE_NOT_FOUND"}
 _KEEP_SECONDS = 5.0
 
 
-# --- errors -----------------------------------------------------------------------------
+# --- errors -------------------------------------------------------------------------------
 
 
 def classify(response: httpx.Response) -> Any:
@@ -122,7 +123,7 @@ def classify(response: httpx.Response) -> Any:
     raise RemoteRejected(f"{where}: {code}: {message}", platform=PLATFORM, code=code)
 
 
-# --- unverified wire shapes (correct here against a real account) ------------------------
+# --- wire shapes ([unverified] ones: correct them here against a real account) ----------
 #
 # [unverified] The guide names addData / batchAddData / addScene but not their
 # bodies; these follow its conventions (camelCase JSON, "submit details such
@@ -168,7 +169,40 @@ def add_scene_body(scene: str, data: Sequence[PushData]) -> dict[str, Any]:
 # ids are gone. listAnnotationSource answers [{id, name, type}].
 
 
-# --- the backend ------------------------------------------------------------------------
+def _item(r: dict[str, Any], dataset_id: str) -> RemoteItem:
+    parent = r.get("parentId")
+    kind = str(r.get("type") or "DATA")
+    return RemoteItem(
+        id=str(r["id"]),
+        dataset_id=str(r.get("datasetId") or dataset_id),
+        name=str(r.get("name", "")),
+        # neutral kinds: a BasicAI DATA is a single data item
+        kind="SINGLE_DATA" if kind == "DATA" else kind,
+        parent_id=str(parent) if parent not in (None, "", 0, "0") else None,
+        annotation_status=r.get("annotationStatus"),
+        status=r.get("status"),
+        zip_path=None,
+        raw={k: v for k, v in r.items() if k != "files"},
+    )
+
+
+def _object(o: dict[str, Any]) -> RemoteObject:
+    conf = o.get("modelConfidence")
+    class_id = o.get("classId")
+    return RemoteObject(
+        remote_id=str(o["id"]) if o.get("id") is not None else None,
+        class_name=o.get("className") or o.get("modelClass"),
+        class_id=str(class_id) if class_id is not None else None,
+        shape_type=o.get("type"),
+        track_id=str(o["trackId"]) if o.get("trackId") is not None else None,
+        track_name=str(o["trackName"]) if o.get("trackName") is not None else None,
+        confidence=float(conf) if isinstance(conf, int | float) else None,
+        geometry=o.get("contour") or {},
+        attributes=o.get("classValues") or [],
+    )
+
+
+# --- the backend --------------------------------------------------------------------------
 
 
 class BasicAIRemote:
@@ -222,7 +256,7 @@ class BasicAIRemote:
                 return
             page_no += 1
 
-    # --- datasets ---------------------------------------------------------------------------
+    # --- datasets -------------------------------------------------------------------------
 
     def check(self) -> str:
         page = self._get("/dataset/list", pageNo=1, pageSize=1) or {}
@@ -283,7 +317,7 @@ class BasicAIRemote:
                     found[hit] = str(r["id"])
         return found
 
-    # --- upload and registration ----------------------------------------------------------------
+    # --- upload ---------------------------------------------------------------------------
 
     def upload_files(self, dataset_id: str, files: Sequence[PushFile]) -> list[dict[str, Any]]:
         for f in files:
@@ -335,7 +369,14 @@ class BasicAIRemote:
             out.update({str(r["name"]): str(r["id"]) for r in rows})
         return out
 
-    # --- listing and results ------------------------------------------------------------------
+    # --- listing and labels ---------------------------------------------------------------
+
+    def frames(self, dataset_id: str, scene_id: str) -> list[RemoteItem]:
+        return [
+            _item(r, dataset_id)
+            for rows in self._pages(f"/dataset/listItem/{dataset_id}", parentId=scene_id)
+            for r in rows
+        ]
 
     def new_items(self, dataset_id: str, cursor: str | None) -> Iterator[ItemPage]:
         """Every item (scenes and their frames) after ``cursor`` by ``listItemById``.
@@ -352,13 +393,6 @@ class BasicAIRemote:
                 yield ItemPage(items=[_item(r, dataset_id) for r in rows], cursor=last)
             if len(rows) < LIMIT:
                 return
-
-    def frames(self, dataset_id: str, scene_id: str) -> list[RemoteItem]:
-        return [
-            _item(r, dataset_id)
-            for rows in self._pages(f"/dataset/listItem/{dataset_id}", parentId=scene_id)
-            for r in rows
-        ]
 
     def all_items(self, dataset_id: str) -> Iterator[list[RemoteItem]]:
         for rows in self._by_id(f"/dataset/listItemById/{dataset_id}"):
@@ -432,39 +466,3 @@ class BasicAIRemote:
                     )
                 )
         return out
-
-
-# --- wire → neutral types ---------------------------------------------------------------------
-
-
-def _item(r: dict[str, Any], dataset_id: str) -> RemoteItem:
-    parent = r.get("parentId")
-    kind = str(r.get("type") or "DATA")
-    return RemoteItem(
-        id=str(r["id"]),
-        dataset_id=str(r.get("datasetId") or dataset_id),
-        name=str(r.get("name", "")),
-        # neutral kinds: a BasicAI DATA is a single data item
-        kind="SINGLE_DATA" if kind == "DATA" else kind,
-        parent_id=str(parent) if parent not in (None, "", 0, "0") else None,
-        annotation_status=r.get("annotationStatus"),
-        status=r.get("status"),
-        zip_path=None,
-        raw={k: v for k, v in r.items() if k != "files"},
-    )
-
-
-def _object(o: dict[str, Any]) -> RemoteObject:
-    conf = o.get("modelConfidence")
-    class_id = o.get("classId")
-    return RemoteObject(
-        remote_id=str(o["id"]) if o.get("id") is not None else None,
-        class_name=o.get("className") or o.get("modelClass"),
-        class_id=str(class_id) if class_id is not None else None,
-        shape_type=o.get("type"),
-        track_id=str(o["trackId"]) if o.get("trackId") is not None else None,
-        track_name=str(o["trackName"]) if o.get("trackName") is not None else None,
-        confidence=float(conf) if isinstance(conf, int | float) else None,
-        geometry=o.get("contour") or {},
-        attributes=o.get("classValues") or [],
-    )

@@ -48,8 +48,9 @@ that ``labels``/``item_states`` for the same cycle cost no request.
 existing samples by name (the SDK's docstring says "already exist"); the
 rate limits (unpublished; the client default is 20/s).
 
-Sections: errors, the backend (datasets, upload and registration,
-listing and labels), wire → neutral types.
+Sections, in the order every backend follows (docs/writing-a-backend.md):
+errors (``classify``, the one mapping function), wire shapes (request bodies
+and wire → neutral types), the backend (datasets, upload, listing and labels).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ FINISHED = {
 }
 
 
-# --- errors -----------------------------------------------------------------------------
+# --- errors -------------------------------------------------------------------------------
 
 
 def classify(response: httpx.Response) -> Any:
@@ -168,6 +169,9 @@ def _detail(text: str) -> str:
     return json.dumps(body)[:300]
 
 
+# --- wire shapes --------------------------------------------------------------------------
+
+
 def micros(stamp: str) -> int:
     """A Segments timestamp (ISO 8601, ``Z``) as integer microseconds since the epoch."""
     dt = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
@@ -184,7 +188,73 @@ class _Seen:
     label: dict[str, Any] | None
 
 
-# --- the backend ------------------------------------------------------------------------
+def _label_micros(row: dict[str, Any]) -> int | None:
+    label = row.get("label")
+    if isinstance(label, dict) and label.get("updated_at"):
+        return micros(str(label["updated_at"]))
+    return None
+
+
+def _items(
+    dataset_id: str, uuid: str, entry: _Seen, row: dict[str, Any] | None
+) -> list[RemoteItem]:
+    """A sample as items: one, or a SCENE followed by one item per frame."""
+    status = (entry.label or {}).get("label_status", "UNLABELED")
+    neutral = FINISHED.get(status, status)
+    raw = {k: v for k, v in (row or {}).items() if k not in ("label", "attributes")}
+    head = RemoteItem(
+        id=uuid,
+        dataset_id=dataset_id,
+        name=entry.name,
+        kind="SCENE" if entry.scene else "SINGLE_DATA",
+        parent_id=None,
+        annotation_status=neutral,
+        status=status,
+        zip_path=None,
+        raw=raw,
+    )
+    if not entry.scene:
+        return [head]
+    return [head] + [
+        RemoteItem(
+            id=f"{uuid}/{i}",
+            dataset_id=dataset_id,
+            name=name,
+            kind="SINGLE_DATA",
+            parent_id=uuid,
+            annotation_status=neutral,
+            status=status,
+            zip_path=None,
+            raw={"sample_uuid": uuid, "frame": i},
+        )
+        for i, name in enumerate(entry.frames)
+    ]
+
+
+def _object(a: dict[str, Any], sensor: str | None, names: dict[int, str] | None) -> RemoteObject:
+    kind = str(a.get("type") or "")
+    category = a.get("category_id")
+    track = a.get("track_id")
+    geometry = {
+        k: v for k, v in a.items() if k not in ("id", "category_id", "track_id", "attributes")
+    }
+    if sensor is not None:
+        geometry["sensor"] = sensor
+    attrs = a.get("attributes")
+    return RemoteObject(
+        remote_id=str(a["id"]) if a.get("id") is not None else None,
+        class_name=(names or {}).get(category) if isinstance(category, int) else None,
+        class_id=str(category) if category is not None else None,
+        shape_type=wire.SHAPES.get(kind, kind.upper() or None),
+        track_id=str(track) if track is not None else None,
+        track_name=None,
+        confidence=None,
+        geometry=geometry,
+        attributes=[attrs] if attrs else [],
+    )
+
+
+# --- the backend --------------------------------------------------------------------------
 
 
 class SegmentsRemote:
@@ -220,7 +290,7 @@ class SegmentsRemote:
             self._owner = str(self._call("GET", "/user")["username"])
         return self._owner
 
-    # --- datasets ---------------------------------------------------------------------------
+    # --- datasets -------------------------------------------------------------------------
 
     def check(self) -> str:
         user = self._call("GET", "/user")
@@ -348,7 +418,7 @@ class SegmentsRemote:
                 out[name] = str(s["uuid"])
         return out
 
-    # --- upload and registration ------------------------------------------------------------
+    # --- upload ---------------------------------------------------------------------------
 
     def upload_files(self, dataset_id: str, files: Sequence[PushFile]) -> list[dict[str, Any]]:
         refs: list[dict[str, Any]] = []
@@ -419,7 +489,7 @@ class SegmentsRemote:
             self._call("PUT", f"/labels/{out[name]}/{self.prelabel_labelset}/", json=body)
         return out
 
-    # --- listing and labels -----------------------------------------------------------------
+    # --- listing and labels ---------------------------------------------------------------
 
     def _pages(self, dataset_id: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         """Page-number traversal until a short page (or the API's "Invalid page.")."""
@@ -461,6 +531,32 @@ class SegmentsRemote:
                 seen[str(r["uuid"])] = entry
                 out += _items(dataset_id, str(r["uuid"]), entry, r)
         return out
+
+    def _known(self, dataset_id: str, uuids: set[str]) -> dict[str, _Seen]:
+        """What the listings said of these samples; the ones not listed in this process are
+        read now (one sample each, or the whole dataset when many are missing)."""
+        with self._lock:
+            seen = dict(self._seen.get(dataset_id, {}))
+        missing = uuids - set(seen)
+        if len(missing) > 20:
+            for rows in self._pages(dataset_id, self._listing("created_at")):
+                self._remember(dataset_id, rows)
+        else:
+            for u in sorted(missing):
+                try:
+                    r = self._call("GET", f"/samples/{u}/", params={"labelset": self.labelset})
+                except NotFoundError:
+                    continue  # deleted: no state, no labels
+                self._remember(dataset_id, [r])
+        with self._lock:
+            seen = self._seen.get(dataset_id, {})
+            return {u: seen[u] for u in uuids if u in seen}
+
+    def frames(self, dataset_id: str, scene_id: str) -> list[RemoteItem]:
+        entry = self._known(dataset_id, {scene_id}).get(scene_id)
+        if entry is None:
+            return []
+        return [i for i in _items(dataset_id, scene_id, entry, None) if i.parent_id == scene_id]
 
     def new_items(self, dataset_id: str, cursor: str | None) -> Iterator[ItemPage]:
         """Samples created at or after ``cursor`` (µs), oldest first; see the module docstring."""
@@ -520,32 +616,6 @@ class SegmentsRemote:
         for rows in self._pages(dataset_id, self._listing("created_at")):
             yield self._remember(dataset_id, rows)
 
-    def _known(self, dataset_id: str, uuids: set[str]) -> dict[str, _Seen]:
-        """What the listings said of these samples; the ones not listed in this process are
-        read now (one sample each, or the whole dataset when many are missing)."""
-        with self._lock:
-            seen = dict(self._seen.get(dataset_id, {}))
-        missing = uuids - set(seen)
-        if len(missing) > 20:
-            for rows in self._pages(dataset_id, self._listing("created_at")):
-                self._remember(dataset_id, rows)
-        else:
-            for u in sorted(missing):
-                try:
-                    r = self._call("GET", f"/samples/{u}/", params={"labelset": self.labelset})
-                except NotFoundError:
-                    continue  # deleted: no state, no labels
-                self._remember(dataset_id, [r])
-        with self._lock:
-            seen = self._seen.get(dataset_id, {})
-            return {u: seen[u] for u in uuids if u in seen}
-
-    def frames(self, dataset_id: str, scene_id: str) -> list[RemoteItem]:
-        entry = self._known(dataset_id, {scene_id}).get(scene_id)
-        if entry is None:
-            return []
-        return [i for i in _items(dataset_id, scene_id, entry, None) if i.parent_id == scene_id]
-
     def item_states(self, dataset_id: str, item_ids: Sequence[str]) -> dict[str, RemoteItem]:
         known = self._known(dataset_id, {i.split("/", 1)[0] for i in item_ids})
         out = {}
@@ -598,72 +668,3 @@ class SegmentsRemote:
                 )
             )
         return out
-
-
-# --- wire → neutral types ---------------------------------------------------------------------
-
-
-def _label_micros(row: dict[str, Any]) -> int | None:
-    label = row.get("label")
-    if isinstance(label, dict) and label.get("updated_at"):
-        return micros(str(label["updated_at"]))
-    return None
-
-
-def _items(
-    dataset_id: str, uuid: str, entry: _Seen, row: dict[str, Any] | None
-) -> list[RemoteItem]:
-    """A sample as items: one, or a SCENE followed by one item per frame."""
-    status = (entry.label or {}).get("label_status", "UNLABELED")
-    neutral = FINISHED.get(status, status)
-    raw = {k: v for k, v in (row or {}).items() if k not in ("label", "attributes")}
-    head = RemoteItem(
-        id=uuid,
-        dataset_id=dataset_id,
-        name=entry.name,
-        kind="SCENE" if entry.scene else "SINGLE_DATA",
-        parent_id=None,
-        annotation_status=neutral,
-        status=status,
-        zip_path=None,
-        raw=raw,
-    )
-    if not entry.scene:
-        return [head]
-    return [head] + [
-        RemoteItem(
-            id=f"{uuid}/{i}",
-            dataset_id=dataset_id,
-            name=name,
-            kind="SINGLE_DATA",
-            parent_id=uuid,
-            annotation_status=neutral,
-            status=status,
-            zip_path=None,
-            raw={"sample_uuid": uuid, "frame": i},
-        )
-        for i, name in enumerate(entry.frames)
-    ]
-
-
-def _object(a: dict[str, Any], sensor: str | None, names: dict[int, str] | None) -> RemoteObject:
-    kind = str(a.get("type") or "")
-    category = a.get("category_id")
-    track = a.get("track_id")
-    geometry = {
-        k: v for k, v in a.items() if k not in ("id", "category_id", "track_id", "attributes")
-    }
-    if sensor is not None:
-        geometry["sensor"] = sensor
-    attrs = a.get("attributes")
-    return RemoteObject(
-        remote_id=str(a["id"]) if a.get("id") is not None else None,
-        class_name=(names or {}).get(category) if isinstance(category, int) else None,
-        class_id=str(category) if category is not None else None,
-        shape_type=wire.SHAPES.get(kind, kind.upper() or None),
-        track_id=str(track) if track is not None else None,
-        track_name=None,
-        confidence=None,
-        geometry=geometry,
-        attributes=[attrs] if attrs else [],
-    )

@@ -6,8 +6,9 @@ is success; Bearer auth; presigned PUT of the raw zip (no Authorization
 header) → ``POST /data/upload`` with the *accessUrl* → poll the upload record
 by serial; offset-paged lists with no ``lastId``, ordered scenes first.
 
-Sections: errors (the one mapping function), datasets and classes, upload,
-listing and results, wire → neutral types.
+Sections, in the order every backend follows (docs/writing-a-backend.md):
+errors (``classify``, the one mapping function), wire shapes (request bodies
+and wire → neutral types), the backend (datasets, upload, listing and labels).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ _CLIENT_BUG_MARKERS = (
 _NOT_FOUND_CODES = {"NOT_FOUND", "DATASET_NOT_FOUND", "DATA_NOT_FOUND"}
 
 
-# --- errors -----------------------------------------------------------------
+# --- errors -------------------------------------------------------------------------------
 
 
 def classify(response: httpx.Response) -> Any:
@@ -119,6 +120,58 @@ def _json(response: httpx.Response) -> Any:
         ) from None
 
 
+# --- wire shapes --------------------------------------------------------------------------
+
+
+def _color(name: str) -> str:
+    h = sum(ord(c) * 131 for c in name) & 0xFFFFFF
+    return f"#{h:06x}"
+
+
+def _item(r: dict[str, Any]) -> RemoteItem:
+    zip_path = None
+    for directory in r.get("content") or []:
+        for f in directory.get("files") or []:
+            zp = (f.get("file") or {}).get("zipPath")
+            if zp:
+                zip_path = str(zp)
+                break
+        if zip_path:
+            break
+    parent = r.get("parentId")
+    raw = {k: v for k, v in r.items() if k != "content"}
+    return RemoteItem(
+        id=str(r["id"]),
+        dataset_id=str(r.get("datasetId", "")),
+        name=str(r.get("name", "")),
+        kind=str(r.get("type") or "SINGLE_DATA"),
+        parent_id=str(parent) if parent not in (None, 0, "0") else None,
+        annotation_status=r.get("annotationStatus"),
+        status=r.get("status"),
+        zip_path=zip_path,
+        raw=raw,
+    )
+
+
+def _object(o: dict[str, Any]) -> RemoteObject:
+    conf = o.get("modelConfidence")
+    class_id = o.get("classId")
+    return RemoteObject(
+        remote_id=str(o["id"]) if o.get("id") is not None else None,
+        class_name=o.get("className") or o.get("modelClass"),
+        class_id=str(class_id) if class_id is not None else None,
+        shape_type=o.get("type"),
+        track_id=str(o["trackId"]) if o.get("trackId") is not None else None,
+        track_name=str(o["trackName"]) if o.get("trackName") is not None else None,
+        confidence=float(conf) if isinstance(conf, int | float) else None,
+        geometry=o.get("contour") or {},
+        attributes=o.get("classValues") or [],
+    )
+
+
+# --- the backend --------------------------------------------------------------------------
+
+
 class Xtreme1Remote:
     """The Remote for one Xtreme1 installation (see :class:`syncd.remotes.base.Remote`)."""
 
@@ -143,7 +196,7 @@ class Xtreme1Remote:
     def _post(self, path: str, body: Any) -> Any:
         return self.http.request("POST", self.api + path, classify, json=body)
 
-    # --- datasets and classes ----------------------------------------------
+    # --- datasets -------------------------------------------------------------------------
 
     def check(self) -> str:
         page = self._get("/dataset/findByPage", pageNo=1, pageSize=1)
@@ -233,7 +286,7 @@ class Xtreme1Remote:
                     found.add(hit)
         return found
 
-    # --- upload ----------------------------------------------------------------
+    # --- upload ---------------------------------------------------------------------------
 
     def upload_archive(
         self, dataset_id: str, file_name: str, size: int, body: ByteSource
@@ -283,7 +336,7 @@ class Xtreme1Remote:
             progress=f"{status}/{r.get('downloadedFileSize')}/{r.get('parsedDataNum')}",
         )
 
-    # --- listing and results -------------------------------------------------------
+    # --- listing and labels ---------------------------------------------------------------
 
     def _top_level_pages(
         self,
@@ -416,52 +469,3 @@ class Xtreme1Remote:
                 )
             )
         return out
-
-
-# --- wire → neutral types ------------------------------------------------------------
-
-
-def _color(name: str) -> str:
-    h = sum(ord(c) * 131 for c in name) & 0xFFFFFF
-    return f"#{h:06x}"
-
-
-def _item(r: dict[str, Any]) -> RemoteItem:
-    zip_path = None
-    for directory in r.get("content") or []:
-        for f in directory.get("files") or []:
-            zp = (f.get("file") or {}).get("zipPath")
-            if zp:
-                zip_path = str(zp)
-                break
-        if zip_path:
-            break
-    parent = r.get("parentId")
-    raw = {k: v for k, v in r.items() if k != "content"}
-    return RemoteItem(
-        id=str(r["id"]),
-        dataset_id=str(r.get("datasetId", "")),
-        name=str(r.get("name", "")),
-        kind=str(r.get("type") or "SINGLE_DATA"),
-        parent_id=str(parent) if parent not in (None, 0, "0") else None,
-        annotation_status=r.get("annotationStatus"),
-        status=r.get("status"),
-        zip_path=zip_path,
-        raw=raw,
-    )
-
-
-def _object(o: dict[str, Any]) -> RemoteObject:
-    conf = o.get("modelConfidence")
-    class_id = o.get("classId")
-    return RemoteObject(
-        remote_id=str(o["id"]) if o.get("id") is not None else None,
-        class_name=o.get("className") or o.get("modelClass"),
-        class_id=str(class_id) if class_id is not None else None,
-        shape_type=o.get("type"),
-        track_id=str(o["trackId"]) if o.get("trackId") is not None else None,
-        track_name=str(o["trackName"]) if o.get("trackName") is not None else None,
-        confidence=float(conf) if isinstance(conf, int | float) else None,
-        geometry=o.get("contour") or {},
-        attributes=o.get("classValues") or [],
-    )
