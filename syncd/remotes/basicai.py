@@ -12,9 +12,8 @@ The guide leaves some request bodies and listing fields unknown. Every such
 guess is in the section "unverified wire shapes" below, and nowhere else:
 correct them there against a real account (the sandbox accepts exactly these).
 
-Sections, in the order every backend follows (docs/writing-a-backend.md):
-errors (``classify``, the one mapping function), wire shapes (request bodies
-and wire → neutral types), the backend (datasets, upload, listing and labels).
+Sections (docs/writing-a-backend.md): errors, wire shapes (the unverified
+ones first), the backend.
 """
 
 from __future__ import annotations

@@ -20,9 +20,8 @@ How the pipeline's words map onto Deepen:
   deleted on the platform gets ``deleted_at``; its one object carries the
   flattened geometry.
 
-Sections, in the order every backend follows (docs/writing-a-backend.md):
-errors (``classify``, the one mapping function), wire shapes (request bodies
-and wire → neutral types), the backend (datasets, upload, listing and labels).
+Sections (docs/writing-a-backend.md): errors, wire shapes, the backend
+(a resumable session, then submit and processing).
 """
 
 from __future__ import annotations

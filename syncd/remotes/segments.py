@@ -48,9 +48,8 @@ that ``labels``/``item_states`` for the same cycle cost no request.
 existing samples by name (the SDK's docstring says "already exist"); the
 rate limits (unpublished; the client default is 20/s).
 
-Sections, in the order every backend follows (docs/writing-a-backend.md):
-errors (``classify``, the one mapping function), wire shapes (request bodies
-and wire → neutral types), the backend (datasets, upload, listing and labels).
+Sections (docs/writing-a-backend.md): errors, wire shapes, the backend
+(what the listings said is kept in ``_Seen``).
 """
 
 from __future__ import annotations

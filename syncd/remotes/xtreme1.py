@@ -6,9 +6,7 @@ is success; Bearer auth; presigned PUT of the raw zip (no Authorization
 header) → ``POST /data/upload`` with the *accessUrl* → poll the upload record
 by serial; offset-paged lists with no ``lastId``, ordered scenes first.
 
-Sections, in the order every backend follows (docs/writing-a-backend.md):
-errors (``classify``, the one mapping function), wire shapes (request bodies
-and wire → neutral types), the backend (datasets, upload, listing and labels).
+Sections (docs/writing-a-backend.md): errors, wire shapes, the backend.
 """
 
 from __future__ import annotations
