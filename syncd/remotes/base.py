@@ -238,9 +238,42 @@ def archive_push(remote: Remote) -> ArchivePush:
     return cast(ArchivePush, remote)
 
 
-# --- per-file push (platforms that take files, not archives) -------------------------
+@runtime_checkable
+class ResumableUploads(Protocol):
+    """The ``"resumable"`` strategy: uploads that continue where they stopped, even after a restart.
 
-PushMode = Literal["archive", "files"]
+    A Remote that has it (``capabilities.upload == "resumable"``, also an
+    :class:`ArchivePush` for ``submit``/``processing``) is driven by
+    :mod:`syncd.pipeline.resumable` instead of :meth:`ArchivePush.upload_archive`: the ref of :meth:`open_upload` is stored
+    before a byte is sent, and after any error or restart :meth:`resume_upload`
+    asks the platform how much it holds and sends the rest. Its ``submit`` must
+    be idempotent (the pipeline calls it again after a crash).
+    """
+
+    def open_upload(self, dataset_id: str, file_name: str, size: int, attempt: int) -> Upload:
+        """Open a new upload session for an archive of ``size`` bytes; ``attempt`` counts sessions.
+
+        Not idempotent: the caller records that it is opening ``attempt`` first.
+        """
+        ...
+
+    def find_upload(self, dataset_id: str, file_name: str, attempt: int) -> Upload | None:
+        """The session that :meth:`open_upload` with these arguments opened; None when not found.
+
+        Idempotent (reads only).
+        """
+        ...
+
+    def resume_upload(self, upload: Upload, size: int, body_from: OffsetSource) -> Upload:
+        """Send whatever the session lacks; return the ref of the completed upload.
+
+        Idempotent. Raises UploadSessionExpired when the session is dead (the
+        caller records it and opens a new one), TransientError to try later.
+        """
+        ...
+
+
+# per-file push (platforms that take files, not archives)
 
 
 @dataclass(frozen=True)
@@ -298,78 +331,7 @@ class FilePushRemote(Remote, Protocol):
         ...
 
 
-UploadStrategy = Literal["archive", "resumable", "files"]
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a backend can do beyond the core :class:`Remote`, declared in one place.
-
-    Every backend class sets ``capabilities`` (a class attribute); the pipeline
-    reads it through :func:`capabilities` and never probes with ``getattr`` or
-    ``isinstance``.
-
-    * ``upload``: how a package reaches the platform. ``"archive"``: one zip
-      through :meth:`ArchivePush.upload_archive`, then ``submit``/``processing``;
-      ``"resumable"``: one zip through :class:`ResumableUploads` sessions kept
-      across restarts, then ``submit``/``processing``; ``"files"``: each data
-      item's files through :class:`FilePushRemote`, then ``register``.
-    * ``submit_is_idempotent``: ``submit`` checks the platform itself, so the
-      pipeline may call it again after a crash without asking first.
-    * ``changed_labels``: the remote is a :class:`ChangedLabels`.
-    * ``status_fingerprint``: the remote is a :class:`StatusFingerprint`.
-    """
-
-    upload: UploadStrategy = "archive"
-    submit_is_idempotent: bool = False
-    changed_labels: bool = False
-    status_fingerprint: bool = False
-
-
-def capabilities(remote: Remote) -> Capabilities:
-    """The capabilities a remote declares (the core alone when it declares none)."""
-    caps = getattr(remote, "capabilities", None)
-    return caps if isinstance(caps, Capabilities) else Capabilities()
-
-
-def push_mode(remote: Remote) -> PushMode:
-    """``"files"`` for per-file push, else ``"archive"`` (resumable archives included)."""
-    return "files" if capabilities(remote).upload == "files" else "archive"
-
-
-@runtime_checkable
-class ResumableUploads(Protocol):
-    """Optional capability: uploads that continue where they stopped, even after a restart.
-
-    A Remote that has it (``capabilities.upload == "resumable"``, also an
-    :class:`ArchivePush` for ``submit``/``processing``) is driven by
-    :mod:`syncd.pipeline.resumable` instead of :meth:`ArchivePush.upload_archive`: the ref of :meth:`open_upload` is stored
-    before a byte is sent, and after any error or restart :meth:`resume_upload`
-    asks the platform how much it holds and sends the rest. Its ``submit`` must
-    be idempotent (the pipeline calls it again after a crash).
-    """
-
-    def open_upload(self, dataset_id: str, file_name: str, size: int, attempt: int) -> Upload:
-        """Open a new upload session for an archive of ``size`` bytes; ``attempt`` counts sessions.
-
-        Not idempotent: the caller records that it is opening ``attempt`` first.
-        """
-        ...
-
-    def find_upload(self, dataset_id: str, file_name: str, attempt: int) -> Upload | None:
-        """The session that :meth:`open_upload` with these arguments opened; None when not found.
-
-        Idempotent (reads only).
-        """
-        ...
-
-    def resume_upload(self, upload: Upload, size: int, body_from: OffsetSource) -> Upload:
-        """Send whatever the session lacks; return the ref of the completed upload.
-
-        Idempotent. Raises UploadSessionExpired when the session is dead (the
-        caller records it and opens a new one), TransientError to try later.
-        """
-        ...
+# --- optional features -----------------------------------------------------------------
 
 
 @runtime_checkable
@@ -408,3 +370,47 @@ class ChangedLabels(Protocol):
     def changed_items(self, dataset_id: str, cursor: str | None) -> Iterator[ItemPage]:
         """Pages of items whose labels changed at or after ``cursor``. Idempotent (reads only)."""
         ...
+
+
+# --- capabilities: the one declaration of what a backend has --------------------------
+
+UploadStrategy = Literal["archive", "resumable", "files"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do beyond the core :class:`Remote`, declared in one place.
+
+    Every backend class sets ``capabilities`` (a class attribute); the pipeline
+    reads it through :func:`capabilities` and never probes with ``getattr`` or
+    ``isinstance``.
+
+    * ``upload``: how a package reaches the platform. ``"archive"``: one zip
+      through :meth:`ArchivePush.upload_archive`, then ``submit``/``processing``;
+      ``"resumable"``: one zip through :class:`ResumableUploads` sessions kept
+      across restarts, then ``submit``/``processing``; ``"files"``: each data
+      item's files through :class:`FilePushRemote`, then ``register``.
+    * ``submit_is_idempotent``: ``submit`` checks the platform itself, so the
+      pipeline may call it again after a crash without asking first.
+    * ``changed_labels``: the remote is a :class:`ChangedLabels`.
+    * ``status_fingerprint``: the remote is a :class:`StatusFingerprint`.
+    """
+
+    upload: UploadStrategy = "archive"
+    submit_is_idempotent: bool = False
+    changed_labels: bool = False
+    status_fingerprint: bool = False
+
+
+def capabilities(remote: Remote) -> Capabilities:
+    """The capabilities a remote declares (the core alone when it declares none)."""
+    caps = getattr(remote, "capabilities", None)
+    return caps if isinstance(caps, Capabilities) else Capabilities()
+
+
+PushMode = Literal["archive", "files"]
+
+
+def push_mode(remote: Remote) -> PushMode:
+    """``"files"`` for per-file push, else ``"archive"`` (resumable archives included)."""
+    return "files" if capabilities(remote).upload == "files" else "archive"

@@ -12,7 +12,7 @@ Identifiers: a dataset is ``owner/name`` (its ``full_name``); an item is a
 sample's uuid, or ``<uuid>/<n>`` for frame ``n`` of a sequence sample (a
 ``scene_*`` folder is one sample, its frames are items of the mirror).
 
-Push (``push_mode = "files"``, driven by :mod:`syncd.pipeline.push_files`):
+Push (``capabilities.upload == "files"``, driven by :mod:`syncd.pipeline.push_files`):
 every image and point cloud becomes an asset (``POST /assets/`` then the
 presigned POST form); ``camera_config`` and ``result`` files are read, not
 uploaded, and travel in the refs. Samples are created with
