@@ -206,3 +206,22 @@ def test_remote_type_is_the_core_protocol() -> None:
         assert not hasattr(remote, "upload_archive") and not hasattr(remote, "find_import")
     finally:
         remote.close()
+
+
+def test_the_resumable_session_follows_the_same_tls_rule() -> None:
+    """Deepen's GCS session is not a presigned URL, but its transport errors map the same way."""
+    from syncd.remotes.gcs_resumable import BLOCK, ResumableUpload
+
+    sent: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        raise httpx.ConnectError(TLS_FAILURE, request=request)
+
+    client = httpx.Client(transport=httpx.MockTransport(handle))
+    session = ResumableUpload(
+        client, f"{STORE}/upload?upload_id=1", 10, chunk_size=BLOCK, platform="deepen"
+    )
+    with pytest.raises(PermanentError) as info:
+        session.send(lambda offset: [b"0123456789"[offset:]], fresh=True)
+    assert info.value.code == "tls" and len(sent) == 1
