@@ -11,6 +11,10 @@ Contract:
 * A remote takes ``token`` or ``token_file`` (a path; relative paths resolve
   against ``$CREDENTIALS_DIRECTORY`` when systemd sets it, else against the
   config file's folder). The file's content, stripped, is the token.
+* A ``[remotes.NAME]`` table is validated by the model its ``platform`` names
+  (:data:`PlatformConfig`: the shared :class:`RemoteConfig` keys plus the
+  platform's own); a key of another platform is an error naming it, e.g.
+  ``remotes.lab.client_id: not a key of platform "xtreme1" (it belongs to deepen)``.
 * Durations are ``"90s"``, ``"5m"``, ``"1h30m"`` or a number of seconds;
   sizes are ``"512MiB"``, ``"2GB"`` or a number of bytes.
 """

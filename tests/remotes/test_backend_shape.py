@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -83,3 +84,19 @@ def test_the_order_is_the_one_the_guide_shows() -> None:
         "item_states",
         "labels",
     ]
+
+
+def test_backends_import_nothing_above_them() -> None:
+    """remotes/ and streams.py sit below the pipeline, the store and the daemon."""
+    root = Path(base.__file__).parent
+    files = [*root.glob("*.py"), root.parent / "streams.py"]
+    higher = ("syncd.pipeline", "syncd.store", "syncd.daemon", "syncd.cli", "syncd.status")
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            bad = [n for n in names if n.startswith(higher)]
+            assert not bad, f"{path.name} imports {bad}"
