@@ -1,8 +1,9 @@
 """The platforms the pull benchmark runs against: one entry each.
 
-Adding a platform is one entry here: its sandbox name, how to seed a dataset
-through the sandbox's admin API, and its reference puller (a plain script in
-``bench/`` issuing the same requests as syncd in the same order).
+Adding a platform is one entry here: its name (a platform of
+:mod:`syncd.remotes.registry`, which is also its sandbox), how to seed a
+dataset through the sandbox's admin API, and its reference puller (a plain
+script in ``bench/`` issuing the same requests as syncd in the same order).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from bench import reference_pull_basicai, reference_pull_xtreme1
 from bench.common import api_requests
+from syncd.remotes.registry import PLATFORMS as REGISTERED
 
 
 @dataclass(frozen=True)
@@ -31,19 +33,26 @@ class Platform:
     # The sandbox's API request counters (route → count), read before and after a cycle.
     requests: Callable[[str], dict[str, int]] = api_requests
 
+    def __post_init__(self) -> None:
+        if self.name not in REGISTERED:
+            raise ValueError(f"{self.name!r} is not a platform of syncd.remotes.registry")
+
 
 PLATFORMS: dict[str, Platform] = {
-    "xtreme1": Platform(
-        name="xtreme1",
-        dataset_type="LIDAR_BASIC",
-        seed=reference_pull_xtreme1.seed,
-        reference=Path(reference_pull_xtreme1.__file__),
-    ),
-    "basicai": Platform(
-        name="basicai",
-        dataset_type="LIDAR_BASIC",
-        seed=reference_pull_basicai.seed,
-        reference=Path(reference_pull_basicai.__file__),
-        # The sandbox's windows are lifted by the seed; the client's are by write_config.
-    ),
+    p.name: p
+    for p in (
+        Platform(
+            name="xtreme1",
+            dataset_type="LIDAR_BASIC",
+            seed=reference_pull_xtreme1.seed,
+            reference=Path(reference_pull_xtreme1.__file__),
+        ),
+        Platform(
+            name="basicai",
+            dataset_type="LIDAR_BASIC",
+            seed=reference_pull_basicai.seed,
+            reference=Path(reference_pull_basicai.__file__),
+            # The sandbox's windows are lifted by the seed; the client's are by write_config.
+        ),
+    )
 }

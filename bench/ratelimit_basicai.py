@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from syncd.config import RemoteConfig
+from syncd.config import BasicAIConfig
 from syncd.remotes.basicai import RATE_WINDOWS, BasicAIRemote
 from syncd_sandbox import run_in_thread
 from syncd_sandbox.ratelimit import RateWindows
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         httpx.post(f"{url}/__sandbox/datasets/{ds}/items", json={"names": names}, timeout=60)
         httpx.post(f"{url}/__sandbox/config", json={"rate_windows": [list(w) for w in windows]})
         limits = tuple(f"{n}/{s:g}s" for n, s in windows)
-        cfg = RemoteConfig(platform="basicai", url=url, token=TOKEN, rate_limits=limits)
+        cfg = BasicAIConfig(platform="basicai", url=url, token=TOKEN, rate_limits=limits)
         remote = BasicAIRemote("bench", cfg, TOKEN)
         start = time.monotonic()
         sent = 0

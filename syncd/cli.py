@@ -23,6 +23,7 @@ from syncd import __version__
 from syncd.config import Config, check_folders, config_path, folder_problem, load_config
 from syncd.errors import AuthError, ConfigError, PermanentError, SyncdError
 from syncd.log import configure
+from syncd.remotes.registry import platform_names
 
 if TYPE_CHECKING:
     from syncd.daemon import Daemon
@@ -369,7 +370,7 @@ def plan(config_file: str | None, sync_name: str | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("platform", type=click.Choice(["xtreme1", "basicai", "deepen", "segments"]))
+@click.argument("platform", type=click.Choice(platform_names()))
 @click.option("--port", default=0, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
 @click.option(
     "--token", default="sandbox-token", show_default=True, help="The API token it accepts."

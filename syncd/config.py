@@ -11,6 +11,10 @@ Contract:
 * A remote takes ``token`` or ``token_file`` (a path; relative paths resolve
   against ``$CREDENTIALS_DIRECTORY`` when systemd sets it, else against the
   config file's folder). The file's content, stripped, is the token.
+* A ``[remotes.NAME]`` table is validated by the model its ``platform`` names
+  (:data:`PlatformConfig`: the shared :class:`RemoteConfig` keys plus the
+  platform's own); a key of another platform is an error naming it, e.g.
+  ``remotes.lab.client_id: not a key of platform "xtreme1" (it belongs to deepen)``.
 * Durations are ``"90s"``, ``"5m"``, ``"1h30m"`` or a number of seconds;
   sizes are ``"512MiB"``, ``"2GB"`` or a number of bytes.
 """
@@ -22,13 +26,14 @@ import re
 import socket
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -113,13 +118,6 @@ def _check_rate(value: Any) -> str:
     return str(value)
 
 
-# Per platform, the windows the platform documents (BasicAI's OpenAPI guide);
-# a self-hosted Xtreme1 documents none, so a gentle default protects it.
-DEFAULT_RATE_LIMITS: dict[str, tuple[str, ...]] = {
-    "xtreme1": ("20/s",),
-    "basicai": ("100/s", "3000/min", "72000/h", "864000/d"),
-}
-
 # The task types of a Segments.ai dataset (the SDK's TaskType).
 SegmentsTaskType = Literal[
     "segmentation-bitmap",
@@ -137,10 +135,6 @@ SegmentsTaskType = Literal[
     "pointcloud-vector-sequence",
     "multisensor-sequence",
 ]
-
-SEGMENTS_ONLY = frozenset(
-    {"organization", "task_type", "categories", "labelset", "prelabel_labelset"}
-)
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 RateLimit = Annotated[str, BeforeValidator(_check_rate)]
@@ -257,9 +251,14 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 class RemoteConfig(_Model):
-    """``[remotes.NAME]``: one platform endpoint and its credentials."""
+    """``[remotes.NAME]``: the keys of every platform (endpoint, credentials, HTTP behaviour).
 
-    platform: Literal["xtreme1", "basicai", "deepen", "segments"]
+    Each platform's model below adds its own keys; a remote is validated by
+    the model its ``platform`` names (:data:`PlatformConfig`), so a key of
+    another platform is an error naming the key and the platform it belongs to.
+    """
+
+    platform: str  # one Literal per platform model: the discriminator of PlatformConfig
     url: str
     token: str | None = Field(default=None, repr=False)
     token_file: Path | None = None
@@ -271,40 +270,10 @@ class RemoteConfig(_Model):
     # Client-side windows shared by all of this remote's API calls; None = the platform's default.
     rate_limits: tuple[RateLimit, ...] | None = None
     poll_interval: Duration = 3.0
-    # Deepen only: the workspace, how datasets are created, chunked resumable uploads.
-    client_id: str | None = None
-    dataset_format: Literal["default", "json"] = "default"
-    labelling_mode: Literal["frame_by_frame", "label_by_label"] = "frame_by_frame"
-    upload_chunk_size: Size = 8 * 2**20
-    pull_all_datasets: bool = False
-    # Segments.ai only: the organisation that owns the datasets (default: the API key's
-    # user); the task type and categories of a dataset syncd creates (task_type default
-    # by dataset_type); the labelset pulled and the one pre-labels go to.
-    organization: str | None = None
-    task_type: SegmentsTaskType | None = None
-    categories: tuple[str, ...] = ()
-    labelset: str = Field(default="ground-truth", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-    prelabel_labelset: str = Field(
-        default="ground-truth", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
-    )
 
-    @field_validator("upload_chunk_size")
-    @classmethod
-    def _chunk(cls, v: int) -> int:
-        # GCS takes only multiples of 256 KiB for every chunk but the last.
-        if v <= 0 or v % (256 * 1024):
-            raise ValueError(f"must be a positive multiple of 256KiB, got {v} bytes")
-        return v
-
-    @field_validator("categories")
-    @classmethod
-    def _categories(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for name in v:
-            if not name.strip():
-                raise ValueError("a category name must not be empty")
-            if v.count(name) > 1:
-                raise ValueError(f"the category {name!r} is listed twice")
-        return v
+    # The windows the platform documents; a platform that documents none gets a
+    # gentle default that protects a self-hosted installation.
+    default_rate_limits: ClassVar[tuple[str, ...]] = ("20/s",)
 
     @field_validator("url")
     @classmethod
@@ -321,25 +290,14 @@ class RemoteConfig(_Model):
         return v
 
     @model_validator(mode="after")
-    def _one_token(self) -> RemoteConfig:
+    def _one_token(self) -> Self:
         if (self.token is None) == (self.token_file is None):
             raise ValueError("give exactly one of 'token' or 'token_file'")
-        if self.platform == "deepen" and not self.client_id:
-            raise ValueError("client_id is required for deepen (Deepen issues it with the token)")
-        if self.platform != "segments":
-            stray = sorted(self.model_fields_set & SEGMENTS_ONLY)
-            if stray:
-                raise ValueError(
-                    f"{stray[0]} = {getattr(self, stray[0])!r} is a Segments.ai setting "
-                    f'(platform = "segments"), not one of {self.platform}'
-                )
         return self
 
     def windows(self) -> list[tuple[int, float]]:
         """The rate-limit windows in force: (requests, seconds), as configured or by platform."""
-        limits = self.rate_limits
-        if limits is None:
-            limits = DEFAULT_RATE_LIMITS.get(self.platform, ("20/s",))
+        limits = self.rate_limits if self.rate_limits is not None else self.default_rate_limits
         return [parse_rate(r) for r in limits]
 
     def resolved_token(self) -> str:
@@ -354,6 +312,92 @@ class RemoteConfig(_Model):
         if not token:
             raise ConfigError(f"token_file {str(self.token_file)!r}: the file is empty")
         return token
+
+
+class Xtreme1Config(RemoteConfig):
+    """``platform = "xtreme1"``: the shared keys only (a self-hosted installation, 20/s)."""
+
+    platform: Literal["xtreme1"]
+
+
+class BasicAIConfig(RemoteConfig):
+    """``platform = "basicai"``: the shared keys; BasicAI's documented rate limits by default."""
+
+    platform: Literal["basicai"]
+    # The four windows per API key of BasicAI's OpenAPI guide.
+    default_rate_limits: ClassVar[tuple[str, ...]] = ("100/s", "3000/min", "72000/h", "864000/d")
+
+
+class DeepenConfig(RemoteConfig):
+    """``platform = "deepen"``: the workspace, how datasets are created, chunked resumable uploads."""
+
+    platform: Literal["deepen"]
+    client_id: str | None = None
+    dataset_format: Literal["default", "json"] = "default"
+    labelling_mode: Literal["frame_by_frame", "label_by_label"] = "frame_by_frame"
+    upload_chunk_size: Size = 8 * 2**20
+    pull_all_datasets: bool = False
+
+    @field_validator("upload_chunk_size")
+    @classmethod
+    def _chunk(cls, v: int) -> int:
+        # GCS takes only multiples of 256 KiB for every chunk but the last.
+        if v <= 0 or v % (256 * 1024):
+            raise ValueError(f"must be a positive multiple of 256KiB, got {v} bytes")
+        return v
+
+    @model_validator(mode="after")
+    def _client_id(self) -> Self:
+        if not self.client_id:
+            raise ValueError("client_id is required for deepen (Deepen issues it with the token)")
+        return self
+
+
+class SegmentsConfig(RemoteConfig):
+    """``platform = "segments"``: the organisation that owns the datasets (default: the API
+    key's user); the task type and categories of a dataset syncd creates (task_type default
+    by dataset_type); the labelset pulled and the one pre-labels go to."""
+
+    platform: Literal["segments"]
+    organization: str | None = None
+    task_type: SegmentsTaskType | None = None
+    categories: tuple[str, ...] = ()
+    labelset: str = Field(default="ground-truth", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    prelabel_labelset: str = Field(
+        default="ground-truth", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+    )
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if not name.strip():
+                raise ValueError("a category name must not be empty")
+            if v.count(name) > 1:
+                raise ValueError(f"the category {name!r} is listed twice")
+        return v
+
+
+# The one list of platforms: a remote is validated by the model its ``platform`` names.
+# syncd.remotes.registry pairs each model with its backend class.
+PlatformConfig = Annotated[
+    Xtreme1Config | BasicAIConfig | DeepenConfig | SegmentsConfig,
+    Field(discriminator="platform"),
+]
+PLATFORM_CONFIGS: tuple[type[RemoteConfig], ...] = get_args(get_args(PlatformConfig)[0])
+
+
+def platform_name(model: type[RemoteConfig]) -> str:
+    """The ``platform`` value a platform's model takes (its Literal)."""
+    return str(get_args(model.model_fields["platform"].annotation)[0])
+
+
+def remote_config(**keys: Any) -> PlatformConfig:
+    """One ``[remotes.NAME]`` table validated by its platform's model (for tools and tests)."""
+    return _REMOTE_ADAPTER.validate_python(keys)
+
+
+_REMOTE_ADAPTER: TypeAdapter[PlatformConfig] = TypeAdapter(PlatformConfig)
 
 
 class SyncConfig(_Model):
@@ -396,7 +440,7 @@ class Config(_Model):
     log: LogConfig = LogConfig()
     daemon: DaemonConfig = DaemonConfig()
     server: ServerConfig = ServerConfig()
-    remotes: dict[str, RemoteConfig] = Field(default_factory=dict)
+    remotes: dict[str, PlatformConfig] = Field(default_factory=dict)
     syncs: list[SyncConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -480,12 +524,24 @@ def _format_validation(exc: ValidationError, raw: dict[str, Any]) -> str:
             lines.append(f"{ctx_err.key}: {ctx_err.message}")
             continue
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        platform = None
+        if loc[:1] == ("remotes",) and len(loc) > 2 and loc[2] in _PLATFORM_KEYS:
+            # remotes.NAME.<platform>.key: the union's tag is not part of the key path
+            platform, loc = str(loc[2]), loc[:2] + loc[3:]
         key = _key_path(loc, raw) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling against config/syncd.example.toml)"
+            msg = _unknown_key(str(loc[-1]), platform)
         elif err["type"] == "missing":
             msg = "required key is missing"
+        elif err["type"] == "union_tag_not_found":
+            key, msg = f"{key}.platform", "required key is missing"
+        elif err["type"] == "union_tag_invalid":
+            got = (err.get("ctx") or {}).get("tag")
+            key, msg = (
+                f"{key}.platform",
+                f"not a platform: {got!r} (known: {', '.join(_PLATFORM_KEYS)})",
+            )
         elif (
             "input" in err
             and repr(err["input"]) not in msg
@@ -497,6 +553,21 @@ def _format_validation(exc: ValidationError, raw: dict[str, Any]) -> str:
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"{key}: {msg}")
     return "; ".join(lines)
+
+
+# platform → the keys of its model that the shared RemoteConfig does not have
+_PLATFORM_KEYS: dict[str, frozenset[str]] = {
+    platform_name(m): frozenset(m.model_fields) - frozenset(RemoteConfig.model_fields)
+    for m in PLATFORM_CONFIGS
+}
+
+
+def _unknown_key(key: str, platform: str | None) -> str:
+    """Why ``key`` is not accepted: another platform's key, or a misspelling."""
+    owners = [p for p, keys in _PLATFORM_KEYS.items() if key in keys and p != platform]
+    if platform is not None and owners:
+        return f'not a key of platform "{platform}" (it belongs to {" and ".join(owners)})'
+    return "unknown key (check its spelling against config/syncd.example.toml)"
 
 
 def folder_problem(sync: SyncConfig) -> str | None:

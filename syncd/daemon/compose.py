@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from syncd.config import Config, RemoteConfig, SyncConfig
+from syncd.config import Config, PlatformConfig, SyncConfig
 from syncd.daemon import loop
 from syncd.daemon import once as once_driver
 from syncd.daemon import reload as reload_driver
@@ -87,7 +87,7 @@ class Daemon:
         self.server: Any = None
         self.failed_in_run = False
 
-    def build_remote(self, name: str, rc: RemoteConfig) -> Remote:
+    def build_remote(self, name: str, rc: PlatformConfig) -> Remote:
         """The backend of ``[remotes.NAME]``, its User-Agent naming this daemon's host.
 
         The User-Agent is still a process-wide setting of :mod:`syncd.remotes.http`

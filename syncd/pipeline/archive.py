@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import zipstream
 
 from syncd.errors import LocalDataError
 from syncd.store import PackageFile
+from syncd.streams import skip_bytes
 
 # Point-cloud files are several MB: read them in large blocks, not zipstream's 16 KiB.
 zipstream.ng.READ_BUFFER = 1024 * 1024
@@ -145,16 +146,6 @@ def open_archive(
 def archive_size(folder: Path, files: Sequence[PackageFile], class_ids: dict[str, str]) -> int:
     """The exact size in bytes of the archive :func:`open_archive` would stream."""
     return len(open_archive(folder, files, class_ids))
-
-
-def skip_bytes(chunks: Iterable[bytes], offset: int) -> Iterator[bytes]:
-    """The bytes of ``chunks`` from ``offset`` on (the first ``offset`` bytes are dropped)."""
-    pos = 0
-    for chunk in chunks:
-        end = pos + len(chunk)
-        if end > offset:
-            yield chunk if pos >= offset else bytes(memoryview(chunk)[offset - pos :])
-        pos = end
 
 
 def open_archive_at(

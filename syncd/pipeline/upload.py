@@ -46,7 +46,7 @@ from syncd.pipeline.backoff import schedule_retry
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.pack import fail
 from syncd.pipeline.readahead import read_ahead
-from syncd.remotes.base import Upload, capabilities, push_mode
+from syncd.remotes.base import Upload, archive_push, capabilities, push_mode
 from syncd.store import FINAL_STATES, Package, PackageFile, utcnow
 
 ACTIVE_STATES = ("packed", "uploading", "uploaded", "submitted", "processing")
@@ -191,7 +191,7 @@ def _upload(ctx: SyncContext, pkg: Package) -> Package | None:
         if capabilities(ctx.remote).upload == "resumable":
             upload = resumable.upload(ctx, pkg, files, class_ids)
         else:
-            upload = ctx.remote.upload_archive(
+            upload = archive_push(ctx.remote).upload_archive(
                 pkg.remote_dataset_id, pkg.archive_name, pkg.archive_bytes, body
             )
         verify_files(folder, files)
@@ -264,7 +264,7 @@ def _submit(ctx: SyncContext, pkg: Package) -> Package | None:
     upload = Upload(ref=_ref(pkg))
     result_type = ctx.cfg.result_type if pkg.has_results else None
     try:
-        serial = ctx.remote.submit(dataset_id, upload, with_results=result_type)
+        serial = archive_push(ctx.remote).submit(dataset_id, upload, with_results=result_type)
     except TransientError as exc:
         if not exc.request_sent:
             with ctx.store.tx() as tx:
@@ -315,7 +315,7 @@ def _recover_submit(ctx: SyncContext, pkg: Package) -> Literal["submit", "wait",
 def _poll(ctx: SyncContext, pkg: Package) -> Package | None:
     assert pkg.serial
     try:
-        p = ctx.remote.processing(pkg.serial)
+        p = archive_push(ctx.remote).processing(pkg.serial)
     except NotFoundError as exc:
         raise PermanentError(f"the platform does not know upload {pkg.serial}: {exc}") from exc
     with ctx.store.tx() as tx:

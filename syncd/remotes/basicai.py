@@ -12,8 +12,8 @@ The guide leaves some request bodies and listing fields unknown. Every such
 guess is in the section "unverified wire shapes" below, and nowhere else:
 correct them there against a real account (the sandbox accepts exactly these).
 
-Sections: errors (the one mapping function), unverified wire shapes,
-datasets, upload and registration, listing and results, wire → neutral types.
+Sections (docs/writing-a-backend.md): errors, wire shapes (the unverified
+ones first), the backend.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from syncd.config import RemoteConfig
+from syncd.config import BasicAIConfig
 from syncd.errors import (
     AuthError,
     NotFoundError,
@@ -35,30 +35,23 @@ from syncd.errors import (
     TransientError,
 )
 from syncd.remotes.base import (
-    ByteSource,
     Capabilities,
     ItemPage,
-    Processing,
     PushData,
     PushFile,
     RemoteDataset,
     RemoteItem,
     RemoteLabel,
     RemoteObject,
-    Upload,
 )
-from syncd.remotes.http import (
-    describe,
-    platform_clients,
-    status_error,
-    transport_reason,
-)
+from syncd.remotes.http import describe, platform_clients, status_error
+from syncd.remotes.objectstore import ObjectStore
 
 PLATFORM = "basicai"
 LIMIT = 100  # lastId/limit and pageSize maximum (the guide)
 ID_BATCH = 100  # ids per query parameter (the guide)
 # The guide's four windows per API key, as (requests, seconds); the config's
-# default (config.DEFAULT_RATE_LIMITS) says the same.
+# default (config.BasicAIConfig.default_rate_limits) says the same.
 RATE_WINDOWS: list[tuple[int, float]] = [
     (100, 1.0),
     (3000, 60.0),
@@ -70,7 +63,7 @@ _NOT_FOUND = {"RESOURCE_NOT_FOUND"}
 _KEEP_SECONDS = 5.0
 
 
-# --- errors -----------------------------------------------------------------------------
+# --- errors -------------------------------------------------------------------------------
 
 
 def classify(response: httpx.Response) -> Any:
@@ -129,7 +122,7 @@ def classify(response: httpx.Response) -> Any:
     raise RemoteRejected(f"{where}: {code}: {message}", platform=PLATFORM, code=code)
 
 
-# --- unverified wire shapes (correct here against a real account) ------------------------
+# --- wire shapes ([unverified] ones: correct them here against a real account) ----------
 #
 # [unverified] The guide names addData / batchAddData / addScene but not their
 # bodies; these follow its conventions (camelCase JSON, "submit details such
@@ -175,7 +168,40 @@ def add_scene_body(scene: str, data: Sequence[PushData]) -> dict[str, Any]:
 # ids are gone. listAnnotationSource answers [{id, name, type}].
 
 
-# --- the backend ------------------------------------------------------------------------
+def _item(r: dict[str, Any], dataset_id: str) -> RemoteItem:
+    parent = r.get("parentId")
+    kind = str(r.get("type") or "DATA")
+    return RemoteItem(
+        id=str(r["id"]),
+        dataset_id=str(r.get("datasetId") or dataset_id),
+        name=str(r.get("name", "")),
+        # neutral kinds: a BasicAI DATA is a single data item
+        kind="SINGLE_DATA" if kind == "DATA" else kind,
+        parent_id=str(parent) if parent not in (None, "", 0, "0") else None,
+        annotation_status=r.get("annotationStatus"),
+        status=r.get("status"),
+        zip_path=None,
+        raw={k: v for k, v in r.items() if k != "files"},
+    )
+
+
+def _object(o: dict[str, Any]) -> RemoteObject:
+    conf = o.get("modelConfidence")
+    class_id = o.get("classId")
+    return RemoteObject(
+        remote_id=str(o["id"]) if o.get("id") is not None else None,
+        class_name=o.get("className") or o.get("modelClass"),
+        class_id=str(class_id) if class_id is not None else None,
+        shape_type=o.get("type"),
+        track_id=str(o["trackId"]) if o.get("trackId") is not None else None,
+        track_name=str(o["trackName"]) if o.get("trackName") is not None else None,
+        confidence=float(conf) if isinstance(conf, int | float) else None,
+        geometry=o.get("contour") or {},
+        attributes=o.get("classValues") or [],
+    )
+
+
+# --- the backend --------------------------------------------------------------------------
 
 
 class BasicAIRemote:
@@ -184,12 +210,13 @@ class BasicAIRemote:
     platform = PLATFORM
     capabilities = Capabilities(upload="files")
 
-    def __init__(self, name: str, cfg: RemoteConfig, token: str) -> None:
+    def __init__(self, name: str, cfg: BasicAIConfig, token: str) -> None:
         self.name = name
         self.cfg = cfg
         self.api = cfg.url + "/api/v1"
         # The object store must never see the API key: a client without auth.
         self.http, self._put_client = platform_clients(name, cfg, PLATFORM, f"ApiKey {token}")
+        self.store = ObjectStore(self._put_client, self.http, PLATFORM)
         self._sources: dict[str, dict[str, str]] = {}  # dataset → source id → name
         # The last item_states answer, kept for the labels call that follows it.
         self._kept: tuple[tuple[str, tuple[str, ...]], float, list[dict[str, Any]]] | None = None
@@ -228,7 +255,7 @@ class BasicAIRemote:
                 return
             page_no += 1
 
-    # --- datasets ---------------------------------------------------------------------------
+    # --- datasets -------------------------------------------------------------------------
 
     def check(self) -> str:
         page = self._get("/dataset/list", pageNo=1, pageSize=1) or {}
@@ -289,7 +316,7 @@ class BasicAIRemote:
                     found[hit] = str(r["id"])
         return found
 
-    # --- upload and registration ----------------------------------------------------------------
+    # --- upload ---------------------------------------------------------------------------
 
     def upload_files(self, dataset_id: str, files: Sequence[PushFile]) -> list[dict[str, Any]]:
         for f in files:
@@ -315,42 +342,17 @@ class BasicAIRemote:
         return refs
 
     def _put_one(self, f: PushFile, presigned: dict[str, Any]) -> dict[str, Any]:
-        try:
-            self.http.call(lambda: self._put(f, str(presigned["preSignedUrl"])))
-        except _ExpiredUrl:
-            # A URL that expired while we waited: ask for a fresh one, once.
+        def presign() -> dict[str, Any]:
             fresh = self._post("/storage/batchGeneratePreSignedUploadUrl", [presign_entry(f)])
-            presigned = dict(fresh[0])
-            self.http.call(lambda: self._put(f, str(presigned["preSignedUrl"])))
-        return file_ref(f, presigned)
+            return dict(fresh[0])
 
-    def _put(self, f: PushFile, url: str) -> None:
-        # Raw bytes with Content-Length (a multipart body would be stored verbatim).
-        try:
-            response = self._put_client.put(
-                url,
-                content=_counted(f.body(), f.size, f.key),
-                headers={"Content-Length": str(f.size), "Content-Type": "application/octet-stream"},
-            )
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"PUT {f.key}: timed out", platform=PLATFORM) from exc
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"PUT {f.key}: {transport_reason(exc)}", platform=PLATFORM
-            ) from exc
-        if response.status_code in (200, 201, 204):
-            return
-        transient = status_error(response, PLATFORM)
-        if transient is not None:
-            raise transient
-        text = response.text[:500]
-        if response.status_code == 403 and "expired" in text.lower():
-            raise _ExpiredUrl(f"PUT {f.key}: the presigned URL expired")
-        raise PermanentError(
-            f"PUT {f.key}: the object store answered HTTP {response.status_code}: {_s3_code(text)}",
-            platform=PLATFORM,
-            code=str(response.status_code),
-        )
+        def put(target: dict[str, Any]) -> None:
+            # Raw bytes with Content-Length (a multipart body would be stored verbatim).
+            url = str(target["preSignedUrl"])
+            self.store.put(url, f.key, f.size, f.body, "application/octet-stream")
+
+        # A URL that expired while we waited: the kit asks for a fresh one.
+        return file_ref(f, self.store.with_fresh_url(f"PUT {f.key}", presign, put, first=presigned))
 
     def register(
         self, dataset_id: str, data: Sequence[PushData], *, scene: str | None
@@ -366,23 +368,14 @@ class BasicAIRemote:
             out.update({str(r["name"]): str(r["id"]) for r in rows})
         return out
 
-    # Archive mode is not BasicAI's way: the pipeline never calls these on a files remote.
+    # --- listing and labels ---------------------------------------------------------------
 
-    def upload_archive(
-        self, dataset_id: str, file_name: str, size: int, body: ByteSource
-    ) -> Upload:
-        raise PermanentError("BasicAI takes files, not archives", platform=PLATFORM)
-
-    def submit(self, dataset_id: str, upload: Upload, *, with_results: str | None) -> str:
-        raise PermanentError("BasicAI takes files, not archives", platform=PLATFORM)
-
-    def processing(self, serial: str) -> Processing:
-        raise PermanentError("BasicAI registers data at once: nothing to poll", platform=PLATFORM)
-
-    def find_import(self, dataset_id: str, archive_stem: str) -> list[RemoteItem]:
-        return []
-
-    # --- listing and results ------------------------------------------------------------------
+    def frames(self, dataset_id: str, scene_id: str) -> list[RemoteItem]:
+        return [
+            _item(r, dataset_id)
+            for rows in self._pages(f"/dataset/listItem/{dataset_id}", parentId=scene_id)
+            for r in rows
+        ]
 
     def new_items(self, dataset_id: str, cursor: str | None) -> Iterator[ItemPage]:
         """Every item (scenes and their frames) after ``cursor`` by ``listItemById``.
@@ -399,13 +392,6 @@ class BasicAIRemote:
                 yield ItemPage(items=[_item(r, dataset_id) for r in rows], cursor=last)
             if len(rows) < LIMIT:
                 return
-
-    def frames(self, dataset_id: str, scene_id: str) -> list[RemoteItem]:
-        return [
-            _item(r, dataset_id)
-            for rows in self._pages(f"/dataset/listItem/{dataset_id}", parentId=scene_id)
-            for r in rows
-        ]
 
     def all_items(self, dataset_id: str) -> Iterator[list[RemoteItem]]:
         for rows in self._by_id(f"/dataset/listItemById/{dataset_id}"):
@@ -479,62 +465,3 @@ class BasicAIRemote:
                     )
                 )
         return out
-
-
-# --- wire → neutral types ---------------------------------------------------------------------
-
-
-class _ExpiredUrl(Exception):
-    """The presigned URL expired before the PUT: get a fresh one."""
-
-
-def _s3_code(xml_text: str) -> str:
-    start, end = xml_text.find("<Code>"), xml_text.find("</Code>")
-    if start >= 0 and end > start:
-        return xml_text[start + 6 : end]
-    return xml_text[:120] or "(empty body)"
-
-
-def _counted(chunks: Any, size: int, key: str) -> Iterator[bytes]:
-    """Pass the body through, failing if it is not exactly ``size`` bytes."""
-    sent = 0
-    for chunk in chunks:
-        sent += len(chunk)
-        if sent > size:
-            raise TransientError(f"{key} grew beyond {size} bytes while being sent")
-        yield chunk
-    if sent != size:
-        raise TransientError(f"{key} was {sent} bytes, expected {size}")
-
-
-def _item(r: dict[str, Any], dataset_id: str) -> RemoteItem:
-    parent = r.get("parentId")
-    kind = str(r.get("type") or "DATA")
-    return RemoteItem(
-        id=str(r["id"]),
-        dataset_id=str(r.get("datasetId") or dataset_id),
-        name=str(r.get("name", "")),
-        # neutral kinds: a BasicAI DATA is a single data item
-        kind="SINGLE_DATA" if kind == "DATA" else kind,
-        parent_id=str(parent) if parent not in (None, "", 0, "0") else None,
-        annotation_status=r.get("annotationStatus"),
-        status=r.get("status"),
-        zip_path=None,
-        raw={k: v for k, v in r.items() if k != "files"},
-    )
-
-
-def _object(o: dict[str, Any]) -> RemoteObject:
-    conf = o.get("modelConfidence")
-    class_id = o.get("classId")
-    return RemoteObject(
-        remote_id=str(o["id"]) if o.get("id") is not None else None,
-        class_name=o.get("className") or o.get("modelClass"),
-        class_id=str(class_id) if class_id is not None else None,
-        shape_type=o.get("type"),
-        track_id=str(o["trackId"]) if o.get("trackId") is not None else None,
-        track_name=str(o["trackName"]) if o.get("trackName") is not None else None,
-        confidence=float(conf) if isinstance(conf, int | float) else None,
-        geometry=o.get("contour") or {},
-        attributes=o.get("classValues") or [],
-    )

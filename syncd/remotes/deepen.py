@@ -20,8 +20,8 @@ How the pipeline's words map onto Deepen:
   deleted on the platform gets ``deleted_at``; its one object carries the
   flattened geometry.
 
-Sections: errors, datasets, upload, processing, listing and labels, wire →
-neutral types.
+Sections (docs/writing-a-backend.md): errors, wire shapes, the backend
+(a resumable session, then submit and processing).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from syncd.config import RemoteConfig
+from syncd.config import DeepenConfig
 from syncd.errors import (
     AuthError,
     NotFoundError,
@@ -59,6 +59,7 @@ from syncd.remotes.base import (
 )
 from syncd.remotes.gcs_resumable import ResumableUpload
 from syncd.remotes.http import describe, platform_clients, status_error
+from syncd.streams import skip_bytes
 
 PLATFORM = "deepen"
 # GCS: a session must be finished within a week of its creation. Stop an hour
@@ -126,6 +127,97 @@ def _message(response: httpx.Response) -> str:
     return ""
 
 
+# --- wire shapes --------------------------------------------------------------------------
+
+
+def _item(group: str, deepen_id: str, f: dict[str, Any]) -> RemoteItem:
+    file_id = str(f.get("file_id"))
+    status = str(f.get("status") or "")
+    return RemoteItem(
+        id=f"{deepen_id}/{file_id}",
+        dataset_id=group,
+        name=file_id,
+        kind="SINGLE_DATA",
+        parent_id=None,
+        annotation_status="ANNOTATED" if status in DONE_FILE_STATUSES else status or None,
+        status=status or None,
+        zip_path=file_id,
+        raw={**f, "deepen_dataset_id": deepen_id},
+    )
+
+
+def _label(item_id: str, lab: dict[str, Any]) -> RemoteLabel:
+    source = f"{lab.get('label_set_id') or 'default'}/{lab['label_id']}"
+    return RemoteLabel(item_id=item_id, source=source, raw=lab, objects=[label_object(lab)])
+
+
+def label_object(lab: dict[str, Any]) -> RemoteObject:
+    """One Deepen label flattened: class, shape and geometry as the mirror's ``objects`` row."""
+    kind = str(lab.get("label_type") or "")
+    geometry: dict[str, Any] = {}
+    shape = kind.upper() or None
+    if kind == "box" and isinstance(lab.get("box"), list) and len(lab["box"]) == 4:
+        x, y, w, h = (float(v) for v in lab["box"])
+        geometry = {"x": x, "y": y, "width": w, "height": h}
+        shape = "2D_RECT"
+    elif kind in ("polygon", "lane", "3d_polygon", "3d_polyline") and lab.get("polygons"):
+        geometry = {"polygons": lab["polygons"]}
+        shape = {"polygon": "POLYGON", "lane": "POLYLINE"}.get(kind, kind.upper())
+    elif kind == "3d_bbox" and isinstance(lab.get("three_d_bbox"), dict):
+        geometry = box3d(lab["three_d_bbox"])
+        shape = "3D_BOX"
+    else:
+        for key in ("point", "two_d_mask", "three_d_bbox", "box", "polygons"):
+            if lab.get(key) is not None:
+                geometry = {key: lab[key]}
+                break
+    return RemoteObject(
+        remote_id=str(lab["label_id"]),
+        class_name=lab.get("label_category_id"),
+        class_id=None,
+        shape_type=shape,
+        track_id=str(lab["label_id"]),
+        track_name=None,
+        confidence=None,
+        geometry=geometry,
+        attributes=[
+            {"name": k, "value": v} for k, v in sorted((lab.get("attributes") or {}).items())
+        ],
+    )
+
+
+def box3d(b: dict[str, Any]) -> dict[str, Any]:
+    """A 3D box as ``center3D``/``size3D``/``rotation3D`` (+ the quaternion when given).
+
+    Deepen's docs show ``rot_z``; newer exports carry ``quaternion {x,y,z,w}``
+    (Tier IV's validator requires it). The quaternion wins when present; the
+    yaw is derived from it so both forms fill ``rotation3D.z``.
+    """
+
+    def num(key: str) -> float:
+        value = b.get(key)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    out: dict[str, Any] = {
+        "center3D": {"x": num("cx"), "y": num("cy"), "z": num("cz")},
+        "size3D": {"x": num("l"), "y": num("w"), "z": num("h")},
+    }
+    q = b.get("quaternion")
+    if isinstance(q, dict) and all(isinstance(q.get(k), int | float) for k in "xyzw"):
+        qx, qy, qz, qw = (float(q[k]) for k in "xyzw")
+        roll = math.atan2(2 * (qw * qx + qy * qz), 1 - 2 * (qx * qx + qy * qy))
+        pitch = math.asin(max(-1.0, min(1.0, 2 * (qw * qy - qz * qx))))
+        yaw = math.atan2(2 * (qw * qz + qx * qy), 1 - 2 * (qy * qy + qz * qz))
+        out["rotation3D"] = {"x": roll, "y": pitch, "z": yaw}
+        out["quaternion"] = {"x": qx, "y": qy, "z": qz, "w": qw}
+    else:
+        out["rotation3D"] = {"x": 0.0, "y": 0.0, "z": num("rot_z")}
+    return out
+
+
+# --- the backend --------------------------------------------------------------------------
+
+
 class DeepenRemote:
     """The Remote for one Deepen client (see :class:`syncd.remotes.base.Remote`).
 
@@ -135,7 +227,7 @@ class DeepenRemote:
     platform = PLATFORM
     capabilities = Capabilities(upload="resumable", submit_is_idempotent=True)
 
-    def __init__(self, name: str, cfg: RemoteConfig, token: str) -> None:
+    def __init__(self, name: str, cfg: DeepenConfig, token: str) -> None:
         assert cfg.client_id, "config validation requires client_id for deepen"
         self.name = name
         self.cfg = cfg
@@ -157,7 +249,7 @@ class DeepenRemote:
     def _post(self, path: str, body: Any) -> Any:
         return self.http.request("POST", self.api + path, classify, json=body)
 
-    # --- datasets --------------------------------------------------------------------
+    # --- datasets -------------------------------------------------------------------------
 
     def check(self) -> str:
         ids = self._get(f"/clients/{self.client_id}/datasets_ids")
@@ -195,7 +287,7 @@ class DeepenRemote:
             rows = [r for r in rows if str(r.get("dataset_name", "")).startswith(group + "/")]
         return sorted(str(r["dataset_id"]) for r in rows)
 
-    # --- upload --------------------------------------------------------------------------
+    # --- upload ---------------------------------------------------------------------------
 
     def _dataset_name(self, group: str, file_name: str, attempt: int) -> str:
         stem = file_name.removesuffix(".zip")
@@ -309,14 +401,10 @@ class DeepenRemote:
         upload = self.open_upload(dataset_id, file_name, size, 1)
 
         def body_from(offset: int) -> Iterator[bytes]:
-            from syncd.pipeline.archive import skip_bytes
-
             return skip_bytes(body(), offset)
 
         done = self.resume_upload(upload, size, body_from)
         return Upload(ref={**upload.ref, **done.ref})
-
-    # --- processing ------------------------------------------------------------------------
 
     def submit(self, dataset_id: str, upload: Upload, *, with_results: str | None) -> str:
         """``process_uploaded_data``, unless the dataset already left ``files_to_be_uploaded``."""
@@ -347,14 +435,7 @@ class DeepenRemote:
             )
         return Processing(state="pending", status=status, progress=status)
 
-    def find_import(self, dataset_id: str, archive_stem: str) -> list[RemoteItem]:
-        name = f"{dataset_id}/{archive_stem}"
-        for row in self._datasets():
-            if str(row.get("dataset_name", "")).split("#")[0] == name:
-                return self._files(dataset_id, str(row["dataset_id"]))
-        return []
-
-    # --- listing and labels -------------------------------------------------------------------
+    # --- listing and labels ---------------------------------------------------------------
 
     def _files(self, group: str, deepen_id: str) -> list[RemoteItem]:
         try:
@@ -369,6 +450,9 @@ class DeepenRemote:
         except NotFoundError:
             return False
         return bool(r.get("processing_status") == "files_getting_labelled")
+
+    def frames(self, dataset_id: str, scene_id: str) -> list[RemoteItem]:
+        return []
 
     def new_items(self, dataset_id: str, cursor: str | None) -> Iterator[ItemPage]:
         """Files of processed datasets not listed before; the cursor is the list of those datasets.
@@ -388,9 +472,6 @@ class DeepenRemote:
             if not items:
                 yield ItemPage(items=[], cursor=json.dumps(sorted(seen | {deepen_id})))
             seen.add(deepen_id)
-
-    def frames(self, dataset_id: str, scene_id: str) -> list[RemoteItem]:
-        return []
 
     def all_items(self, dataset_id: str) -> Iterator[list[RemoteItem]]:
         for deepen_id in self._group_datasets(dataset_id):
@@ -432,91 +513,3 @@ class DeepenRemote:
                     if isinstance(lab, dict) and lab.get("label_id") is not None:
                         out.append(_label(item_id, lab))
         return out
-
-
-# --- wire → neutral types ------------------------------------------------------------------
-
-
-def _item(group: str, deepen_id: str, f: dict[str, Any]) -> RemoteItem:
-    file_id = str(f.get("file_id"))
-    status = str(f.get("status") or "")
-    return RemoteItem(
-        id=f"{deepen_id}/{file_id}",
-        dataset_id=group,
-        name=file_id,
-        kind="SINGLE_DATA",
-        parent_id=None,
-        annotation_status="ANNOTATED" if status in DONE_FILE_STATUSES else status or None,
-        status=status or None,
-        zip_path=file_id,
-        raw={**f, "deepen_dataset_id": deepen_id},
-    )
-
-
-def _label(item_id: str, lab: dict[str, Any]) -> RemoteLabel:
-    source = f"{lab.get('label_set_id') or 'default'}/{lab['label_id']}"
-    return RemoteLabel(item_id=item_id, source=source, raw=lab, objects=[label_object(lab)])
-
-
-def label_object(lab: dict[str, Any]) -> RemoteObject:
-    """One Deepen label flattened: class, shape and geometry as the mirror's ``objects`` row."""
-    kind = str(lab.get("label_type") or "")
-    geometry: dict[str, Any] = {}
-    shape = kind.upper() or None
-    if kind == "box" and isinstance(lab.get("box"), list) and len(lab["box"]) == 4:
-        x, y, w, h = (float(v) for v in lab["box"])
-        geometry = {"x": x, "y": y, "width": w, "height": h}
-        shape = "2D_RECT"
-    elif kind in ("polygon", "lane", "3d_polygon", "3d_polyline") and lab.get("polygons"):
-        geometry = {"polygons": lab["polygons"]}
-        shape = {"polygon": "POLYGON", "lane": "POLYLINE"}.get(kind, kind.upper())
-    elif kind == "3d_bbox" and isinstance(lab.get("three_d_bbox"), dict):
-        geometry = box3d(lab["three_d_bbox"])
-        shape = "3D_BOX"
-    else:
-        for key in ("point", "two_d_mask", "three_d_bbox", "box", "polygons"):
-            if lab.get(key) is not None:
-                geometry = {key: lab[key]}
-                break
-    return RemoteObject(
-        remote_id=str(lab["label_id"]),
-        class_name=lab.get("label_category_id"),
-        class_id=None,
-        shape_type=shape,
-        track_id=str(lab["label_id"]),
-        track_name=None,
-        confidence=None,
-        geometry=geometry,
-        attributes=[
-            {"name": k, "value": v} for k, v in sorted((lab.get("attributes") or {}).items())
-        ],
-    )
-
-
-def box3d(b: dict[str, Any]) -> dict[str, Any]:
-    """A 3D box as ``center3D``/``size3D``/``rotation3D`` (+ the quaternion when given).
-
-    Deepen's docs show ``rot_z``; newer exports carry ``quaternion {x,y,z,w}``
-    (Tier IV's validator requires it). The quaternion wins when present; the
-    yaw is derived from it so both forms fill ``rotation3D.z``.
-    """
-
-    def num(key: str) -> float:
-        value = b.get(key)
-        return float(value) if isinstance(value, int | float) else 0.0
-
-    out: dict[str, Any] = {
-        "center3D": {"x": num("cx"), "y": num("cy"), "z": num("cz")},
-        "size3D": {"x": num("l"), "y": num("w"), "z": num("h")},
-    }
-    q = b.get("quaternion")
-    if isinstance(q, dict) and all(isinstance(q.get(k), int | float) for k in "xyzw"):
-        qx, qy, qz, qw = (float(q[k]) for k in "xyzw")
-        roll = math.atan2(2 * (qw * qx + qy * qz), 1 - 2 * (qx * qx + qy * qy))
-        pitch = math.asin(max(-1.0, min(1.0, 2 * (qw * qy - qz * qx))))
-        yaw = math.atan2(2 * (qw * qz + qx * qy), 1 - 2 * (qy * qy + qz * qz))
-        out["rotation3D"] = {"x": roll, "y": pitch, "z": yaw}
-        out["quaternion"] = {"x": qx, "y": qy, "z": qz, "w": qw}
-    else:
-        out["rotation3D"] = {"x": 0.0, "y": 0.0, "z": num("rot_z")}
-    return out

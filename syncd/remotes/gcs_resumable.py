@@ -35,7 +35,8 @@ import httpx
 
 from syncd.errors import PermanentError, TransientError, UploadSessionExpired
 from syncd.remotes.base import OffsetSource
-from syncd.remotes.http import is_tls_failure, status_error, transport_reason
+from syncd.remotes.http import status_error
+from syncd.remotes.objectstore import transport_error
 
 BLOCK = 256 * 1024
 STALL_LIMIT = 3
@@ -92,12 +93,9 @@ class ResumableUpload:
                 content=content,
                 headers={"Content-Range": content_range, "Content-Type": "application/zip"},
             )
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"{what}: timed out", platform=self.platform) from exc
         except httpx.TransportError as exc:
-            # An untrusted certificate will not fix itself by retrying.
-            kind = PermanentError if is_tls_failure(exc) else TransientError
-            raise kind(f"{what}: {transport_reason(exc)}", platform=self.platform) from exc
+            # The kit's one rule: an untrusted certificate is permanent, the rest transient.
+            raise transport_error(exc, what, self.platform) from exc
 
     def _persisted(self, response: httpx.Response) -> int | None:
         """Bytes held after this reply, or None when the upload is complete."""

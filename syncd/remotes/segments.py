@@ -12,7 +12,7 @@ Identifiers: a dataset is ``owner/name`` (its ``full_name``); an item is a
 sample's uuid, or ``<uuid>/<n>`` for frame ``n`` of a sequence sample (a
 ``scene_*`` folder is one sample, its frames are items of the mirror).
 
-Push (``push_mode = "files"``, driven by :mod:`syncd.pipeline.push_files`):
+Push (``capabilities.upload == "files"``, driven by :mod:`syncd.pipeline.push_files`):
 every image and point cloud becomes an asset (``POST /assets/`` then the
 presigned POST form); ``camera_config`` and ``result`` files are read, not
 uploaded, and travel in the refs. Samples are created with
@@ -48,14 +48,13 @@ that ``labels``/``item_states`` for the same cycle cost no request.
 existing samples by name (the SDK's docstring says "already exist"); the
 rate limits (unpublished; the client default is 20/s).
 
-Sections: errors, the backend (datasets, upload and registration,
-listing and labels), wire → neutral types.
+Sections (docs/writing-a-backend.md): errors, wire shapes, the backend
+(what the listings said is kept in ``_Seen``).
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -64,7 +63,7 @@ from typing import Any
 
 import httpx
 
-from syncd.config import RemoteConfig
+from syncd.config import SegmentsConfig
 from syncd.errors import (
     AuthError,
     ConfigError,
@@ -76,19 +75,17 @@ from syncd.errors import (
 )
 from syncd.remotes import segments_wire as wire
 from syncd.remotes.base import (
-    ByteSource,
     Capabilities,
     ItemPage,
-    Processing,
     PushData,
     PushFile,
     RemoteDataset,
     RemoteItem,
     RemoteLabel,
     RemoteObject,
-    Upload,
 )
-from syncd.remotes.http import describe, platform_clients, status_error, transport_reason
+from syncd.remotes.http import describe, platform_clients, status_error
+from syncd.remotes.objectstore import ObjectStore
 
 PLATFORM = wire.PLATFORM
 GROUND_TRUTH = "ground-truth"
@@ -116,7 +113,7 @@ FINISHED = {
 }
 
 
-# --- errors -----------------------------------------------------------------------------
+# --- errors -------------------------------------------------------------------------------
 
 
 def classify(response: httpx.Response) -> Any:
@@ -171,6 +168,9 @@ def _detail(text: str) -> str:
     return json.dumps(body)[:300]
 
 
+# --- wire shapes --------------------------------------------------------------------------
+
+
 def micros(stamp: str) -> int:
     """A Segments timestamp (ISO 8601, ``Z``) as integer microseconds since the epoch."""
     dt = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
@@ -187,7 +187,73 @@ class _Seen:
     label: dict[str, Any] | None
 
 
-# --- the backend ------------------------------------------------------------------------
+def _label_micros(row: dict[str, Any]) -> int | None:
+    label = row.get("label")
+    if isinstance(label, dict) and label.get("updated_at"):
+        return micros(str(label["updated_at"]))
+    return None
+
+
+def _items(
+    dataset_id: str, uuid: str, entry: _Seen, row: dict[str, Any] | None
+) -> list[RemoteItem]:
+    """A sample as items: one, or a SCENE followed by one item per frame."""
+    status = (entry.label or {}).get("label_status", "UNLABELED")
+    neutral = FINISHED.get(status, status)
+    raw = {k: v for k, v in (row or {}).items() if k not in ("label", "attributes")}
+    head = RemoteItem(
+        id=uuid,
+        dataset_id=dataset_id,
+        name=entry.name,
+        kind="SCENE" if entry.scene else "SINGLE_DATA",
+        parent_id=None,
+        annotation_status=neutral,
+        status=status,
+        zip_path=None,
+        raw=raw,
+    )
+    if not entry.scene:
+        return [head]
+    return [head] + [
+        RemoteItem(
+            id=f"{uuid}/{i}",
+            dataset_id=dataset_id,
+            name=name,
+            kind="SINGLE_DATA",
+            parent_id=uuid,
+            annotation_status=neutral,
+            status=status,
+            zip_path=None,
+            raw={"sample_uuid": uuid, "frame": i},
+        )
+        for i, name in enumerate(entry.frames)
+    ]
+
+
+def _object(a: dict[str, Any], sensor: str | None, names: dict[int, str] | None) -> RemoteObject:
+    kind = str(a.get("type") or "")
+    category = a.get("category_id")
+    track = a.get("track_id")
+    geometry = {
+        k: v for k, v in a.items() if k not in ("id", "category_id", "track_id", "attributes")
+    }
+    if sensor is not None:
+        geometry["sensor"] = sensor
+    attrs = a.get("attributes")
+    return RemoteObject(
+        remote_id=str(a["id"]) if a.get("id") is not None else None,
+        class_name=(names or {}).get(category) if isinstance(category, int) else None,
+        class_id=str(category) if category is not None else None,
+        shape_type=wire.SHAPES.get(kind, kind.upper() or None),
+        track_id=str(track) if track is not None else None,
+        track_name=None,
+        confidence=None,
+        geometry=geometry,
+        attributes=[attrs] if attrs else [],
+    )
+
+
+# --- the backend --------------------------------------------------------------------------
 
 
 class SegmentsRemote:
@@ -197,12 +263,13 @@ class SegmentsRemote:
     capabilities = Capabilities(upload="files", changed_labels=True)
     per_page = PER_PAGE  # tests shrink it to page small datasets
 
-    def __init__(self, name: str, cfg: RemoteConfig, token: str) -> None:
+    def __init__(self, name: str, cfg: SegmentsConfig, token: str) -> None:
         self.name = name
         self.cfg = cfg
         self.api = cfg.url
         # The asset store must never see the API key: a client without auth.
         self.http, self._upload_client = platform_clients(name, cfg, PLATFORM, f"APIKey {token}")
+        self.store = ObjectStore(self._upload_client, self.http, PLATFORM, "asset store")
         self.labelset = cfg.labelset
         self.prelabel_labelset = cfg.prelabel_labelset
         self._owner: str | None = cfg.organization
@@ -222,7 +289,7 @@ class SegmentsRemote:
             self._owner = str(self._call("GET", "/user")["username"])
         return self._owner
 
-    # --- datasets ---------------------------------------------------------------------------
+    # --- datasets -------------------------------------------------------------------------
 
     def check(self) -> str:
         user = self._call("GET", "/user")
@@ -350,7 +417,7 @@ class SegmentsRemote:
                 out[name] = str(s["uuid"])
         return out
 
-    # --- upload and registration ------------------------------------------------------------
+    # --- upload ---------------------------------------------------------------------------
 
     def upload_files(self, dataset_id: str, files: Sequence[PushFile]) -> list[dict[str, Any]]:
         refs: list[dict[str, Any]] = []
@@ -366,9 +433,7 @@ class SegmentsRemote:
                     ) from None
                 refs.append({"kind": kind, "device": f.device, "filename": f.filename, "doc": doc})
                 continue
-            asset = self._call("POST", "/assets/", json={"filename": f.filename})
-            post = asset["presignedPostFields"]
-            self._send_form(f, str(post["url"]), dict(post["fields"]))
+            asset = self._asset(f)
             refs.append(
                 {
                     "kind": "asset",
@@ -380,60 +445,18 @@ class SegmentsRemote:
             )
         return refs
 
-    def _send_form(self, f: PushFile, url: str, fields: dict[str, str]) -> None:
-        self.http.call(lambda: self._post_form(f, url, fields))
+    def _asset(self, f: PushFile) -> dict[str, Any]:
+        """An asset for the file (``POST /assets/``), then its presigned POST form."""
 
-    def _post_form(self, f: PushFile, url: str, fields: dict[str, str]) -> None:
-        """The presigned POST: the policy's fields, then the file, with an exact Content-Length
-        (object stores refuse chunked form uploads)."""
-        boundary = secrets.token_hex(16)
-        head = b"".join(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-            for k, v in fields.items()
-        )
-        head += (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-            f'filename="{f.filename}"\r\nContent-Type: {fields.get("Content-Type", "application/octet-stream")}\r\n\r\n'
-        ).encode()
-        tail = f"\r\n--{boundary}--\r\n".encode()
+        def presign() -> dict[str, Any]:
+            return dict(self._call("POST", "/assets/", json={"filename": f.filename}))
 
-        def body() -> Iterator[bytes]:
-            yield head
-            sent = 0
-            for chunk in f.body():
-                sent += len(chunk)
-                if sent > f.size:
-                    raise TransientError(f"{f.key} grew beyond {f.size} bytes while being sent")
-                yield chunk
-            if sent != f.size:
-                raise TransientError(f"{f.key} was {sent} bytes, expected {f.size}")
-            yield tail
+        def post(asset: dict[str, Any]) -> None:
+            form = asset["presignedPostFields"]
+            url, fields = str(form["url"]), dict(form["fields"])
+            self.store.post_form(url, fields, f.filename, f.key, f.size, f.body)
 
-        try:
-            response = self._upload_client.post(
-                url,
-                content=body(),
-                headers={
-                    "Content-Type": f"multipart/form-data; boundary={boundary}",
-                    "Content-Length": str(len(head) + f.size + len(tail)),
-                },
-            )
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"POST {f.key}: timed out", platform=PLATFORM) from exc
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"POST {f.key}: {transport_reason(exc)}", platform=PLATFORM
-            ) from exc
-        if 200 <= response.status_code < 300:
-            return
-        transient = status_error(response, PLATFORM)
-        if transient is not None:
-            raise transient
-        raise PermanentError(
-            f"POST {f.key}: the asset store answered HTTP {response.status_code}: {_s3_code(response.text)}",
-            platform=PLATFORM,
-            code=str(response.status_code),
-        )
+        return self.store.with_fresh_url(f"POST {f.key}", presign, post)
 
     def register(
         self, dataset_id: str, data: Sequence[PushData], *, scene: str | None
@@ -465,25 +488,7 @@ class SegmentsRemote:
             self._call("PUT", f"/labels/{out[name]}/{self.prelabel_labelset}/", json=body)
         return out
 
-    # Archive mode is not Segments' way: the pipeline never calls these on a files remote.
-
-    def upload_archive(
-        self, dataset_id: str, file_name: str, size: int, body: ByteSource
-    ) -> Upload:
-        raise PermanentError("Segments.ai takes files, not archives", platform=PLATFORM)
-
-    def submit(self, dataset_id: str, upload: Upload, *, with_results: str | None) -> str:
-        raise PermanentError("Segments.ai takes files, not archives", platform=PLATFORM)
-
-    def processing(self, serial: str) -> Processing:
-        raise PermanentError(
-            "Segments.ai registers data at once: nothing to poll", platform=PLATFORM
-        )
-
-    def find_import(self, dataset_id: str, archive_stem: str) -> list[RemoteItem]:
-        return []
-
-    # --- listing and labels -----------------------------------------------------------------
+    # --- listing and labels ---------------------------------------------------------------
 
     def _pages(self, dataset_id: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         """Page-number traversal until a short page (or the API's "Invalid page.")."""
@@ -525,6 +530,32 @@ class SegmentsRemote:
                 seen[str(r["uuid"])] = entry
                 out += _items(dataset_id, str(r["uuid"]), entry, r)
         return out
+
+    def _known(self, dataset_id: str, uuids: set[str]) -> dict[str, _Seen]:
+        """What the listings said of these samples; the ones not listed in this process are
+        read now (one sample each, or the whole dataset when many are missing)."""
+        with self._lock:
+            seen = dict(self._seen.get(dataset_id, {}))
+        missing = uuids - set(seen)
+        if len(missing) > 20:
+            for rows in self._pages(dataset_id, self._listing("created_at")):
+                self._remember(dataset_id, rows)
+        else:
+            for u in sorted(missing):
+                try:
+                    r = self._call("GET", f"/samples/{u}/", params={"labelset": self.labelset})
+                except NotFoundError:
+                    continue  # deleted: no state, no labels
+                self._remember(dataset_id, [r])
+        with self._lock:
+            seen = self._seen.get(dataset_id, {})
+            return {u: seen[u] for u in uuids if u in seen}
+
+    def frames(self, dataset_id: str, scene_id: str) -> list[RemoteItem]:
+        entry = self._known(dataset_id, {scene_id}).get(scene_id)
+        if entry is None:
+            return []
+        return [i for i in _items(dataset_id, scene_id, entry, None) if i.parent_id == scene_id]
 
     def new_items(self, dataset_id: str, cursor: str | None) -> Iterator[ItemPage]:
         """Samples created at or after ``cursor`` (µs), oldest first; see the module docstring."""
@@ -584,32 +615,6 @@ class SegmentsRemote:
         for rows in self._pages(dataset_id, self._listing("created_at")):
             yield self._remember(dataset_id, rows)
 
-    def _known(self, dataset_id: str, uuids: set[str]) -> dict[str, _Seen]:
-        """What the listings said of these samples; the ones not listed in this process are
-        read now (one sample each, or the whole dataset when many are missing)."""
-        with self._lock:
-            seen = dict(self._seen.get(dataset_id, {}))
-        missing = uuids - set(seen)
-        if len(missing) > 20:
-            for rows in self._pages(dataset_id, self._listing("created_at")):
-                self._remember(dataset_id, rows)
-        else:
-            for u in sorted(missing):
-                try:
-                    r = self._call("GET", f"/samples/{u}/", params={"labelset": self.labelset})
-                except NotFoundError:
-                    continue  # deleted: no state, no labels
-                self._remember(dataset_id, [r])
-        with self._lock:
-            seen = self._seen.get(dataset_id, {})
-            return {u: seen[u] for u in uuids if u in seen}
-
-    def frames(self, dataset_id: str, scene_id: str) -> list[RemoteItem]:
-        entry = self._known(dataset_id, {scene_id}).get(scene_id)
-        if entry is None:
-            return []
-        return [i for i in _items(dataset_id, scene_id, entry, None) if i.parent_id == scene_id]
-
     def item_states(self, dataset_id: str, item_ids: Sequence[str]) -> dict[str, RemoteItem]:
         known = self._known(dataset_id, {i.split("/", 1)[0] for i in item_ids})
         out = {}
@@ -662,79 +667,3 @@ class SegmentsRemote:
                 )
             )
         return out
-
-
-# --- wire → neutral types ---------------------------------------------------------------------
-
-
-def _s3_code(xml_text: str) -> str:
-    start, end = xml_text.find("<Code>"), xml_text.find("</Code>")
-    if start >= 0 and end > start:
-        return xml_text[start + 6 : end]
-    return xml_text[:120] or "(empty body)"
-
-
-def _label_micros(row: dict[str, Any]) -> int | None:
-    label = row.get("label")
-    if isinstance(label, dict) and label.get("updated_at"):
-        return micros(str(label["updated_at"]))
-    return None
-
-
-def _items(
-    dataset_id: str, uuid: str, entry: _Seen, row: dict[str, Any] | None
-) -> list[RemoteItem]:
-    """A sample as items: one, or a SCENE followed by one item per frame."""
-    status = (entry.label or {}).get("label_status", "UNLABELED")
-    neutral = FINISHED.get(status, status)
-    raw = {k: v for k, v in (row or {}).items() if k not in ("label", "attributes")}
-    head = RemoteItem(
-        id=uuid,
-        dataset_id=dataset_id,
-        name=entry.name,
-        kind="SCENE" if entry.scene else "SINGLE_DATA",
-        parent_id=None,
-        annotation_status=neutral,
-        status=status,
-        zip_path=None,
-        raw=raw,
-    )
-    if not entry.scene:
-        return [head]
-    return [head] + [
-        RemoteItem(
-            id=f"{uuid}/{i}",
-            dataset_id=dataset_id,
-            name=name,
-            kind="SINGLE_DATA",
-            parent_id=uuid,
-            annotation_status=neutral,
-            status=status,
-            zip_path=None,
-            raw={"sample_uuid": uuid, "frame": i},
-        )
-        for i, name in enumerate(entry.frames)
-    ]
-
-
-def _object(a: dict[str, Any], sensor: str | None, names: dict[int, str] | None) -> RemoteObject:
-    kind = str(a.get("type") or "")
-    category = a.get("category_id")
-    track = a.get("track_id")
-    geometry = {
-        k: v for k, v in a.items() if k not in ("id", "category_id", "track_id", "attributes")
-    }
-    if sensor is not None:
-        geometry["sensor"] = sensor
-    attrs = a.get("attributes")
-    return RemoteObject(
-        remote_id=str(a["id"]) if a.get("id") is not None else None,
-        class_name=(names or {}).get(category) if isinstance(category, int) else None,
-        class_id=str(category) if category is not None else None,
-        shape_type=wire.SHAPES.get(kind, kind.upper() or None),
-        track_id=str(track) if track is not None else None,
-        track_name=None,
-        confidence=None,
-        geometry=geometry,
-        attributes=[attrs] if attrs else [],
-    )

@@ -6,8 +6,7 @@ is success; Bearer auth; presigned PUT of the raw zip (no Authorization
 header) → ``POST /data/upload`` with the *accessUrl* → poll the upload record
 by serial; offset-paged lists with no ``lastId``, ordered scenes first.
 
-Sections: errors (the one mapping function), datasets and classes, upload,
-listing and results, wire → neutral types.
+Sections (docs/writing-a-backend.md): errors, wire shapes, the backend.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from syncd.config import RemoteConfig
+from syncd.config import Xtreme1Config
 from syncd.errors import (
     AuthError,
     NotFoundError,
@@ -27,7 +26,6 @@ from syncd.errors import (
     RemoteRejected,
     TransientError,
 )
-from syncd.log import get_logger
 from syncd.remotes.base import (
     ByteSource,
     Capabilities,
@@ -39,19 +37,12 @@ from syncd.remotes.base import (
     RemoteObject,
     Upload,
 )
-from syncd.remotes.http import (
-    describe,
-    is_tls_failure,
-    platform_clients,
-    status_error,
-    transport_reason,
-)
+from syncd.remotes.http import describe, platform_clients, status_error
+from syncd.remotes.objectstore import ObjectStore
 
 PLATFORM = "xtreme1"
-FRESH_URL_TRIES = 3
 PAGE_SIZE = 500  # Xtreme1 has no upper bound on pageSize; 500 keeps replies small
 RESULT_BATCH = 100  # ids per getDataAndResult call (docs/platforms/xtreme1.md)
-UPLOAD_CHUNK = 1024 * 1024
 
 # 500 UNKNOWN replies whose message shows *our* request was malformed: retrying
 # cannot help, so they are permanent (docs/platforms/xtreme1.md, "Known quirks").
@@ -65,7 +56,7 @@ _CLIENT_BUG_MARKERS = (
 _NOT_FOUND_CODES = {"NOT_FOUND", "DATASET_NOT_FOUND", "DATA_NOT_FOUND"}
 
 
-# --- errors -----------------------------------------------------------------
+# --- errors -------------------------------------------------------------------------------
 
 
 def classify(response: httpx.Response) -> Any:
@@ -128,18 +119,105 @@ def _json(response: httpx.Response) -> Any:
         ) from None
 
 
+# --- wire shapes --------------------------------------------------------------------------
+
+
+def _parse_cursor(cursor: str | None) -> tuple[int, int | None]:
+    """``"<last>:<total>"`` (or a bare ``"<last>"``) → (last, total or None)."""
+    if not cursor:
+        return 0, None
+    last, _, total = cursor.partition(":")
+    return int(last), int(total) if total else None
+
+
+def _fold(name: str) -> str:
+    """A class name as Xtreme1's database compares it.
+
+    The stock deployment runs ``mysql:5.7`` and ``dataset_class`` declares only
+    ``DEFAULT CHARSET = utf8mb4``: collation ``utf8mb4_general_ci``, which
+    ignores case, accents and trailing spaces. This approximates its weights
+    (good for Latin names).
+    """
+    decomposed = unicodedata.normalize("NFKD", name.rstrip(" "))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _class_match(rows: list[dict[str, Any]], name: str, tool: str) -> str | None:
+    """The id of the class ``name`` of this tool type (exact spelling first), or None."""
+    same_tool = sorted(
+        (r for r in rows if str(r.get("toolType")) == tool), key=lambda r: int(r["id"])
+    )
+    for r in same_tool:
+        if str(r.get("name")) == name:
+            return str(r["id"])
+    for r in same_tool:
+        if _fold(str(r.get("name"))) == _fold(name):
+            return str(r["id"])
+    return None
+
+
+def _color(name: str) -> str:
+    h = sum(ord(c) * 131 for c in name) & 0xFFFFFF
+    return f"#{h:06x}"
+
+
+def _item(r: dict[str, Any]) -> RemoteItem:
+    zip_path = None
+    for directory in r.get("content") or []:
+        for f in directory.get("files") or []:
+            zp = (f.get("file") or {}).get("zipPath")
+            if zp:
+                zip_path = str(zp)
+                break
+        if zip_path:
+            break
+    parent = r.get("parentId")
+    raw = {k: v for k, v in r.items() if k != "content"}
+    return RemoteItem(
+        id=str(r["id"]),
+        dataset_id=str(r.get("datasetId", "")),
+        name=str(r.get("name", "")),
+        kind=str(r.get("type") or "SINGLE_DATA"),
+        parent_id=str(parent) if parent not in (None, 0, "0") else None,
+        annotation_status=r.get("annotationStatus"),
+        status=r.get("status"),
+        zip_path=zip_path,
+        raw=raw,
+    )
+
+
+def _object(o: dict[str, Any]) -> RemoteObject:
+    conf = o.get("modelConfidence")
+    class_id = o.get("classId")
+    return RemoteObject(
+        remote_id=str(o["id"]) if o.get("id") is not None else None,
+        class_name=o.get("className") or o.get("modelClass"),
+        class_id=str(class_id) if class_id is not None else None,
+        shape_type=o.get("type"),
+        track_id=str(o["trackId"]) if o.get("trackId") is not None else None,
+        track_name=str(o["trackName"]) if o.get("trackName") is not None else None,
+        confidence=float(conf) if isinstance(conf, int | float) else None,
+        geometry=o.get("contour") or {},
+        attributes=o.get("classValues") or [],
+    )
+
+
+# --- the backend --------------------------------------------------------------------------
+
+
 class Xtreme1Remote:
     """The Remote for one Xtreme1 installation (see :class:`syncd.remotes.base.Remote`)."""
 
     platform = PLATFORM
     capabilities = Capabilities(upload="archive", status_fingerprint=True)
 
-    def __init__(self, name: str, cfg: RemoteConfig, token: str) -> None:
+    def __init__(self, name: str, cfg: Xtreme1Config, token: str) -> None:
         self.name = name
         self.cfg = cfg
         self.api = cfg.url + "/api"
         # The object store must never see the API token: a client without auth.
         self.http, self._put_client = platform_clients(name, cfg, PLATFORM, f"Bearer {token}")
+        self.store = ObjectStore(self._put_client, self.http, PLATFORM)
 
     def close(self) -> None:
         self.http.client.close()
@@ -151,7 +229,7 @@ class Xtreme1Remote:
     def _post(self, path: str, body: Any) -> Any:
         return self.http.request("POST", self.api + path, classify, json=body)
 
-    # --- datasets and classes ----------------------------------------------
+    # --- datasets -------------------------------------------------------------------------
 
     def check(self) -> str:
         page = self._get("/dataset/findByPage", pageNo=1, pageSize=1)
@@ -274,59 +352,22 @@ class Xtreme1Remote:
                     found.add(hit)
         return found
 
-    # --- upload ----------------------------------------------------------------
+    # --- upload ---------------------------------------------------------------------------
 
     def upload_archive(
         self, dataset_id: str, file_name: str, size: int, body: ByteSource
     ) -> Upload:
-        # A URL can expire while we wait (backoff, a slow link): ask for a
-        # fresh one, a few times, then let the package back off.
-        for _ in range(FRESH_URL_TRIES):
-            try:
-                return self._upload_once(dataset_id, file_name, size, body)
-            except _ExpiredUrl as exc:
-                get_logger().warning("remote.retry", platform=PLATFORM, error=str(exc))
-        raise TransientError(
-            f"PUT {file_name}: the presigned URL expired {FRESH_URL_TRIES} times in a row "
-            "(is the platform's clock right?)",
-            platform=PLATFORM,
-        )
-
-    def _upload_once(self, dataset_id: str, file_name: str, size: int, body: ByteSource) -> Upload:
-        urls = self._get("/data/generatePresignedUrl", fileName=file_name, datasetId=dataset_id)
-        presigned, access = urls["presignedUrl"], urls["accessUrl"]
-
-        def put_once() -> None:
-            # A fresh stream per try; Content-Length is set so the body is not
-            # sent chunked (object stores refuse chunked PUTs without a length).
-            try:
-                response = self._put_client.put(
-                    presigned,
-                    content=_counted(body(), size),
-                    headers={"Content-Length": str(size), "Content-Type": "application/zip"},
-                )
-            except httpx.TimeoutException as exc:
-                raise TransientError(f"PUT {file_name}: timed out", platform=PLATFORM) from exc
-            except httpx.TransportError as exc:
-                kind = PermanentError if is_tls_failure(exc) else TransientError
-                raise kind(f"PUT {file_name}: {transport_reason(exc)}", platform=PLATFORM) from exc
-            if response.status_code in (200, 201, 204):
-                return
-            text = response.text[:500]
-            transient = status_error(response, PLATFORM)
-            if transient is not None:
-                raise transient
-            if response.status_code == 403 and "expired" in text.lower():
-                raise _ExpiredUrl(f"PUT {file_name}: the presigned URL expired")
-            raise PermanentError(
-                f"PUT {file_name}: the object store answered HTTP {response.status_code}: "
-                f"{_s3_code(text)}",
-                platform=PLATFORM,
-                code=str(response.status_code),
+        def presign() -> dict[str, Any]:
+            return dict(
+                self._get("/data/generatePresignedUrl", fileName=file_name, datasetId=dataset_id)
             )
 
-        self.http.call(put_once)
-        return Upload(ref={"accessUrl": access, "fileName": file_name})
+        def put(urls: dict[str, Any]) -> None:
+            self.store.put(str(urls["presignedUrl"]), file_name, size, body, "application/zip")
+
+        # A URL can expire while we wait (backoff, a slow link): the kit asks for a fresh one.
+        urls = self.store.with_fresh_url(f"PUT {file_name}", presign, put)
+        return Upload(ref={"accessUrl": urls["accessUrl"], "fileName": file_name})
 
     def submit(self, dataset_id: str, upload: Upload, *, with_results: str | None) -> str:
         body: dict[str, Any] = {
@@ -361,17 +402,7 @@ class Xtreme1Remote:
             progress=f"{status}/{r.get('downloadedFileSize')}/{r.get('parsedDataNum')}",
         )
 
-    def find_import(self, dataset_id: str, archive_stem: str) -> list[RemoteItem]:
-        found: list[RemoteItem] = []
-        prefix = archive_stem + "/"
-        for rows in self._top_level_pages(dataset_id, newest_first=True, max_pages=4):
-            for r in rows:
-                item = _item(r)
-                if item.zip_path and item.zip_path.startswith(prefix):
-                    found.append(item)
-        return found
-
-    # --- listing and results -------------------------------------------------------
+    # --- listing and labels ---------------------------------------------------------------
 
     def _top_level_pages(
         self,
@@ -594,109 +625,3 @@ class Xtreme1Remote:
                 )
             )
         return out
-
-
-# --- wire → neutral types ------------------------------------------------------------
-
-
-class _ExpiredUrl(Exception):
-    """The presigned URL expired before the PUT: get a fresh one."""
-
-
-def _s3_code(xml_text: str) -> str:
-    start, end = xml_text.find("<Code>"), xml_text.find("</Code>")
-    if start >= 0 and end > start:
-        return xml_text[start + 6 : end]
-    return xml_text[:120] or "(empty body)"
-
-
-def _counted(chunks: Any, size: int) -> Iterator[bytes]:
-    """Pass the body through, failing loudly if it is not exactly ``size`` bytes."""
-    sent = 0
-    for chunk in chunks:
-        sent += len(chunk)
-        if sent > size:
-            raise TransientError(f"the archive grew beyond {size} bytes while being sent")
-        yield chunk
-    if sent != size:
-        raise TransientError(f"the archive was {sent} bytes, expected {size}")
-
-
-def _parse_cursor(cursor: str | None) -> tuple[int, int | None]:
-    """``"<last>:<total>"`` (or a bare ``"<last>"``) → (last, total or None)."""
-    if not cursor:
-        return 0, None
-    last, _, total = cursor.partition(":")
-    return int(last), int(total) if total else None
-
-
-def _fold(name: str) -> str:
-    """A class name as Xtreme1's database compares it.
-
-    The stock deployment runs ``mysql:5.7`` and ``dataset_class`` declares only
-    ``DEFAULT CHARSET = utf8mb4``: collation ``utf8mb4_general_ci``, which
-    ignores case, accents and trailing spaces. This approximates its weights
-    (good for Latin names).
-    """
-    decomposed = unicodedata.normalize("NFKD", name.rstrip(" "))
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
-def _class_match(rows: list[dict[str, Any]], name: str, tool: str) -> str | None:
-    """The id of the class ``name`` of this tool type (exact spelling first), or None."""
-    same_tool = sorted(
-        (r for r in rows if str(r.get("toolType")) == tool), key=lambda r: int(r["id"])
-    )
-    for r in same_tool:
-        if str(r.get("name")) == name:
-            return str(r["id"])
-    for r in same_tool:
-        if _fold(str(r.get("name"))) == _fold(name):
-            return str(r["id"])
-    return None
-
-
-def _color(name: str) -> str:
-    h = sum(ord(c) * 131 for c in name) & 0xFFFFFF
-    return f"#{h:06x}"
-
-
-def _item(r: dict[str, Any]) -> RemoteItem:
-    zip_path = None
-    for directory in r.get("content") or []:
-        for f in directory.get("files") or []:
-            zp = (f.get("file") or {}).get("zipPath")
-            if zp:
-                zip_path = str(zp)
-                break
-        if zip_path:
-            break
-    parent = r.get("parentId")
-    raw = {k: v for k, v in r.items() if k != "content"}
-    return RemoteItem(
-        id=str(r["id"]),
-        dataset_id=str(r.get("datasetId", "")),
-        name=str(r.get("name", "")),
-        kind=str(r.get("type") or "SINGLE_DATA"),
-        parent_id=str(parent) if parent not in (None, 0, "0") else None,
-        annotation_status=r.get("annotationStatus"),
-        status=r.get("status"),
-        zip_path=zip_path,
-        raw=raw,
-    )
-
-
-def _object(o: dict[str, Any]) -> RemoteObject:
-    conf = o.get("modelConfidence")
-    class_id = o.get("classId")
-    return RemoteObject(
-        remote_id=str(o["id"]) if o.get("id") is not None else None,
-        class_name=o.get("className") or o.get("modelClass"),
-        class_id=str(class_id) if class_id is not None else None,
-        shape_type=o.get("type"),
-        track_id=str(o["trackId"]) if o.get("trackId") is not None else None,
-        track_name=str(o["trackName"]) if o.get("trackName") is not None else None,
-        confidence=float(conf) if isinstance(conf, int | float) else None,
-        geometry=o.get("contour") or {},
-        attributes=o.get("classValues") or [],
-    )

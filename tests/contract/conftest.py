@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from syncd.config import Config, RemoteConfig, load_config
+from syncd.config import Config, load_config, remote_config
 from syncd.daemon import Daemon
 from syncd.remotes import build_remote
 from syncd.remotes.base import Remote
@@ -46,7 +46,7 @@ class Backend:
     stored_names: Callable[[str, str], list[str]]  # (url, dataset id) → top-level names
     annotate: Callable[[str, str, list[dict[str, Any]], str | None], None]
     remove: Callable[[str, str, str], None]  # (url, dataset id, item id): a user deletes it
-    # extra keys of the remote's config (TOML and RemoteConfig), e.g. Deepen's client_id
+    # extra keys of the remote's config (TOML and its options model), e.g. Deepen's client_id
     remote_options: dict[str, Any] = field(default_factory=dict)
     # the sync's dataset is only a name prefix on the platform: ensuring it creates nothing
     dataset_is_group: bool = False
@@ -175,8 +175,8 @@ class Harness:
         return self.backend.platform
 
     def remote(self, token: str = TOKEN) -> Remote:
-        cfg = RemoteConfig(
-            platform=self.platform,  # type: ignore[arg-type]
+        cfg = remote_config(
+            platform=self.platform,
             url=self.url,
             token=token,
             max_retries=1,

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from syncd.config import RemoteConfig
+from syncd.config import BasicAIConfig
 from syncd.errors import (
     AuthError,
     NotFoundError,
@@ -105,7 +105,7 @@ def test_a_429_is_retried_after_retry_after(tmp_path: Path) -> None:
                 "times": 2,
             },
         )
-        r = BasicAIRemote("b", RemoteConfig(platform="basicai", url=url, token=TOKEN), TOKEN)
+        r = BasicAIRemote("b", BasicAIConfig(platform="basicai", url=url, token=TOKEN), TOKEN)
         try:
             assert "accepted" in r.check()
             assert r.http.requests_sent == 3
@@ -119,7 +119,7 @@ def test_the_client_keeps_within_every_window(tmp_path: Path) -> None:
     with run_in_thread("basicai", token=TOKEN, data_dir=tmp_path) as url:
         admin_call(url, "POST", "/config", json={"rate_windows": [list(w) for w in windows]})
         limits = tuple(f"{n}/{s}s" for n, s in windows)
-        cfg = RemoteConfig(
+        cfg = BasicAIConfig(
             platform="basicai", url=url, token=TOKEN, max_retries=0, rate_limits=limits
         )
         r = BasicAIRemote("b", cfg, TOKEN)

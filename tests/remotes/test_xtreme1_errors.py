@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from syncd.config import RemoteConfig
+from syncd.config import Xtreme1Config
 from syncd.errors import (
     AuthError,
     NotFoundError,
@@ -165,7 +165,7 @@ def test_put_never_carries_the_token() -> None:
         return httpx.Response(200)
 
     remote = Xtreme1Remote(
-        "lab", RemoteConfig(platform="xtreme1", url="http://x", token="tok"), "tok"
+        "lab", Xtreme1Config(platform="xtreme1", url="http://x", token="tok"), "tok"
     )
     transport = httpx.MockTransport(handler)
     remote.http.client._transport = transport
