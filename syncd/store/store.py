@@ -301,10 +301,7 @@ class Store:
         self.host = host or socket.gethostname()
         self.coord: Coordinator
         self._listeners: tuple[CommitListener, ...] = ()
-        if database_url is not None:
-            self._open_postgres(database_url)
-            return
-        self.coord = LocalCoordinator(self.host)
+        # On every store: the heartbeat file (syncd health) lives here too.
         try:
             if not self.dir.exists():
                 self.dir.mkdir(parents=True, mode=0o700)
@@ -313,6 +310,10 @@ class Store:
             raise ConfigError(
                 f"state.dir: {str(self.dir)!r} cannot be created: {exc.strerror}"
             ) from exc
+        if database_url is not None:
+            self._open_postgres(database_url)
+            return
+        self.coord = LocalCoordinator(self.host)
         check_database(self.path)
         try:
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))

@@ -128,3 +128,34 @@ def test_plan_gauges_and_status_line_read_the_fleet_store(
         assert store.package_counts() == []
     finally:
         store.close()
+
+
+def test_the_state_folder_is_created_and_health_works_on_postgresql(
+    tmp_path: Path, pg_url: str, sandbox_proc: SandboxProcess
+) -> None:
+    """The heartbeat file lives in ``state.dir`` on every store: on PostgreSQL too the
+    folder is created (0700), so ``syncd health`` (the container's health check) sees
+    a running daemon as alive."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import wait_until
+
+    cfg = config(tmp_path, sandbox_proc.url, pg_url)
+    state = tmp_path / "state"
+    assert not state.exists()
+    log = (tmp_path / "run.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "run", "--config", str(cfg)], stdout=log, stderr=log
+    )
+    try:
+        wait_until(lambda: (state / "heartbeat.json").exists(), 60, "the heartbeat file")
+        assert state.stat().st_mode & 0o777 == 0o700
+        health = run_cli("health", "--config", str(cfg))
+        assert health.returncode == 0, health.stdout + health.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        log.close()
+    assert "heartbeat_unwritable" not in (tmp_path / "run.log").read_text()
