@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import common, detect, pull, upload
+from bench import common, detect, durability, pull, upload
 from bench.common import Figure, machine, say, today
 from bench.platforms import PLATFORMS
 
@@ -61,7 +61,7 @@ def write_results(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--only", choices=("upload", "pull", "detect"), action="append")
+    p.add_argument("--only", choices=("upload", "pull", "detect", "durability"), action="append")
     p.add_argument("--platform", choices=sorted(PLATFORMS), action="append")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--sizes", default="1,4", help="upload sizes in GiB (default 1,4)")
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile is not None:
         common.PROFILE_DIR = args.profile.resolve()
         args.no_results = True
-    only = set(args.only or ("upload", "pull", "detect"))
+    only = set(args.only or ("upload", "pull", "detect", "durability"))
     platforms = args.platform or sorted(PLATFORMS, reverse=True)  # xtreme1, basicai
     work = args.work or Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     if "detect" in only:
         figures += detect.run(work / "detect", "xtreme1", args.repeat, args.files, notes)
+    if "durability" in only:
+        figures += durability.run(work / "durability", args.repeat, notes)
     say("")
     say(f"summary ({machine()}; whole run {(time.monotonic() - started) / 60:.1f} min):")
     for f in figures:

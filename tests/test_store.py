@@ -246,3 +246,14 @@ def test_a_sqlite_daemon_never_loads_psycopg(tmp_path: Path) -> None:
         check=True,
     )
     assert out.stdout.strip() == "False"
+
+
+def test_every_commit_is_synced_so_it_survives_a_power_loss(tmp_path: Path) -> None:
+    """``synchronous = FULL`` (2) on every connection of the store, the daemon's and readers'."""
+    st = Store(tmp_path)
+    try:
+        for engine in (st._write, st._read):
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    finally:
+        st.close()

@@ -44,6 +44,13 @@ from syncd.store.migrations import LATEST_VERSION, migrate
 from syncd.store.models import FINAL_STATES, PACKAGE_STATES, Event, Package
 
 BUSY_TIMEOUT_MS = 30_000
+# FULL, not WAL's usual NORMAL: under NORMAL a commit can roll back after a
+# power loss or an OS crash (not after a process crash), and the commits that
+# precede a side effect ("about to submit", names being registered, a resumable
+# session recorded before its first byte) are exactly the ones that must
+# survive one, or a reboot re-submits blindly. FULL syncs the WAL at every
+# commit; bench/durability.py measures what that costs (docs/guarantees.md).
+SYNCHRONOUS = "FULL"
 
 
 def utcnow() -> str:
@@ -66,7 +73,7 @@ def _engine(path: Path, *, immediate: bool) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys = ON")
-        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
         if immediate:
             # WAL lets people query the mirror while the daemon writes.
             mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
