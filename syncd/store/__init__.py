@@ -12,8 +12,9 @@ from syncd.store.models import (
     Package,
     PackageFile,
     UnitStamp,
+    utcnow,
 )
-from syncd.store.store import Store, Tx, utcnow
+from syncd.store.store import Store, Tx
 
 __all__ = [
     "FINAL_STATES",

@@ -7,8 +7,16 @@ ISO-8601 UTC strings, so they sort and read well in ``sqlite3``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> str:
+    """The current time as an ISO-8601 UTC string (the store's timestamp format)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
 
 # The package state machine (DESIGN.md). Final states end the package's life.
 PACKAGE_STATES = (

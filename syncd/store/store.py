@@ -24,29 +24,23 @@ import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from syncd import failpoints
 from syncd.config import masked_url
 from syncd.errors import ConfigError, StoreError
 from syncd.log import get_logger, redact
-from syncd.store.coordination import Coordinator, LocalCoordinator
+from syncd.store.coordination import Coordinator, LocalCoordinator, owned_packages
 from syncd.store.migrations import LATEST_VERSION, migrate
-from syncd.store.models import FINAL_STATES, PACKAGE_STATES, Event, Package
+from syncd.store.models import FINAL_STATES, PACKAGE_STATES, Cursor, Event, Package, utcnow
 
 BUSY_TIMEOUT_MS = 30_000
-
-
-def utcnow() -> str:
-    """The current time as an ISO-8601 UTC string (the store's timestamp format)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _engine(path: Path, *, immediate: bool) -> Engine:
@@ -335,7 +329,9 @@ class Store:
         coord: PostgresCoordinator | None = None
         try:
             postgres.check_schema(self._write, url, LATEST_VERSION)
-            coord = PostgresCoordinator(self, url, self.host)
+            # The engine first, then the coordinator over it: it writes through the
+            # store's transactions (self.tx needs only the engine and the host).
+            coord = PostgresCoordinator(self._write, url, self.host, self.tx)
             with coord.exclusive("migrate"):
                 self.version = migrate(self._write)
         except BaseException as exc:
@@ -391,12 +387,6 @@ class Store:
 
         For gauges and ``STATUS=`` lines: a reading that fails is skipped, never raised.
         """
-        from sqlalchemy import func
-        from sqlmodel import select
-
-        from syncd.store.coordination import owned_packages
-        from syncd.store.models import Package
-
         try:
             with self.read() as s:
                 rows = s.exec(
@@ -410,10 +400,6 @@ class Store:
 
     def cursor_values(self, name: str) -> dict[str, str]:
         """sync → value of the cursor ``name`` (e.g. ``last_pull_at``); {} on error."""
-        from sqlmodel import select
-
-        from syncd.store.models import Cursor
-
         try:
             with self.read() as s:
                 rows = s.exec(select(Cursor.sync, Cursor.value).where(Cursor.name == name)).all()
