@@ -5,7 +5,8 @@ Contract:
 * ``with store.tx() as tx:`` is one write transaction (SQLite ``BEGIN
   IMMEDIATE``, so two writers never deadlock on a lock upgrade). Everything
   done through ``tx.session``, every :meth:`Tx.event` and every
-  :meth:`Tx.transition` commits together or not at all.
+  :meth:`Tx.transition` commits together or not at all. ``Tx.transition``
+  takes only the edges of the state machine (:mod:`syncd.store.lifecycle`).
 * Events are logged only after their transaction has committed.
 * ``with store.read() as session:`` is a read-only snapshot; readers never
   block the daemon (WAL) and other processes may query the file meanwhile.
@@ -37,8 +38,9 @@ from syncd.config import masked_url
 from syncd.errors import ConfigError, StoreError
 from syncd.log import get_logger, redact
 from syncd.store.coordination import Coordinator, LocalCoordinator, owned_packages
+from syncd.store.lifecycle import REOPEN, InvalidTransition, check_transition
 from syncd.store.migrations import LATEST_VERSION, migrate
-from syncd.store.models import FINAL_STATES, PACKAGE_STATES, Cursor, Event, Package, utcnow
+from syncd.store.models import Cursor, Event, Package, utcnow
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -143,11 +145,12 @@ class Tx:
         )
 
     def transition(self, pkg: Package, to_state: str, **fields: Any) -> None:
-        """Move ``pkg`` to ``to_state`` and record ``package.<to_state>`` in this transaction."""
-        if to_state not in PACKAGE_STATES:
-            raise ValueError(f"unknown package state {to_state!r}")
-        if pkg.state in FINAL_STATES:
-            raise ValueError(f"package {pkg.id} is already {pkg.state}")
+        """Move ``pkg`` to ``to_state`` and record ``package.<to_state>`` in this transaction.
+
+        Only the edges of :data:`syncd.store.lifecycle.TRANSITIONS`; any other
+        move raises :class:`~syncd.store.lifecycle.InvalidTransition`.
+        """
+        check_transition(pkg.id, pkg.state, to_state)
         from_state = pkg.state
         now = utcnow()
         pkg.state = to_state
@@ -175,10 +178,10 @@ class Tx:
         The one edge out of a final state. The caller forgets the package's
         file list first, so the unit's files are packed again as they are now.
         """
-        if pkg.state != "failed":
-            raise ValueError(f"package {pkg.id} is {pkg.state}, not failed")
+        if pkg.state != REOPEN[0]:
+            raise InvalidTransition(f"package {pkg.id} is {pkg.state}, not failed")
         now = utcnow()
-        pkg.state, pkg.updated_at, pkg.state_changed_at = "detected", now, now
+        pkg.state, pkg.updated_at, pkg.state_changed_at = REOPEN[1], now, now
         self.session.add(pkg)
         self.session.flush()
         self.event(
