@@ -23,7 +23,7 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,9 +38,10 @@ from syncd.config import masked_url
 from syncd.errors import ConfigError, StoreError
 from syncd.log import get_logger, redact
 from syncd.store.coordination import Coordinator, LocalCoordinator, owned_packages
-from syncd.store.lifecycle import REOPEN, InvalidTransition, check_transition
+from syncd.store.lifecycle import LIVE_STATES, REOPEN, InvalidTransition, check_transition
 from syncd.store.migrations import LATEST_VERSION, migrate
 from syncd.store.models import Cursor, Event, Package, utcnow
+from syncd.store.steps import PackageMoved, PackageStep
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -372,6 +373,25 @@ class Store:
         finally:
             session.close()
         tx.emit_logs()
+
+    @contextmanager
+    def package_step(
+        self, package_id: int | None, expect: Collection[str] = LIVE_STATES
+    ) -> Iterator[PackageStep]:
+        """One step of a package in one write transaction (:mod:`syncd.store.steps`).
+
+        Raises :class:`~syncd.store.steps.PackageMoved` (nothing written) when
+        the package is gone or not in one of the ``expect``-ed states.
+        """
+        with self.tx() as tx:
+            pkg = tx.session.get(Package, package_id) if package_id is not None else None
+            if pkg is None:
+                raise PackageMoved(f"package {package_id} does not exist")
+            if pkg.state not in expect:
+                raise PackageMoved(
+                    f"package {package_id} is {pkg.state}, not {' or '.join(expect)}"
+                )
+            yield PackageStep(tx, pkg)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
