@@ -12,12 +12,6 @@ from datetime import UTC, datetime
 from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-
-def utcnow() -> str:
-    """The current time as an ISO-8601 UTC string (the store's timestamp format)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 # The package state machine (DESIGN.md). Final states end the package's life.
 PACKAGE_STATES = (
     "detected",
@@ -234,3 +228,8 @@ class SchemaMigration(SQLModel, table=True):
     version: int = Field(primary_key=True)
     description: str
     applied_at: str
+
+
+def utcnow() -> str:
+    """The current time as an ISO-8601 UTC string (the store's timestamp format)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
