@@ -7,6 +7,10 @@ Contract:
   done through ``tx.session``, every :meth:`Tx.event` and every
   :meth:`Tx.transition` commits together or not at all. ``Tx.transition``
   takes only the edges of the state machine (:mod:`syncd.store.lifecycle`).
+* ``with store.package_step(package_id, expect=(…)) as step:`` is one step
+  of a package's life in one write transaction: the row read afresh (or
+  :class:`~syncd.store.steps.PackageMoved` when it is not in an expected
+  state), then intent-named operations (:mod:`syncd.store.steps`).
 * Events are logged only after their transaction has committed.
 * ``with store.read() as session:`` is a read-only snapshot; readers never
   block the daemon (WAL) and other processes may query the file meanwhile.
