@@ -193,8 +193,8 @@ class FilesStrategy:
             return None
 
 
-# Registration runs in ``submitted`` (``processing`` only for a package a
-# previous version left there).
+# Registration runs in ``submitted``; ``processing`` is committed together with
+# ``done``, so a package is never found there, but one would be finished alike.
 REGISTERING = ("submitted", "processing")
 
 
