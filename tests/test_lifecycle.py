@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.store import FINAL_STATES, PACKAGE_STATES, Package, Store, utcnow
+from syncd.store import FINAL_STATES, PACKAGE_STATES, Package, Store
 from syncd.store.lifecycle import (
     FORWARD,
     LIVE_STATES,
@@ -15,18 +15,7 @@ from syncd.store.lifecycle import (
     TRANSITIONS,
     InvalidTransition,
 )
-
-
-def _package(store: Store, state: str) -> int:
-    with store.tx() as tx:
-        now = utcnow()
-        p = Package(
-            sync="s", unit="u", state=state, created_at=now, updated_at=now, state_changed_at=now
-        )
-        tx.session.add(p)
-        tx.session.flush()
-        assert p.id is not None
-        return p.id
+from tests.test_package_step import new_pkg, row
 
 
 def _move(store: Store, pid: int, to_state: str) -> None:
@@ -37,6 +26,7 @@ def _move(store: Store, pid: int, to_state: str) -> None:
 
 
 def test_the_table_covers_exactly_the_states() -> None:
+    assert FORWARD[0] == "detected" and FORWARD[-2:] == ("processing", "done")
     assert set(FORWARD) | {"failed"} == set(PACKAGE_STATES)
     assert {s for edge in TRANSITIONS for s in edge} == set(PACKAGE_STATES)
     # Every live state can move on, and can fail; nothing leaves a final state
@@ -55,11 +45,9 @@ def test_every_legal_edge_passes(tmp_path: Path) -> None:
     store = Store(tmp_path)
     try:
         for a, b in sorted(TRANSITIONS):
-            pid = _package(store, a)
+            pid = new_pkg(store, a)
             _move(store, pid, b)
-            with store.read() as s:
-                p = s.get(Package, pid)
-                assert p is not None and p.state == b
+            assert row(store, pid).state == b
     finally:
         store.close()
 
@@ -79,12 +67,10 @@ def test_every_legal_edge_passes(tmp_path: Path) -> None:
 def test_an_illegal_edge_raises_and_writes_nothing(tmp_path: Path, a: str, b: str) -> None:
     store = Store(tmp_path)
     try:
-        pid = _package(store, a)
+        pid = new_pkg(store, a)
         with pytest.raises(InvalidTransition):
             _move(store, pid, b)
-        with store.read() as s:
-            p = s.get(Package, pid)
-            assert p is not None and p.state == a
+        assert row(store, pid).state == a
     finally:
         store.close()
 
@@ -92,7 +78,7 @@ def test_an_illegal_edge_raises_and_writes_nothing(tmp_path: Path, a: str, b: st
 def test_reopen_is_the_one_edge_out_of_failed(tmp_path: Path) -> None:
     store = Store(tmp_path)
     try:
-        pid = _package(store, "failed")
+        pid = new_pkg(store, "failed")
         with store.tx() as tx:
             p = tx.session.get(Package, pid)
             assert p is not None

@@ -27,18 +27,8 @@ from itertools import pairwise
 
 from syncd.store.models import FINAL_STATES, PACKAGE_STATES
 
-# The happy path, in order.
-FORWARD = (
-    "detected",
-    "settled",
-    "packing",
-    "packed",
-    "uploading",
-    "uploaded",
-    "submitted",
-    "processing",
-    "done",
-)
+# The happy path, in order: PACKAGE_STATES lists it, then ``failed``.
+FORWARD = tuple(s for s in PACKAGE_STATES if s != "failed")
 # A file changed while it was uploaded: forget the file list and pack again.
 REPACK = ("uploading", "detected")
 # ``syncd retry``: a failed package starts again from the unit's files.
