@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import random
-import time
+from contextlib import suppress
 
 from syncd.pipeline.context import SyncContext
-from syncd.store import FINAL_STATES, Package
+from syncd.store import Package, PackageMoved
 
 
 def backoff_delay(attempts: int, *, base: float = 2.0, cap: float = 300.0) -> float:
@@ -26,20 +26,6 @@ def schedule_retry(
     Returns the delay chosen (seconds). The event ``package.retry`` carries the
     reason and the attempt number, so a flapping platform is visible.
     """
-    with ctx.store.tx() as tx:
-        fresh = tx.session.get(Package, pkg.id)
-        if fresh is None or fresh.state in FINAL_STATES:
-            return 0.0
-        fresh.attempts += 1
-        wait = delay if delay is not None else backoff_delay(fresh.attempts)
-        fresh.next_attempt_at = time.time() + wait
-        fresh.last_error = reason
-        tx.session.add(fresh)
-        tx.note(
-            "package.retry",
-            fresh,
-            reason=reason,
-            attempt=fresh.attempts,
-            retry_in=round(wait, 1),
-        )
-    return wait
+    with suppress(PackageMoved), ctx.store.package_step(pkg.id) as step:
+        return step.retry(reason, delay if delay is not None else backoff_delay)
+    return 0.0  # the package ended meanwhile

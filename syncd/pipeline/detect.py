@@ -28,6 +28,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import suppress
 
 from sqlmodel import col, select
 
@@ -35,7 +36,7 @@ from syncd.pipeline import stamps
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.coverage import covered_by_unit, covered_versions
 from syncd.pipeline.scan import UnitSnapshot, dirs_unchanged, excluded, list_units, scan_unit
-from syncd.store import Package, utcnow
+from syncd.store import Package, PackageMoved, utcnow
 
 # Packages that hold no frozen file list yet: a unit has at most one of them.
 # watchdog 7 warns when inotify re-adds a watch for a folder created inside a
@@ -278,17 +279,15 @@ def _visit(
                 )
         changes += 1
     if pkg.state == "detected" and is_settled(ctx, snap, stable):
-        with ctx.store.tx() as tx:
-            fresh = tx.session.get(Package, pkg.id)
-            if fresh is not None and fresh.state == "detected":
-                fresh.file_count = len(snap.files)
-                fresh.total_bytes = snap.total_bytes
-                tx.transition(
-                    fresh,
-                    "settled",
-                    files=len(snap.files),
-                    bytes=snap.total_bytes,
-                    by="marker" if ctx.cfg.ready_marker else "quiet",
-                )
-                changes += 1
+        # Skipped when the package moved on meanwhile (another scan settled it).
+        with suppress(PackageMoved), ctx.store.package_step(pkg.id, expect=("detected",)) as step:
+            step.pkg.file_count = len(snap.files)
+            step.pkg.total_bytes = snap.total_bytes
+            step.advance(
+                "settled",
+                files=len(snap.files),
+                bytes=snap.total_bytes,
+                by="marker" if ctx.cfg.ready_marker else "quiet",
+            )
+            changes += 1
     return changes, None

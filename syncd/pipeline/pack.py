@@ -19,11 +19,11 @@ Nothing is written to disk: the archive is streamed at upload time.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 
 from sqlmodel import col, delete, select
@@ -42,7 +42,7 @@ from syncd.pipeline.layout import (
     split_groups,
 )
 from syncd.pipeline.scan import FileStat, scan_unit
-from syncd.store import FINAL_STATES, Package, PackageFile, utcnow
+from syncd.store import Package, PackageFile, PackageMoved, Progress, utcnow
 
 
 def _slug(text: str) -> str:
@@ -112,38 +112,18 @@ def fail(
     ``files`` are the file versions it failed with: recorded so they are not
     detected again and again (changing a file makes a new version, which is).
     """
-    with ctx.store.tx() as tx:
-        fresh = tx.session.get(Package, pkg.id)
-        if fresh is None or fresh.state in FINAL_STATES:
-            return
+    with suppress(PackageMoved), ctx.store.package_step(pkg.id) as step:
         if files:
-            tx.session.add_all(
-                PackageFile(
-                    package_id=fresh.id or 0,
-                    sync=fresh.sync,
-                    unit=fresh.unit,
-                    rel_path=f.rel_path,
-                    arcname=f.rel_path,
-                    item_key="",
-                    size=f.size,
-                    mtime_ns=f.mtime_ns,
-                )
-                for f in files
-            )
-            fresh.file_count = len(files)
-            fresh.total_bytes = sum(f.size for f in files)
-        fresh.last_error = reason
-        tx.transition(fresh, "failed", reason=reason, **fields)
+            step.keep_files(files)
+        step.fail(reason, **fields)
 
 
 def pack_one(ctx: SyncContext, pkg: Package) -> None:
     assert ctx.cfg.folder is not None
     if pkg.state == "settled":
-        with ctx.store.tx() as tx:
-            fresh = tx.session.get(Package, pkg.id)
-            assert fresh is not None
-            tx.transition(fresh, "packing")
-            pkg = fresh
+        with ctx.store.package_step(pkg.id, expect=("settled",)) as step:
+            step.advance("packing")
+            pkg = step.pkg
     snap = scan_unit(ctx.cfg.folder, pkg.unit, ctx.cfg.exclude, ctx.cfg.ready_marker)
     if snap is None:
         fail(ctx, pkg, f"unit {pkg.unit!r} vanished before it could be packed")
@@ -156,12 +136,9 @@ def pack_one(ctx: SyncContext, pkg: Package) -> None:
         covered = covered_versions(s, ctx.name, pkg.unit, exclude_package=pkg.id, owned=ctx.owned())
     files = [f for f in snap.files if (f.rel_path, f.size, f.mtime_ns) not in covered]
     if not files:
-        with ctx.store.tx() as tx:
-            fresh = tx.session.get(Package, pkg.id)
-            assert fresh is not None
-            fresh.file_count, fresh.total_bytes = 0, 0
-            tx.transition(
-                fresh,
+        with ctx.store.package_step(pkg.id, expect=("packing",)) as step:
+            step.pkg.file_count, step.pkg.total_bytes = 0, 0
+            step.advance(
                 "failed",
                 reason="nothing left to upload: every file is already in another package",
             )
@@ -263,11 +240,9 @@ def _commit_parts(
     assert ctx.cfg.folder is not None
     folder = ctx.cfg.folder
     wrapper = _slug(pkg.unit) if not pkg.unit.lower().startswith("scene_") else pkg.unit
-    with ctx.store.tx() as tx:
-        session = tx.session
+    with ctx.store.package_step(pkg.id, expect=("packing",)) as step:
+        tx, session, first = step.tx, step.session, step.pkg
         session.exec(delete(PackageFile).where(col(PackageFile.package_id) == pkg.id))
-        first = session.get(Package, pkg.id)
-        assert first is not None
         targets: list[Package] = [first]
         now = utcnow()
         for n in range(2, len(parts) + 1):
@@ -332,7 +307,7 @@ def _commit_parts(
             )
             target.has_results = any(g.has_results for g in groups)
             target.remote_dataset_id = dataset_id
-            target.upload_ref = json.dumps({"classes": class_ids})
+            target.upload_ref = Progress(classes=class_ids).dump()
             target.last_error = None
             target.attempts = 0
             target.next_attempt_at = 0.0

@@ -37,16 +37,13 @@ lost it commits nothing more.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import operator
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Dialect, Table
 from sqlmodel import Session, SQLModel, col, delete, select, update
 
 from syncd.log import get_logger
@@ -61,6 +58,7 @@ from syncd.remotes.base import (
     capabilities,
 )
 from syncd.store import Cursor, Item, Label, Object, Tx, utcnow
+from syncd.store.bulk import insert_many
 
 BATCH = 100
 FINISHED = ("ANNOTATED", "INVALID")
@@ -77,40 +75,6 @@ _SORTED = json.JSONEncoder(sort_keys=True)
 _LABELS = SQLModel.metadata.tables["labels"]
 _OBJECTS = SQLModel.metadata.tables["objects"]
 _ITEMS = SQLModel.metadata.tables["items"]
-
-
-@functools.lru_cache(maxsize=32)
-def _insert_sql(
-    dialect: Dialect, table: Table, keys: tuple[str, ...]
-) -> tuple[str, tuple[str, ...]]:
-    """The INSERT of ``keys`` into ``table`` compiled for ``dialect``, and the order of its
-    parameters when the driver's style is positional (empty when it takes names)."""
-    compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
-    return str(compiled), tuple(compiled.positiontup or ()) if compiled.positional else ()
-
-
-def insert_many(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the same keys, plain values) in one ``executemany``.
-
-    Straight on the driver's cursor, in the session's transaction: a first
-    mirror inserts millions of objects, and SQLAlchemy's per-row parameter
-    processing cost as much as SQLite's own insert. The statement is still
-    SQLAlchemy's, compiled for the session's dialect, so any backend works.
-    """
-    if not rows:
-        return
-    connection = session.connection()
-    sql, order = _insert_sql(connection.dialect, table, tuple(rows[0]))
-    params: Sequence[Any] = rows
-    if len(order) == 1:
-        params = [(r[order[0]],) for r in rows]
-    elif order:
-        params = list(map(operator.itemgetter(*order), rows))
-    cursor = connection.connection.cursor()
-    try:
-        cursor.executemany(sql, params)
-    finally:
-        cursor.close()
 
 
 @dataclass

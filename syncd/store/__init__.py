@@ -12,20 +12,29 @@ from syncd.store.models import (
     Package,
     PackageFile,
     UnitStamp,
+    utcnow,
 )
-from syncd.store.store import Store, Tx, utcnow
+from syncd.store.progress import ArchiveProgress, FilesProgress, Progress, ResumableProgress
+from syncd.store.steps import PackageMoved, PackageStep
+from syncd.store.store import Store, Tx
 
 __all__ = [
     "FINAL_STATES",
     "PACKAGE_STATES",
+    "ArchiveProgress",
     "Cursor",
     "Dataset",
     "Event",
+    "FilesProgress",
     "Item",
     "Label",
     "Object",
     "Package",
     "PackageFile",
+    "PackageMoved",
+    "PackageStep",
+    "Progress",
+    "ResumableProgress",
     "Store",
     "Tx",
     "UnitStamp",

@@ -35,19 +35,29 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, true
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from syncd.errors import SyncdError
-
-if TYPE_CHECKING:
-    from syncd.store.store import Tx
+from syncd.store.models import Package
 
 
 class LeaseLost(SyncdError):
     """Another daemon holds the lease now: the work in hand must not be committed."""
+
+
+class Transaction(Protocol):
+    """What a coordinator needs of an open write transaction (:class:`syncd.store.Tx`).
+
+    A protocol, so this module needs nothing from :mod:`syncd.store.store`
+    (which builds the coordinator): the store's modules import one way only.
+    """
+
+    session: Session
+
+    def event(self, name: str, **fields: Any) -> None: ...
 
 
 class Coordinator(Protocol):
@@ -60,7 +70,7 @@ class Coordinator(Protocol):
     def release(self, package_id: int) -> None: ...
     def acquire(self, lease: str) -> bool: ...
     def give_up(self, lease: str) -> None: ...
-    def check_lease(self, tx: Tx, lease: str) -> None: ...
+    def check_lease(self, tx: Transaction, lease: str) -> None: ...
     def exclusive(self, key: str) -> Any: ...
     def hold_host(self, wait: float) -> None: ...
     def close(self) -> None: ...
@@ -72,8 +82,6 @@ def owned_packages(coord: Coordinator) -> ColumnElement[bool]:
     A unit belongs to the machine whose folder holds it; on SQLite there is one
     machine, and a state restored on a renamed machine keeps working.
     """
-    from syncd.store.models import Package
-
     return true() if not coord.fleet else col(Package.host) == coord.host
 
 
@@ -99,7 +107,7 @@ class LocalCoordinator:
     def give_up(self, lease: str) -> None:
         return None
 
-    def check_lease(self, tx: Tx, lease: str) -> None:
+    def check_lease(self, tx: Transaction, lease: str) -> None:
         return None
 
     @contextmanager

@@ -7,6 +7,8 @@ ISO-8601 UTC strings, so they sort and read well in ``sqlite3``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -226,3 +228,8 @@ class SchemaMigration(SQLModel, table=True):
     version: int = Field(primary_key=True)
     description: str
     applied_at: str
+
+
+def utcnow() -> str:
+    """The current time as an ISO-8601 UTC string (the store's timestamp format)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

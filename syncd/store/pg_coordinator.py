@@ -10,21 +10,19 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from syncd.errors import ConfigError, StoreError
 from syncd.log import get_logger
 from syncd.store import postgres
-from syncd.store.coordination import LeaseLost
-
-if TYPE_CHECKING:
-    from syncd.store.store import Store, Tx
+from syncd.store.coordination import LeaseLost, Transaction
+from syncd.store.models import utcnow
 
 # Advisory lock namespaces (the first int4 of the two-key form).
 PRESENCE = 0x5359_4E01  # "SYN" 1: one per live daemon
@@ -45,8 +43,17 @@ class PostgresCoordinator:
 
     fleet = True
 
-    def __init__(self, store: Store, url: str, host: str) -> None:
-        self.store, self.url, self.host = store, url, host
+    def __init__(
+        self,
+        engine: Engine,
+        url: str,
+        host: str,
+        transaction: Callable[[], AbstractContextManager[Transaction]],
+    ) -> None:
+        """``engine`` is the store's write engine (claims, releases); ``transaction``
+        opens one of the store's write transactions (a lease taken over is an event)."""
+        self.engine, self.url, self.host = engine, url, host
+        self._transaction = transaction
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self.key = 0
@@ -134,7 +141,7 @@ class PostgresCoordinator:
             raise postgres.database_error(self.url, exc) from exc
 
     def _claim(self, me: int, package_id: int) -> bool:
-        with self.store.engine.begin() as conn:
+        with self.engine.begin() as conn:
             row = conn.execute(
                 text(
                     "SELECT claimed_by FROM packages WHERE id = :id AND host = :host "
@@ -156,7 +163,7 @@ class PostgresCoordinator:
 
     def release(self, package_id: int) -> None:
         try:
-            with self.store.engine.begin() as conn:
+            with self.engine.begin() as conn:
                 conn.execute(
                     text(
                         "UPDATE packages SET claimed_by = NULL WHERE id = :id AND claimed_by = :me"
@@ -171,7 +178,7 @@ class PostgresCoordinator:
 
     def acquire(self, lease: str) -> bool:
         me = self._present()
-        with self.store.tx() as tx:
+        with self._transaction() as tx:
             conn = tx.session.connection()
             conn.execute(
                 text(
@@ -188,8 +195,6 @@ class PostgresCoordinator:
                 return True
             if self._alive(conn, holder):
                 return False
-            from syncd.store.store import utcnow
-
             conn.execute(
                 text(
                     "UPDATE leases SET holder = :me, host = :host, acquired_at = :t WHERE name = :n"
@@ -208,7 +213,7 @@ class PostgresCoordinator:
     def give_up(self, lease: str) -> None:
         """Let another daemon take ``lease`` now (this one no longer does that work)."""
         try:
-            with self.store.engine.begin() as conn:
+            with self.engine.begin() as conn:
                 conn.execute(
                     text("UPDATE leases SET holder = NULL WHERE name = :n AND holder = :me"),
                     {"n": lease, "me": self.key},
@@ -216,7 +221,7 @@ class PostgresCoordinator:
         except DBAPIError as exc:
             raise postgres.database_error(self.url, exc) from exc
 
-    def check_lease(self, tx: Tx, lease: str) -> None:
+    def check_lease(self, tx: Transaction, lease: str) -> None:
         conn = tx.session.connection()
         # FOR SHARE: a takeover (FOR UPDATE) waits until this transaction ends,
         # so work committed here was committed while the lease was ours.

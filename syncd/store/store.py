@@ -5,7 +5,12 @@ Contract:
 * ``with store.tx() as tx:`` is one write transaction (SQLite ``BEGIN
   IMMEDIATE``, so two writers never deadlock on a lock upgrade). Everything
   done through ``tx.session``, every :meth:`Tx.event` and every
-  :meth:`Tx.transition` commits together or not at all.
+  :meth:`Tx.transition` commits together or not at all. ``Tx.transition``
+  takes only the edges of the state machine (:mod:`syncd.store.lifecycle`).
+* ``with store.package_step(package_id, expect=(…)) as step:`` is one step
+  of a package's life in one write transaction: the row read afresh (or
+  :class:`~syncd.store.steps.PackageMoved` when it is not in an expected
+  state), then intent-named operations (:mod:`syncd.store.steps`).
 * Events are logged only after their transaction has committed; then each
   listener added with :meth:`Store.add_commit_listener` (this store's own:
   two stores in one process never see each other's events) is called.
@@ -24,24 +29,25 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from syncd import failpoints
 from syncd.config import masked_url
 from syncd.errors import ConfigError, StoreError
 from syncd.log import get_logger, redact
-from syncd.store.coordination import Coordinator, LocalCoordinator
+from syncd.store.coordination import Coordinator, LocalCoordinator, owned_packages
+from syncd.store.lifecycle import LIVE_STATES, REOPEN, InvalidTransition, check_transition
 from syncd.store.migrations import LATEST_VERSION, migrate
-from syncd.store.models import FINAL_STATES, PACKAGE_STATES, Event, Package
+from syncd.store.models import Cursor, Event, Package, utcnow
+from syncd.store.steps import PackageMoved, PackageStep
 
 BUSY_TIMEOUT_MS = 30_000
 # FULL, not WAL's usual NORMAL: under NORMAL a commit can roll back after a
@@ -51,11 +57,6 @@ BUSY_TIMEOUT_MS = 30_000
 # survive one, or a reboot re-submits blindly. FULL syncs the WAL at every
 # commit; bench/durability.py measures what that costs (docs/guarantees.md).
 SYNCHRONOUS = "FULL"
-
-
-def utcnow() -> str:
-    """The current time as an ISO-8601 UTC string (the store's timestamp format)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _engine(path: Path, *, immediate: bool) -> Engine:
@@ -164,11 +165,12 @@ class Tx:
         )
 
     def transition(self, pkg: Package, to_state: str, **fields: Any) -> None:
-        """Move ``pkg`` to ``to_state`` and record ``package.<to_state>`` in this transaction."""
-        if to_state not in PACKAGE_STATES:
-            raise ValueError(f"unknown package state {to_state!r}")
-        if pkg.state in FINAL_STATES:
-            raise ValueError(f"package {pkg.id} is already {pkg.state}")
+        """Move ``pkg`` to ``to_state`` and record ``package.<to_state>`` in this transaction.
+
+        Only the edges of :data:`syncd.store.lifecycle.TRANSITIONS`; any other
+        move raises :class:`~syncd.store.lifecycle.InvalidTransition`.
+        """
+        check_transition(pkg.id, pkg.state, to_state)
         from_state = pkg.state
         now = utcnow()
         pkg.state = to_state
@@ -196,10 +198,10 @@ class Tx:
         The one edge out of a final state. The caller forgets the package's
         file list first, so the unit's files are packed again as they are now.
         """
-        if pkg.state != "failed":
-            raise ValueError(f"package {pkg.id} is {pkg.state}, not failed")
+        if pkg.state != REOPEN[0]:
+            raise InvalidTransition(f"package {pkg.id} is {pkg.state}, not failed")
         now = utcnow()
-        pkg.state, pkg.updated_at, pkg.state_changed_at = "detected", now, now
+        pkg.state, pkg.updated_at, pkg.state_changed_at = REOPEN[1], now, now
         self.session.add(pkg)
         self.session.flush()
         self.event(
@@ -352,7 +354,9 @@ class Store:
         coord: PostgresCoordinator | None = None
         try:
             postgres.check_schema(self._write, url, LATEST_VERSION)
-            coord = PostgresCoordinator(self, url, self.host)
+            # The engine first, then the coordinator over it: it writes through the
+            # store's transactions (self.tx needs only the engine and the host).
+            coord = PostgresCoordinator(self._write, url, self.host, self.tx)
             with coord.exclusive("migrate"):
                 self.version = migrate(self._write)
         except BaseException as exc:
@@ -397,6 +401,25 @@ class Store:
         tx.emit_logs()
 
     @contextmanager
+    def package_step(
+        self, package_id: int | None, expect: Collection[str] = LIVE_STATES
+    ) -> Iterator[PackageStep]:
+        """One step of a package in one write transaction (:mod:`syncd.store.steps`).
+
+        Raises :class:`~syncd.store.steps.PackageMoved` (nothing written) when
+        the package is gone or not in one of the ``expect``-ed states.
+        """
+        with self.tx() as tx:
+            pkg = tx.session.get(Package, package_id) if package_id is not None else None
+            if pkg is None:
+                raise PackageMoved(f"package {package_id} does not exist")
+            if pkg.state not in expect:
+                raise PackageMoved(
+                    f"package {package_id} is {pkg.state}, not {' or '.join(expect)}"
+                )
+            yield PackageStep(tx, pkg)
+
+    @contextmanager
     def read(self) -> Iterator[Session]:
         """A read session; rows it loads stay usable after it ends (detached, not expired)."""
         session = Session(self._read, expire_on_commit=False)
@@ -413,12 +436,6 @@ class Store:
 
         For gauges and ``STATUS=`` lines: a reading that fails is skipped, never raised.
         """
-        from sqlalchemy import func
-        from sqlmodel import select
-
-        from syncd.store.coordination import owned_packages
-        from syncd.store.models import Package
-
         try:
             with self.read() as s:
                 rows = s.exec(
@@ -432,10 +449,6 @@ class Store:
 
     def cursor_values(self, name: str) -> dict[str, str]:
         """sync → value of the cursor ``name`` (e.g. ``last_pull_at``); {} on error."""
-        from sqlmodel import select
-
-        from syncd.store.models import Cursor
-
         try:
             with self.read() as s:
                 rows = s.exec(select(Cursor.sync, Cursor.value).where(Cursor.name == name)).all()

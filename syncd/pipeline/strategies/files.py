@@ -1,0 +1,238 @@
+"""The files strategy (per-file push): upload each data item's files, then register the items.
+
+For remotes whose ``capabilities.upload`` is ``"files"`` (BasicAI,
+Segments.ai): the package's frozen file list is pushed file by file instead
+of as one archive. :func:`syncd.pipeline.upload.advance` hands such packages
+to :class:`FilesStrategy` step by step; the states are the same as for
+archives.
+
+Contract (the package's :class:`~syncd.store.FilesProgress` records every
+step, keyed by the file's path in the unit and by the top-level name):
+
+* ``packed → uploading`` is committed before the first byte. Then, one data
+  item (a top-level name: a frame, an image or a whole ``scene_*``) at a time,
+  the item's files not yet recorded are checked against what was packed,
+  stored on the platform in one batch, checked again, and their refs
+  committed in one transaction (``files``). A crash re-uploads only the
+  files of the item in flight (storing an object twice is harmless: nothing
+  points at the first copy). When every file is stored: ``uploaded``.
+* ``uploaded → submitted`` is committed, then each item is registered once:
+  its name is committed as ``registering`` before the request and its ids as
+  ``registered`` right after. After a crash in between, the platform is asked
+  whether the name exists before registering again, so nothing is registered
+  twice. Single items are registered in batches of up to 100.
+* Registration is synchronous on these platforms: once every item is
+  registered, ``processing`` and ``done`` are committed together.
+* Files that belong to no data item are not pushed: the platform stores files
+  only as parts of items. ``package.files_skipped`` (warning) names them.
+* A file that changed since packing sends the package back to ``detected``
+  (as for archives); errors are handled by :func:`syncd.pipeline.upload.advance`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import PurePosixPath
+from typing import Any, cast
+
+from syncd import failpoints
+from syncd.errors import Cancelled, LocalDataError
+from syncd.pipeline.archive import file_path, verify_files
+from syncd.pipeline.context import SyncContext
+from syncd.pipeline.strategies.common import package_files, repack
+from syncd.remotes.base import FilePushRemote, PushData, PushFile
+from syncd.store import FilesProgress, Package, PackageFile
+
+READ_CHUNK = 1024 * 1024
+REGISTER_BATCH = 100
+
+
+def _remote(ctx: SyncContext) -> FilePushRemote:
+    return cast(FilePushRemote, ctx.remote)
+
+
+def is_scene(name: str) -> bool:
+    return name.lower().startswith("scene_")
+
+
+def items_of(files: list[PackageFile]) -> dict[str, list[PackageFile]]:
+    """Top-level name → its files, in file order. Files of no item are not pushed."""
+    out: dict[str, list[PackageFile]] = {}
+    for f in files:
+        if f.item_key:
+            out.setdefault(f.item_key, []).append(f)
+    return out
+
+
+def _device(f: PackageFile) -> str:
+    parts = PurePosixPath(f.arcname).parts
+    return parts[-2] if len(parts) >= 2 else ""
+
+
+def _filename(f: PackageFile) -> str:
+    return PurePosixPath(f.arcname).name
+
+
+def _frame(f: PackageFile) -> str:
+    name = _filename(f)
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def _update(
+    ctx: SyncContext, pkg: Package, expect: tuple[str, ...], change: Callable[[FilesProgress], None]
+) -> Package:
+    """Apply ``change`` to the package's :class:`~syncd.store.FilesProgress` in one transaction."""
+    with ctx.store.package_step(pkg.id, expect=expect) as step:
+        progress = step.progress(FilesProgress)
+        change(progress)
+        step.record(progress)
+        return step.pkg
+
+
+class FilesStrategy:
+    """Each data item's files, then registration (see module docstring)."""
+
+    name = "files"
+
+    def upload(self, ctx: SyncContext, pkg: Package) -> Package | None:
+        """``packed``/``uploading`` → ``uploaded``: every item's files stored, refs recorded."""
+        assert ctx.cfg.folder is not None and pkg.remote_dataset_id
+        folder, dataset_id = ctx.cfg.folder, pkg.remote_dataset_id
+        if pkg.state == "packed":
+            loose = [f.rel_path for f in package_files(ctx, pkg) if not f.item_key]
+            with ctx.store.package_step(pkg.id, expect=("packed",)) as step:
+                fresh = step.pkg
+                fresh.submit_started_at = None
+                step.advance("uploading", files=fresh.file_count, bytes=fresh.total_bytes)
+                if loose:
+                    # No data item to register them with: say so, never drop them silently.
+                    step.event(
+                        "package.files_skipped",
+                        level="warning",
+                        files=loose[:50],
+                        count=len(loose),
+                        reason="these files belong to no data item (no sensor folder with a "
+                        "matching base name); the platform takes files only as parts of data items",
+                    )
+                pkg = fresh
+        started = time.monotonic()
+        for files in items_of(package_files(ctx, pkg)).values():
+            done = FilesProgress.parse(pkg.upload_ref).files
+            todo = [f for f in files if f.rel_path not in done]
+            if not todo:
+                continue
+            try:
+                verify_files(folder, todo)
+                refs = _remote(ctx).upload_files(dataset_id, [_push_file(ctx, f) for f in todo])
+                verify_files(folder, todo)
+            except LocalDataError as exc:
+                repack(ctx, pkg, str(exc))
+                return None
+            stored = {f.rel_path: r for f, r in zip(todo, refs, strict=True)}
+            pkg = _update(ctx, pkg, ("uploading",), partial(_stored, refs=stored))
+            failpoints.reached("upload.item_sent")
+            if ctx.stop.is_set():
+                return None
+        seconds = time.monotonic() - started
+        with ctx.store.package_step(pkg.id, expect=("uploading",)) as step:
+            fresh = step.pkg
+            step.succeed(
+                "uploaded",
+                files=fresh.file_count,
+                bytes=fresh.total_bytes,
+                seconds=round(seconds, 3),
+            )
+            return fresh
+
+    def finish(self, ctx: SyncContext, pkg: Package) -> Package | None:
+        """``uploaded``/``submitted`` → ``done``: each item registered exactly once."""
+        dataset_id = pkg.remote_dataset_id
+        assert dataset_id
+        remote = _remote(ctx)
+        if pkg.state == "uploaded":
+            with ctx.store.package_step(pkg.id, expect=("uploaded",)) as step:
+                step.advance("submitted", items=step.pkg.item_count)
+                pkg = step.pkg
+        progress = FilesProgress.parse(pkg.upload_ref)
+        stored, registered = progress.files, progress.registered
+        if progress.registering:
+            # A crash between "registering" and "registered": did the request arrive?
+            found = remote.find_names(dataset_id, progress.registering)
+            pkg = _update(ctx, pkg, REGISTERING, lambda p: _registered(p, found))
+            registered = {**registered, **found}
+        items = {
+            n: fs for n, fs in items_of(package_files(ctx, pkg)).items() if n not in registered
+        }
+        singles = [n for n in items if not is_scene(n)]
+        scenes = [n for n in items if is_scene(n)]
+        for start in range(0, len(singles), REGISTER_BATCH):
+            names = singles[start : start + REGISTER_BATCH]
+            data = [PushData(n, [stored[f.rel_path] for f in items[n]]) for n in names]
+            pkg = _register(
+                ctx, pkg, names, lambda d=data: remote.register(dataset_id, d, scene=None)
+            )
+        for scene in scenes:
+            frames: dict[str, list[dict[str, Any]]] = {}
+            for f in items[scene]:
+                frames.setdefault(_frame(f), []).append(stored[f.rel_path])
+            data = [PushData(n, refs) for n, refs in frames.items()]
+            pkg = _register(
+                ctx, pkg, [scene], lambda s=scene, d=data: remote.register(dataset_id, d, scene=s)
+            )
+        with ctx.store.package_step(pkg.id, expect=REGISTERING) as step:
+            fresh = step.pkg
+            ids = step.progress(FilesProgress).registered
+            fresh.attempts = 0
+            fresh.last_error = None
+            # Registration is synchronous: processing ends as it starts.
+            if fresh.state == "submitted":
+                step.advance("processing", items=fresh.item_count, registered=len(ids))
+            step.advance("done", items=fresh.item_count, registered=len(ids))
+            return None
+
+
+# Registration runs in ``submitted``; ``processing`` is committed together with
+# ``done``, so a package is never found there, but one would be finished alike.
+REGISTERING = ("submitted", "processing")
+
+
+def _stored(progress: FilesProgress, refs: dict[str, dict[str, Any]]) -> None:
+    progress.files.update(refs)
+
+
+def _registered(progress: FilesProgress, ids: dict[str, str]) -> None:
+    progress.registered.update(ids)
+    progress.registering = []
+
+
+def _push_file(ctx: SyncContext, f: PackageFile) -> PushFile:
+    assert ctx.cfg.folder is not None
+    path = file_path(ctx.cfg.folder, f)
+
+    def body() -> Iterator[bytes]:
+        try:
+            with path.open("rb") as fh:
+                while chunk := fh.read(READ_CHUNK):
+                    ctx.progress()
+                    if ctx.cancel.is_set():
+                        raise Cancelled(f"{f.unit}: upload stopped by the drain deadline")
+                    yield chunk
+        except OSError as exc:
+            raise LocalDataError(f"{f.unit}/{f.rel_path}: reading failed: {exc.strerror}") from exc
+
+    return PushFile(
+        key=f.rel_path, device=_device(f), filename=_filename(f), size=f.size, body=body
+    )
+
+
+def _register(ctx: SyncContext, pkg: Package, names: list[str], send: Any) -> Package:
+    def registering(progress: FilesProgress) -> None:
+        progress.registering = names
+
+    pkg = _update(ctx, pkg, REGISTERING, registering)
+    failpoints.reached("register.before")
+    ids: dict[str, str] = send()
+    failpoints.reached("register.sent")
+    return _update(ctx, pkg, REGISTERING, lambda p: _registered(p, ids))
