@@ -42,23 +42,6 @@ LAYERS: list[tuple[str, ...]] = [
     ("syncd.pipeline",),
 ]
 
-# Known violations in areas other workstreams are changing now; each is removed
-# from here when its fix is merged (the test fails on an entry whose module
-# exists but no longer has the import, so the list cannot go stale):
-# - remotes/deepen.py imports skip_bytes from pipeline/archive.py (upward):
-#   the backend kit ("kit") moves it below the remotes;
-# - daemon/{loop,once,reload}.py import daemon/compose.py's Daemon for types
-#   (under TYPE_CHECKING) while compose imports them: a cycle the "daemon"
-#   workstream removes (a Protocol, or the driver passed its parts).
-ALLOWED: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("syncd.remotes.deepen", "syncd.pipeline.archive"),
-        ("syncd.daemon.loop", "syncd.daemon.compose"),
-        ("syncd.daemon.once", "syncd.daemon.compose"),
-        ("syncd.daemon.reload", "syncd.daemon.compose"),
-    }
-)
-
 
 def _module_name(path: Path) -> str:
     parts = ["syncd", *path.relative_to(ROOT).with_suffix("").parts]
@@ -137,10 +120,6 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def _allowed_removed(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    return {m: {d for d in deps if (m, d) not in ALLOWED} for m, deps in graph.items()}
-
-
 def test_the_walker_sees_the_imports() -> None:
     graph = import_graph()
     assert "syncd.pipeline.strategies" in graph["syncd.pipeline.upload"]
@@ -152,11 +131,11 @@ def test_the_walker_sees_the_imports() -> None:
 
 
 def test_no_import_cycle() -> None:
-    assert _cycles(_allowed_removed(import_graph())) == []
+    assert _cycles(import_graph()) == []
 
 
 def test_no_import_from_a_lower_layer_to_a_higher_one() -> None:
-    graph = _allowed_removed(import_graph())
+    graph = import_graph()
     upward = sorted(
         f"{m} (layer {layer(m)}) imports {d} (layer {layer(d)})"
         for m, deps in graph.items()
@@ -164,12 +143,6 @@ def test_no_import_from_a_lower_layer_to_a_higher_one() -> None:
         if layer(d) > layer(m)
     )
     assert upward == []
-
-
-def test_every_allowed_violation_still_exists() -> None:
-    """Once a listed import is gone, remove it from ALLOWED."""
-    graph = import_graph()
-    assert sorted(e for e in ALLOWED if e[0] in graph and e[1] not in graph[e[0]]) == []
 
 
 def test_a_cycle_and_an_upward_import_are_found() -> None:

@@ -2,10 +2,11 @@
 
 Modules, by job:
 
-* :mod:`.compose`: :class:`Daemon`, the composition root: builds the store,
+* :mod:`.compose`: :class:`DaemonCore`, the composition root: builds the store,
   the remotes and one ``SyncContext`` per sync; owns the daemon's metrics,
   heartbeats and error quieting (nothing shared with another daemon in the
-  same process); runs each stage step under :meth:`Daemon.guard`.
+  same process); runs each stage step under :meth:`DaemonCore.guard`.
+* :mod:`.daemon`: :class:`Daemon`, the composition with its drivers.
 * :mod:`.loop`: ``syncd run``: the run loop, the push cycle it repeats, the
   drain on SIGTERM/SIGINT, SIGHUP.
 * :mod:`.once`: ``syncd once`` and its exit code.
@@ -19,7 +20,8 @@ daemon: each is recorded as ``daemon.stage_error`` at most every
 when the stage works again.
 """
 
-from syncd.daemon.compose import HOST_WAIT_SECONDS, Daemon
+from syncd.daemon.compose import HOST_WAIT_SECONDS, DaemonCore
+from syncd.daemon.daemon import Daemon
 from syncd.daemon.loop import HARD_EXIT_GRACE, LOOP_SECONDS, RESCAN_SECONDS, SWEEP_SLICE_SECONDS
 from syncd.daemon.once import ONCE_GIVE_UP_ATTEMPTS
 from syncd.daemon.reload import ReloadPlan, plan_reload
@@ -34,6 +36,7 @@ __all__ = [
     "RESCAN_SECONDS",
     "SWEEP_SLICE_SECONDS",
     "Daemon",
+    "DaemonCore",
     "ReloadPlan",
     "plan_reload",
 ]

@@ -1,4 +1,4 @@
-"""The composition root: one :class:`Daemon` builds the store, the remotes and a
+"""The composition root: one :class:`DaemonCore` builds the store, the remotes and a
 :class:`~syncd.pipeline.context.SyncContext` per sync, and owns everything a
 running daemon holds.
 
@@ -11,12 +11,13 @@ Contract:
   (:class:`~syncd.quiet.Quiet`). Two daemons in one process (two configs, two
   state folders) share none of it. Process-wide by design: the logging setup,
   and each remote's rate limiter (the platform counts one budget per token).
-* :meth:`Daemon.guard` runs one stage step: an error never escapes; it is
+* :meth:`DaemonCore.guard` runs one stage step: an error never escapes; it is
   reported as ``daemon.stage_error`` at most every ``QUIET_SECONDS`` per stage
   (same error shape), with ``consecutive_errors``, and once
   ``daemon.stage_recovered`` (``after_errors``) when the stage works again.
 * The drivers live next door: :mod:`.loop` (``syncd run``, the push cycle,
-  signals), :mod:`.once` (``syncd once``), :mod:`.reload` (SIGHUP).
+  signals), :mod:`.once` (``syncd once``), :mod:`.reload` (SIGHUP); the
+  :class:`~syncd.daemon.Daemon` of :mod:`syncd.daemon.daemon` joins them.
 """
 
 from __future__ import annotations
@@ -29,9 +30,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from syncd.config import Config, PlatformConfig, SyncConfig
-from syncd.daemon import loop
-from syncd.daemon import once as once_driver
-from syncd.daemon import reload as reload_driver
 from syncd.errors import ConfigError, SyncdError
 from syncd.health import Heartbeats
 from syncd.log import get_logger
@@ -51,8 +49,13 @@ T = TypeVar("T")
 HOST_WAIT_SECONDS = 30.0
 
 
-class Daemon:
-    """All syncs of one configuration, sharing one store."""
+class DaemonCore:
+    """All syncs of one configuration, sharing one store: what the drivers work on.
+
+    :class:`syncd.daemon.Daemon` adds the drivers (``run``, ``once``,
+    ``reload``, ``push_cycle``); they live in the modules next door and take a
+    ``DaemonCore``, so this module imports none of them (no import cycle).
+    """
 
     def __init__(
         self, cfg: Config, *, max_retries: int | None = None, config_file: Path | None = None
@@ -110,37 +113,6 @@ class Daemon:
         for r in [*self.remotes.values(), *self.retired]:
             r.close()
         self.store.close()
-
-    # --- the drivers (see the modules next door) ----------------------------------------
-
-    def run(self) -> int:
-        """``syncd run``: the foreground daemon until SIGTERM (:func:`.loop.run`)."""
-        return loop.run(self)
-
-    def push_cycle(
-        self,
-        dirty: dict[str, set[str] | None] | None = None,
-        *,
-        catch_up: bool = False,
-        sweeps: dict[str, detect.FullScan] | None = None,
-        rescan: frozenset[str] = frozenset(),
-    ) -> None:
-        """One pass of watch → pack → upload over every sync (:func:`.loop.push_cycle`)."""
-        loop.push_cycle(self, dirty, catch_up=catch_up, sweeps=sweeps, rescan=rescan)
-
-    def once(
-        self,
-        *,
-        timeout: float = 3600.0,
-        progress: Callable[[dict[str, int]], None] | None = None,
-    ) -> int:
-        """``syncd once``: the exit code (:func:`.once.run_once`)."""
-        return once_driver.run_once(self, timeout=timeout, progress=progress)
-
-    def reload(self) -> bool:
-        """Re-read the config file (SIGHUP) and apply it, or keep the running one
-        (:func:`.reload.reload`)."""
-        return reload_driver.reload(self)
 
     # --- one stage step ------------------------------------------------------------------
 

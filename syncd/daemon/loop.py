@@ -35,6 +35,7 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from syncd.daemon import reload as reload_driver
 from syncd.errors import SyncdError
 from syncd.pipeline import detect, pack, upload
 from syncd.pipeline.schedule import HEARTBEAT_SECONDS, build_scheduler
@@ -42,7 +43,7 @@ from syncd.pipeline.watcher import FolderWatcher
 from syncd.supervise import Supervisor
 
 if TYPE_CHECKING:
-    from syncd.daemon.compose import Daemon
+    from syncd.daemon.compose import DaemonCore
 
 RESCAN_SECONDS = 300.0
 LOOP_SECONDS = 1.0
@@ -52,7 +53,7 @@ HARD_EXIT_GRACE = 5.0
 
 
 def push_cycle(
-    d: Daemon,
+    d: DaemonCore,
     dirty: dict[str, set[str] | None] | None = None,
     *,
     catch_up: bool = False,
@@ -103,7 +104,7 @@ def push_cycle(
                 del sweeps[ctx.name]
 
 
-def _give_back(d: Daemon, sync: str, units: set[str] | None) -> None:
+def _give_back(d: DaemonCore, sync: str, units: set[str] | None) -> None:
     """A scan that failed (the database restarting, a full disk) hands the units the
     watcher reported back to it (None: the whole folder), so the next pass scans
     them again instead of leaving them to the next full scan, minutes later."""
@@ -111,7 +112,7 @@ def _give_back(d: Daemon, sync: str, units: set[str] | None) -> None:
         d.watcher.requeue(sync, units)
 
 
-def run(d: Daemon) -> int:
+def run(d: DaemonCore) -> int:
     """``syncd run``: the foreground daemon (see module docstring)."""
     install_signals(d)
     hb = d.heartbeats
@@ -173,7 +174,7 @@ def run(d: Daemon) -> int:
     return 0
 
 
-def _loop(d: Daemon, watcher: FolderWatcher) -> None:
+def _loop(d: DaemonCore, watcher: FolderWatcher) -> None:
     # The first pass is the catch-up scan: units that changed while the daemon was
     # down start moving at once; the full scan (every file stat-ed, in-place edits
     # found) follows on the next pass and then every RESCAN_SECONDS. Not a time
@@ -185,13 +186,13 @@ def _loop(d: Daemon, watcher: FolderWatcher) -> None:
         d.heartbeats.beat("push")
         if d.reload_requested.is_set():
             d.reload_requested.clear()
-            d.reload()
+            reload_driver.reload(d)
             sweeps.clear()  # the syncs may have changed: sweep them anew
             last_full = None
         now = time.monotonic()
         if catching_up:
             catching_up = False
-            d.push_cycle(None, catch_up=True)
+            push_cycle(d, None, catch_up=True)
         else:
             watcher.check()
             for n in watcher.take_notices():
@@ -203,14 +204,14 @@ def _loop(d: Daemon, watcher: FolderWatcher) -> None:
                 last_full = now
                 rescan = frozenset(dirty)
             # changed units keep their turn while a sweep starts
-            d.push_cycle(dirty, sweeps=sweeps, rescan=rescan)
+            push_cycle(d, dirty, sweeps=sweeps, rescan=rescan)
         # between slices of a full scan, no pause: changed units are
         # still seen first, on every pass
         d.wake.wait(0 if sweeps else LOOP_SECONDS)
         d.wake.clear()
 
 
-def _beat_scheduler_and_watcher(d: Daemon, watcher: FolderWatcher) -> None:
+def _beat_scheduler_and_watcher(d: DaemonCore, watcher: FolderWatcher) -> None:
     """The scheduler's heartbeat job: it runs, so the scheduler dispatches; and the
     watcher is alive while every observer thread runs (a dead one that the push
     loop cannot restart leaves the folder unwatched: stale)."""
@@ -219,7 +220,7 @@ def _beat_scheduler_and_watcher(d: Daemon, watcher: FolderWatcher) -> None:
         d.heartbeats.beat("watcher")
 
 
-def _drain_deadline(d: Daemon) -> None:
+def _drain_deadline(d: DaemonCore) -> None:
     """The drain took too long: cut transfers now, and exit for sure a little later."""
     for ctx in d.contexts:
         ctx.cancel.set()
@@ -231,7 +232,7 @@ def _drain_deadline(d: Daemon) -> None:
     os._exit(0)
 
 
-def install_signals(d: Daemon) -> None:
+def install_signals(d: DaemonCore) -> None:
     """SIGTERM/SIGINT drain (a second one exits at once), SIGHUP reloads; main thread only."""
     if threading.current_thread() is not threading.main_thread():
         return  # embedded (tests): the caller stops the daemon through ``stop``

@@ -21,10 +21,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from syncd.daemon.loop import push_cycle
 from syncd.store import FINAL_STATES, Package, queries
 
 if TYPE_CHECKING:
-    from syncd.daemon.compose import Daemon
+    from syncd.daemon.compose import DaemonCore
 
 ONCE_GIVE_UP_ATTEMPTS = 4  # about 15 s of backoff: enough for a blip, not for a broken file
 STUCK_STAGE_ERRORS = 20
@@ -32,7 +33,7 @@ PASS_PAUSE_SECONDS = 0.2
 
 
 def blocked_packages(
-    d: Daemon, attempts_before: dict[int, int], attempts: int = ONCE_GIVE_UP_ATTEMPTS
+    d: DaemonCore, attempts_before: dict[int, int], attempts: int = ONCE_GIVE_UP_ATTEMPTS
 ) -> list[Package]:
     """Pending packages whose step failed ``attempts`` times in a row since the run began."""
     return [
@@ -42,7 +43,7 @@ def blocked_packages(
     ]
 
 
-def run_states(d: Daemon, max_before: int, open_before: set[int]) -> dict[str, int]:
+def run_states(d: DaemonCore, max_before: int, open_before: set[int]) -> dict[str, int]:
     """Packages by state among this run's: open at its start, or created since.
 
     ``detected`` ones (units not settled) are left out: ``once`` does not wait for them.
@@ -54,7 +55,7 @@ def run_states(d: Daemon, max_before: int, open_before: set[int]) -> dict[str, i
 
 
 def run_once(
-    d: Daemon,
+    d: DaemonCore,
     *,
     timeout: float = 3600.0,
     progress: Callable[[dict[str, int]], None] | None = None,
@@ -73,9 +74,9 @@ def run_once(
 
     # A first scan only records what is there; a second one (same content)
     # settles units whose files are older than settle_seconds.
-    d.push_cycle()
+    push_cycle(d)
     while not d.stop.is_set():
-        d.push_cycle()
+        push_cycle(d)
         report()
         if not _waiting_is_useful(d, attempts_before, started, timeout):
             break
@@ -89,7 +90,7 @@ def run_once(
 
 
 def _waiting_is_useful(
-    d: Daemon, attempts_before: dict[int, int], started: float, timeout: float
+    d: DaemonCore, attempts_before: dict[int, int], started: float, timeout: float
 ) -> bool:
     """Whether another pass may still finish something; if not, say why (and fail the run)."""
     pending = d.pending_packages()

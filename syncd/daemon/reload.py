@@ -32,7 +32,7 @@ from syncd.pipeline import pull
 from syncd.remotes.base import Remote
 
 if TYPE_CHECKING:
-    from syncd.daemon.compose import Daemon
+    from syncd.daemon.compose import DaemonCore
 
 # Sections a running daemon cannot swap: they keep their values until a restart.
 RESTART_SECTIONS = ("state", "log", "server")
@@ -84,7 +84,7 @@ def plan_reload(old: Config, running: Mapping[str, SyncConfig], new: Config) -> 
     )
 
 
-def reload(d: Daemon) -> bool:
+def reload(d: DaemonCore) -> bool:
     """Re-read the config file (SIGHUP); apply it, or keep the running one and say why."""
     if d.config_file is None:
         d.record("daemon.reload_failed", "error", error="no config file to re-read")
@@ -111,7 +111,7 @@ def reload(d: Daemon) -> bool:
     return True
 
 
-def apply_plan(d: Daemon, plan: ReloadPlan) -> None:
+def apply_plan(d: DaemonCore, plan: ReloadPlan) -> None:
     """Swap the daemon's remotes and syncs as ``plan`` says, and record ``daemon.reloaded``."""
     new = plan.config
     remotes: dict[str, Remote] = {

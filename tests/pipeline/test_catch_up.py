@@ -210,15 +210,20 @@ def test_the_daemon_catches_up_then_scans_fully_at_once_even_just_after_boot(
     monkeypatch.setattr(syncd.daemon.loop, "time", clock)
     d = env.daemon()
     passes: list[tuple[bool, bool, Any]] = []
-    real_cycle = d.push_cycle
+    real_cycle = syncd.daemon.loop.push_cycle
 
     def recording(
-        dirty: Any = None, *, catch_up: bool = False, sweeps: Any = None, rescan: Any = frozenset()
+        daemon: Any,
+        dirty: Any = None,
+        *,
+        catch_up: bool = False,
+        sweeps: Any = None,
+        rescan: Any = frozenset(),
     ) -> None:
         passes.append((dirty is None, catch_up, rescan))
-        real_cycle(dirty, catch_up=catch_up, sweeps=sweeps, rescan=rescan)
+        real_cycle(daemon, dirty, catch_up=catch_up, sweeps=sweeps, rescan=rescan)
 
-    monkeypatch.setattr(d, "push_cycle", recording)
+    monkeypatch.setattr(syncd.daemon.loop, "push_cycle", recording)
     t = threading.Thread(target=d.run)
     t.start()
     try:

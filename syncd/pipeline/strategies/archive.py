@@ -39,7 +39,7 @@ from syncd.pipeline.archive import open_archive, verify_files
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.readahead import read_ahead
 from syncd.pipeline.strategies.common import guarded, package_files, repack
-from syncd.remotes.base import Upload, capabilities
+from syncd.remotes.base import Upload, archive_push, capabilities
 from syncd.store import ArchiveProgress, Package, PackageFile, PackageMoved, Progress, utcnow
 
 # Keys of a resumable upload's ref that the ``package.uploaded`` event carries:
@@ -111,7 +111,7 @@ class ArchiveStrategy:
         assert ctx.cfg.folder is not None and pkg.remote_dataset_id and pkg.archive_name
         assert pkg.archive_bytes is not None
         folder, class_ids = ctx.cfg.folder, progress.classes
-        upload = ctx.remote.upload_archive(
+        upload = archive_push(ctx.remote).upload_archive(
             pkg.remote_dataset_id,
             pkg.archive_name,
             pkg.archive_bytes,
@@ -145,7 +145,7 @@ class ArchiveStrategy:
         upload = Upload(ref=self.progress_kind.parse(pkg.upload_ref).flat())
         result_type = ctx.cfg.result_type if pkg.has_results else None
         try:
-            serial = ctx.remote.submit(dataset_id, upload, with_results=result_type)
+            serial = archive_push(ctx.remote).submit(dataset_id, upload, with_results=result_type)
         except TransientError as exc:
             if not exc.request_sent:
                 with ctx.store.package_step(pkg.id, expect=("uploaded",)) as step:
@@ -160,7 +160,7 @@ class ArchiveStrategy:
     def _poll(self, ctx: SyncContext, pkg: Package) -> Package | None:
         assert pkg.serial
         try:
-            p = ctx.remote.processing(pkg.serial)
+            p = archive_push(ctx.remote).processing(pkg.serial)
         except NotFoundError as exc:
             raise PermanentError(f"the platform does not know upload {pkg.serial}: {exc}") from exc
         with ctx.store.package_step(pkg.id, expect=("submitted", "processing")) as step:
