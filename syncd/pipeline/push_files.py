@@ -38,8 +38,9 @@ from typing import Any, cast
 
 from syncd import failpoints
 from syncd.errors import Cancelled, LocalDataError
-from syncd.pipeline.archive import file_path, verify_files
+from syncd.pipeline.archive import verify_files
 from syncd.pipeline.context import SyncContext
+from syncd.pipeline.safeopen import stream_packaged
 from syncd.remotes.base import FilePushRemote, PushData, PushFile
 from syncd.store import Package, PackageFile
 
@@ -157,16 +158,16 @@ def upload(ctx: SyncContext, pkg: Package) -> Package | None:
 
 def _push_file(ctx: SyncContext, f: PackageFile) -> PushFile:
     assert ctx.cfg.folder is not None
-    path = file_path(ctx.cfg.folder, f)
+    folder = ctx.cfg.folder
 
     def body() -> Iterator[bytes]:
         try:
-            with path.open("rb") as fh:
-                while chunk := fh.read(READ_CHUNK):
-                    ctx.progress()
-                    if ctx.cancel.is_set():
-                        raise Cancelled(f"{f.unit}: upload stopped by the drain deadline")
-                    yield chunk
+            # opened without following links, checked on the descriptor (safeopen)
+            for chunk in stream_packaged(folder, f, READ_CHUNK):
+                ctx.progress()
+                if ctx.cancel.is_set():
+                    raise Cancelled(f"{f.unit}: upload stopped by the drain deadline")
+                yield chunk
         except OSError as exc:
             raise LocalDataError(f"{f.unit}/{f.rel_path}: reading failed: {exc.strerror}") from exc
 

@@ -129,7 +129,7 @@ def scan_unit(
     state); unreadable directories raise LocalDataError naming the path.
     Never followed: directory symlinks, and file symlinks whose target lies
     outside ``folder`` (they go to ``skipped``). FIFOs, sockets and devices
-    are not data and are ignored; names that are not valid UTF-8 cannot be
+    are not data and go to ``skipped`` with what they are; names that are not valid UTF-8 cannot be
     named in an archive or on the platform and go to ``skipped``.
     ``real_folder`` is ``os.path.realpath(folder)`` when the caller has it (a
     full scan resolves it once, not once per unit).
@@ -196,7 +196,11 @@ def scan_unit(
                         skipped.append((rel, "a symlink that leads outside the watched folder"))
                         continue
                 if not entry.is_file(follow_symlinks=True):
-                    continue  # sockets, fifos, devices, dangling links: not data
+                    # sockets, FIFOs, devices: not data, and said so; dangling links: gone
+                    kind = _special(entry)
+                    if kind:
+                        skipped.append((rel, kind))
+                    continue
                 est = entry.stat(follow_symlinks=True)
             except FileNotFoundError:
                 continue
@@ -289,6 +293,21 @@ def _scan_plain_dir(
     out.extend(map(_as_filestat, zip(rels, map(_SIZE, stats), map(_MTIME, stats), strict=True)))
     dirs.append(DirStamp(prefix.rstrip("/"), dst.st_ino, dst.st_ctime_ns))
     return True
+
+
+def _special(entry: os.DirEntry[str]) -> str | None:
+    """Why a non-regular entry is not data (a FIFO would block its reader), or None."""
+    try:
+        mode = entry.stat(follow_symlinks=True).st_mode
+    except OSError:
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO, not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device, not a regular file"
+    return None
 
 
 def _utf8(name: str) -> bool:
