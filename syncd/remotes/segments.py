@@ -190,6 +190,13 @@ class _Seen:
 # --- the backend ------------------------------------------------------------------------
 
 
+def form_quote(value: str) -> str:
+    """A name or filename for a multipart header, escaped as browsers do (WHATWG HTML,
+    "multipart/form-data encoding algorithm"): a quote or a line break must not end
+    the header or start a new one."""
+    return value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
 class SegmentsRemote:
     """The Remote for one Segments.ai account (see :class:`syncd.remotes.base.FilePushRemote`)."""
 
@@ -388,12 +395,12 @@ class SegmentsRemote:
         (object stores refuse chunked form uploads)."""
         boundary = secrets.token_hex(16)
         head = b"".join(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{form_quote(k)}"\r\n\r\n{v}\r\n'.encode()
             for k, v in fields.items()
         )
         head += (
             f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-            f'filename="{f.filename}"\r\nContent-Type: {fields.get("Content-Type", "application/octet-stream")}\r\n\r\n'
+            f'filename="{form_quote(f.filename)}"\r\nContent-Type: {fields.get("Content-Type", "application/octet-stream")}\r\n\r\n'
         ).encode()
         tail = f"\r\n--{boundary}--\r\n".encode()
 
