@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -144,3 +149,52 @@ def test_an_ordinary_reply_reads_as_before(platform: Callable[[Reply], str]) -> 
         conn.sendall(body)
 
     assert http(5).request("GET", f"{platform(ok)}/api/x", as_json)["data"][-1] == 999
+
+
+def check_against(url: str, tmp_path: Path) -> tuple[int, str, float, int]:
+    """``syncd check`` (timeout 5s) against ``url``: exit code, stderr,
+    seconds taken and peak RSS in bytes."""
+    cfg = tmp_path / "syncd.toml"
+    cfg.write_text(
+        f'[state]\ndir = "{tmp_path / "state"}"\n'
+        f'[remotes.fake]\nplatform = "xtreme1"\nurl = "{url}"\ntoken = "t"\n'
+        'timeout = "5s"\n'
+        '[[syncs]]\nname = "s"\nremote = "fake"\ndataset = "d"\npush = false\n'
+    )
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "syncd", "check", "--config", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read().decode()
+    return proc.returncode, text, time.monotonic() - started, usage.ru_maxrss * 1024
+
+
+def test_syncd_check_against_a_huge_and_a_trickling_platform(
+    platform: Callable[[Reply], str], tmp_path: Path
+) -> None:
+    def huge(conn: socket.socket) -> None:
+        head(conn)
+        block = b" " * (1024 * 1024)
+        for _ in range(300):
+            conn.sendall(block)
+
+    code, err, _, rss = check_against(platform(huge), tmp_path)
+    assert code != 0 and "the reply is too large" in err, err[-2000:]
+    assert rss <= 150 * 1024 * 1024
+
+    def trickle(conn: socket.socket) -> None:
+        head(conn)
+        for _ in range(1000):
+            conn.sendall(b" ")
+            time.sleep(2)
+
+    code, err, took, _ = check_against(platform(trickle), tmp_path)
+    assert code != 0 and "the reply was still arriving after its deadline" in err, err[-2000:]
+    # check tries twice (max_retries=1), each try ends after 3 read timeouts (15 s)
+    assert took < 2 * 3 * 5 + 10
