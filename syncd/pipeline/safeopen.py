@@ -142,8 +142,13 @@ def open_beneath(dir_fd: int, rel: str) -> int:
     parts = rel.split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise OSError(errno.EXDEV, "not a plain relative path", rel)
-    if _openat2.available:
-        fd = _openat2(dir_fd, rel, _FILE_FLAGS, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
+    for _ in range(3):
+        if not _openat2.available:
+            break
+        try:
+            fd = _openat2(dir_fd, rel, _FILE_FLAGS, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
+        except BlockingIOError:
+            continue  # EAGAIN: a rename elsewhere raced the lookup; the kernel asks to retry
         if fd is not None:
             return fd
     try:
