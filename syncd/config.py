@@ -40,6 +40,7 @@ from pydantic import (
 )
 
 from syncd.errors import ConfigError
+from syncd.protect import check_token_file, redact_urls, warn_plain_http
 
 _DURATION_RE = re.compile(
     r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$"
@@ -305,6 +306,7 @@ class RemoteConfig(_Model):
         if self.token is not None:
             return self.token
         assert self.token_file is not None
+        check_token_file(self.token_file, "token_file")
         try:
             token = self.token_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
@@ -547,12 +549,13 @@ def _format_validation(exc: ValidationError, raw: dict[str, Any]) -> str:
             and repr(err["input"]) not in msg
             and err["type"] != "model_type"
             and err["loc"][-1:] != ("database_url",)  # may hold a password: the message masks it
+            and err["loc"][-1:] != ("token",)  # a secret, even when it is not a string
             # a whole section (a model-level check) is not echoed: it may hold the token
             and not isinstance(err["input"], dict)
         ):
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"{key}: {msg}")
-    return "; ".join(lines)
+    return redact_urls("; ".join(lines))  # user:password@ in a URL is a secret too
 
 
 # platform → the keys of its model that the shared RemoteConfig does not have
@@ -649,4 +652,5 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path) -> Config:
             remote.resolved_token()
         except ConfigError as exc:
             raise ConfigError(f"remotes.{name}.{exc}") from None
+        warn_plain_http(name, remote.url)
     return cfg

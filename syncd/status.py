@@ -20,6 +20,7 @@ from syncd.config import Config
 from syncd.errors import StoreError
 from syncd.health import read_heartbeat_file
 from syncd.present import table
+from syncd.protect import strip_escapes
 from syncd.store import queries
 
 HEARTBEAT_MAX_AGE = 60.0
@@ -40,6 +41,7 @@ class Reader:
                 connect_args={
                     "connect_timeout": postgres.CONNECT_TIMEOUT,
                     "options": "-c default_transaction_read_only=on",
+                    **postgres.tls_defaults(url),
                 },
             )
         else:
@@ -193,7 +195,8 @@ def render(report: dict[str, Any]) -> str:
             lines.append(
                 f"  {e['ts']} {e['event']} {e['sync'] or ''} {e['unit'] or ''} {detail}".rstrip()
             )
-    return "\n".join(lines)
+    # unit names and platform messages come from others: no terminal escapes
+    return strip_escapes("\n".join(lines))
 
 
 def read_events(

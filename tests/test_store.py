@@ -62,6 +62,7 @@ def test_migrations_recorded_and_tables_there(engine: Engine) -> None:
         (2,),
         (3,),
         (4,),
+        (5,),
     ]
     for table in (
         "datasets",
@@ -86,7 +87,7 @@ def test_migrations_recorded_and_tables_there(engine: Engine) -> None:
         assert engine.query(f"SELECT COUNT(*) FROM {table}") == [(0,)], table
     store.close()
     engine.open().close()  # reopening runs no migration twice
-    assert engine.query("SELECT COUNT(*) FROM schema_migrations") == [(4,)]
+    assert engine.query("SELECT COUNT(*) FROM schema_migrations") == [(5,)]
 
 
 def test_wal_mode(tmp_path: Path) -> None:

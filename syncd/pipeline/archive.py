@@ -8,11 +8,16 @@ Contract:
   ``Content-Length``. Result JSON files marked ``bind_classes`` are rewritten
   with the dataset's class ids (the platform imports an object whose
   ``classId`` is not one of the dataset's as unclassified).
-* :func:`verify_files` raises LocalDataError when a file vanished or its size
-  or mtime differs from what was packed; the upload calls it before and after
-  streaming, so an archive is never submitted with content that changed.
-* The archive bytes depend only on the files, arcnames and class ids; the
-  size does not depend on timestamps, so packing and uploading agree.
+* :func:`verify_files` raises LocalDataError when a file vanished, its size,
+  mtime or identity differs from what was packed, or it is no longer a
+  regular file inside the watched folder; the upload calls it before and
+  after streaming, so an archive is never submitted with content that changed.
+* Every file is read through :mod:`syncd.pipeline.safeopen` (no symlink out
+  of the watched folder, no FIFO, checked on the open descriptor), never
+  opened again by path after the checks.
+* The archive bytes depend only on the files' contents, arcnames and class
+  ids (entries carry a fixed timestamp and mode), so packing and uploading
+  agree and a resumed upload continues byte-identically.
 * :func:`open_archive_at` yields the same bytes from any offset, so a
   resumable upload continues where the platform's copy ends; it is
   byte-identical to the tail of :func:`open_archive` (tested at every
@@ -24,6 +29,9 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +39,7 @@ from typing import Any
 import zipstream
 
 from syncd.errors import LocalDataError
+from syncd.pipeline import safeopen
 from syncd.store import PackageFile
 from syncd.streams import skip_bytes
 
@@ -38,16 +47,38 @@ from syncd.streams import skip_bytes
 zipstream.ng.READ_BUFFER = 1024 * 1024
 
 
+# The timestamp for the entry zipstream is about to create (see _Stream).
+_ENTRY = threading.local()
+
+
 class _StableInfo(zipstream.ng.ZipStreamInfo):  # type: ignore[misc]
     """Entries added from bytes (bound result files) get a fixed timestamp, not "now".
 
     zipstream-ng stamps such entries with the current time, so two streams of
     the same package differed in those header bytes; a resumed upload must
-    continue byte-identically. Entries from paths keep the file's mtime.
+    continue byte-identically. Entries of files keep the mtime they were
+    packed with (handed over by :class:`_Stream`).
     """
 
     def __init__(self, filename: str, date_time: tuple[int, ...] | None = None) -> None:
-        super().__init__(filename, date_time or (1980, 1, 1, 0, 0, 0))
+        pending = getattr(_ENTRY, "date_time", None)
+        _ENTRY.date_time = None
+        super().__init__(filename, date_time or pending or (1980, 1, 1, 0, 0, 0))
+
+
+class _Stream(zipstream.ZipStream):  # type: ignore[misc]
+    """A ZipStream whose file entries carry the packed mtime, as ``add_path`` did.
+
+    Files are added as iterables (read through safeopen), which zipstream
+    would stamp like bytes; the entry's info object is created when its
+    generator starts, in this thread, so the timestamp travels in a
+    thread-local set right before.
+    """
+
+    def _gen_file_entry(self, **kwargs: Any) -> Iterator[bytes]:
+        item = kwargs.get("iterable")
+        _ENTRY.date_time = item.date_time if isinstance(item, _LazyFile) else None
+        yield from super()._gen_file_entry(**kwargs)
 
 
 zipstream.ng.ZipStreamInfo = _StableInfo
@@ -63,36 +94,37 @@ TOOL_TYPES = {
 }
 
 
-def file_path(folder: Path, f: PackageFile) -> Path:
-    """Where a packaged file lives: ``folder/unit/rel_path``, or ``folder/unit`` for a loose file."""
-    loose = folder / f.unit
-    return loose if f.rel_path == f.unit and loose.is_file() else loose / f.rel_path
-
-
 def verify_files(folder: Path, files: Sequence[PackageFile]) -> None:
-    """Raise LocalDataError naming the first file that vanished or changed since packing."""
-    for f in files:
-        path = file_path(folder, f)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            raise LocalDataError(f"{f.unit}/{f.rel_path} vanished after it was packed") from None
-        except OSError as exc:
-            raise LocalDataError(f"{f.unit}/{f.rel_path} cannot be read: {exc.strerror}") from exc
-        if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
-            raise LocalDataError(
-                f"{f.unit}/{f.rel_path} changed after it was packed (size {f.size} → {st.st_size})"
-            )
+    """Raise LocalDataError naming the first file that vanished, changed or is no longer
+    a regular file inside the watched folder since packing (:mod:`syncd.pipeline.safeopen`)."""
+    safeopen.verify(folder, files)
 
 
 def load_result(path: Path) -> Any:
     """Parse a result JSON file; LocalDataError with the file name if it is not JSON."""
+    name = f"{path.parent.name}/{path.name}"
     try:
-        return json.loads(path.read_bytes())
+        # never follow a last-component link, never block on a FIFO (the upload
+        # reads the file again through safeopen; this read only finds class names)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         raise LocalDataError(f"{path.name} cannot be read: {exc.strerror}") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise LocalDataError(f"{path.parent.name}/{path.name} is not valid JSON: {exc}") from exc
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LocalDataError(f"{name} is not a regular file")
+        try:
+            data = fh.read()
+        except OSError as exc:
+            raise LocalDataError(f"{path.name} cannot be read: {exc.strerror}") from exc
+    return parse_result(data, name)
+
+
+def parse_result(data: bytes, name: str) -> Any:
+    """Parse the bytes of a result JSON file; LocalDataError naming it if they are not JSON."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise LocalDataError(f"{name} is not valid JSON: {exc}") from exc
 
 
 def _objects(doc: Any) -> Iterator[dict[str, Any]]:
@@ -128,19 +160,26 @@ def open_archive(
     folder: Path, files: Sequence[PackageFile], class_ids: dict[str, str]
 ) -> zipstream.ZipStream:
     """A sized, stored zip stream of ``files`` (see module docstring)."""
-    zs = zipstream.ZipStream(compress_type=zipstream.ZIP_STORED, sized=True)
+    zs = _Stream(compress_type=zipstream.ZIP_STORED, sized=True)
     for f in files:
-        path = file_path(folder, f)
         if f.bind_classes and class_ids:
-            zs.add(bind_result(load_result(path), class_ids), f.arcname)
+            doc = parse_result(safeopen.read_packaged(folder, f), f"{f.unit}/{f.rel_path}")
+            zs.add(bind_result(doc, class_ids), f.arcname)
         else:
-            try:
-                zs.add_path(str(path), f.arcname)
-            except FileNotFoundError:
-                raise LocalDataError(
-                    f"{f.unit}/{f.rel_path} vanished after it was packed"
-                ) from None
+            # Opened (safely) only when the stream reaches it: one descriptor at a time.
+            zs.add(_LazyFile(folder, f), f.arcname, size=f.size)
     return zs
+
+
+class _LazyFile:
+    """A packaged file's bytes as an iterable; each iteration opens it anew (safeopen)."""
+
+    def __init__(self, folder: Path, f: PackageFile) -> None:
+        self.folder, self.f = folder, f
+        self.date_time = time.localtime(f.mtime_ns // 1_000_000_000)[0:6]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return safeopen.stream_packaged(self.folder, self.f, zipstream.ng.READ_BUFFER)
 
 
 def archive_size(folder: Path, files: Sequence[PackageFile], class_ids: dict[str, str]) -> int:

@@ -41,6 +41,7 @@ from syncd.pipeline.layout import (
     plan_names,
     split_groups,
 )
+from syncd.pipeline.safeopen import identify
 from syncd.pipeline.scan import FileStat, scan_unit
 from syncd.store import Package, PackageFile, PackageMoved, Progress, utcnow
 
@@ -298,6 +299,7 @@ def _commit_parts(
                         )
                     )
             session.add_all(rows)
+            identify(folder, rows)  # device and inode: the upload reads these very files
             target.archive_name = f"p{target.id}-{_slug(pkg.unit)}.zip"
             target.archive_bytes = archive_size(folder, rows, class_ids)
             target.file_count = len(rows)

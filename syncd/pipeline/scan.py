@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from syncd.errors import LocalDataError
+from syncd.log import get_logger
 
 
 class DirStamp(NamedTuple):
@@ -106,13 +107,14 @@ def list_units(folder: Path, exclude: tuple[str, ...]) -> list[str]:
     try:
         with os.scandir(folder) as it:
             # a unit whose own name is not UTF-8 cannot be recorded or named on the platform
-            return sorted(e.name for e in it if not excluded(e.name, exclude) and _utf8(e.name))
+            names = [e.name for e in it if not excluded(e.name, exclude) and _utf8(e.name)]
     except FileNotFoundError as exc:
         raise LocalDataError(f"watched folder {str(folder)!r} does not exist") from exc
     except OSError as exc:
         raise LocalDataError(
             f"watched folder {str(folder)!r} cannot be read: {exc.strerror}"
         ) from exc
+    return sorted(n for n in names if _safe_unit(folder, n))
 
 
 def scan_unit(
@@ -127,14 +129,19 @@ def scan_unit(
 
     Files that vanish during the scan are skipped (the next scan sees the new
     state); unreadable directories raise LocalDataError naming the path.
+    Names that are unsafe anywhere (:func:`unsafe_name`: ``\\``, ``:``,
+    control characters) go to ``skipped`` (a folder with all it holds); a unit
+    with such a name is not scanned (None; ``unit.skipped`` is logged once).
     Never followed: directory symlinks, and file symlinks whose target lies
     outside ``folder`` (they go to ``skipped``). FIFOs, sockets and devices
-    are not data and are ignored; names that are not valid UTF-8 cannot be
+    are not data and go to ``skipped`` with what they are; names that are not valid UTF-8 cannot be
     named in an archive or on the platform and go to ``skipped``.
     ``real_folder`` is ``os.path.realpath(folder)`` when the caller has it (a
     full scan resolves it once, not once per unit).
     """
     root = folder / name
+    if not _safe_unit(folder, name):
+        return None
     try:
         st = root.stat()
     except FileNotFoundError:
@@ -185,6 +192,10 @@ def scan_unit(
             if not _utf8(rel):
                 skipped.append((rel, "the name is not valid UTF-8"))
                 continue
+            why = unsafe_name(entry.name)
+            if why:
+                skipped.append((rel, why))
+                continue
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, rel + "/"))
@@ -196,7 +207,11 @@ def scan_unit(
                         skipped.append((rel, "a symlink that leads outside the watched folder"))
                         continue
                 if not entry.is_file(follow_symlinks=True):
-                    continue  # sockets, fifos, devices, dangling links: not data
+                    # sockets, FIFOs, devices: not data, and said so; dangling links: gone
+                    kind = _special(entry)
+                    if kind:
+                        skipped.append((rel, kind))
+                    continue
                 est = entry.stat(follow_symlinks=True)
             except FileNotFoundError:
                 continue
@@ -281,6 +296,8 @@ def _scan_plain_dir(
         if marker and marker in rels:
             return False
         "".join(rels).encode("utf-8")
+        if _UNSAFE.search("".join(names)):
+            return False  # a name to skip: the general loop says why
         stats = list(map(_STAT, entries))  # regular files: stat and lstat agree
     except (UnicodeEncodeError, OSError):
         return False  # a name to skip, or a file that vanished: the general loop decides
@@ -289,6 +306,51 @@ def _scan_plain_dir(
     out.extend(map(_as_filestat, zip(rels, map(_SIZE, stats), map(_MTIME, stats), strict=True)))
     dirs.append(DirStamp(prefix.rstrip("/"), dst.st_ino, dst.st_ctime_ns))
     return True
+
+
+def _special(entry: os.DirEntry[str]) -> str | None:
+    """Why a non-regular entry is not data (a FIFO would block its reader), or None."""
+    try:
+        mode = entry.stat(follow_symlinks=True).st_mode
+    except OSError:
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO, not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device, not a regular file"
+    return None
+
+
+# Backslashes (a folder separator to Windows extractors: "x\\..\\..\\tmp\\x"
+# escapes there), control characters (newlines included) and ':' (a drive or
+# stream separator) are unsafe in archive member names and on platforms.
+_UNSAFE = re.compile(r"[\\:\x00-\x1f\x7f]")
+_warned_units: set[tuple[str, str]] = set()
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why a file or folder name is unsafe to send anywhere, or None when it is safe."""
+    m = _UNSAFE.search(name)
+    if m is None:
+        return None
+    if m.group() == "\\":
+        return "the name holds a backslash (a folder separator on Windows)"
+    if m.group() == ":":
+        return "the name holds ':' (a drive or stream separator on Windows)"
+    return f"the name holds a control character ({m.group()!r})"
+
+
+def _safe_unit(folder: Path, name: str) -> bool:
+    """False for a unit whose name is unsafe; says so once per process (``unit.skipped``)."""
+    why = unsafe_name(name)
+    if why is None:
+        return True
+    if (str(folder), name) not in _warned_units:
+        _warned_units.add((str(folder), name))
+        get_logger().warning("unit.skipped", folder=str(folder), unit=name, reason=why)
+    return False
 
 
 def _utf8(name: str) -> bool:

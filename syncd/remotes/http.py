@@ -13,6 +13,10 @@ Contract:
 * ``classify`` (the backend's one mapping function) turns a response into the
   parsed payload or raises one of our errors; transport failures are mapped
   here (connect errors, timeouts, resets → TransientError).
+* Replies are bounded (:func:`read_reply`): at most 16 MiB of API JSON (128
+  MiB for listings and label documents), read in full within
+  ``DEADLINE_FACTOR`` times the read timeout, JSON nested too deeply for the
+  parser is a TransientError; each error names the endpoint.
 * Nothing here logs a URL's query string or a header value: errors carry the
   method and path only.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import email.utils
 import os
+import re
 import ssl
 import threading
 import time
@@ -265,8 +270,20 @@ class Http:
             self.limiter.try_acquire(self.platform)
             metrics.rate_limit_wait(self.remote, time.monotonic() - waited)
             self.requests_sent += 1
+            where = f"{method} {httpx.URL(url).path}"
             try:
-                response = self.client.request(method, url, **kwargs)
+                request = self.client.build_request(method, url, **kwargs)
+                streamed = self.client.send(request, stream=True)
+                try:
+                    response = read_reply(
+                        streamed,
+                        where=where,
+                        platform=self.platform,
+                        limit=reply_limit(request.url.path),
+                        deadline=reply_deadline(request, self.client.timeout),
+                    )
+                finally:
+                    streamed.close()
             except httpx.TimeoutException as exc:
                 metrics.http_request(self.remote, "error")
                 raise TransientError(
@@ -286,9 +303,91 @@ class Http:
                     platform=self.platform,
                     request_sent=not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout),
                 ) from exc
-            return classify(response)
+            try:
+                return classify(response)
+            except RecursionError:
+                # json.loads of "[[[[…" 200 000 deep: a broken or hostile reply, not our bug
+                raise TransientError(
+                    f"{where}: the reply's JSON is nested too deeply to read",
+                    platform=self.platform,
+                    code="reply_too_deep",
+                ) from None
 
         return self.call(once, idempotent=idempotent)
+
+
+# --- bounded replies -------------------------------------------------------------------------
+# A platform (or something posing as one) decides how much it sends and how
+# slowly; syncd decides how much it reads and for how long.
+
+API_REPLY_MAX = 16 * 1024 * 1024
+# Listings and label documents of a whole dataset or scene are the large
+# replies (Deepen's /files and /labels, Xtreme1's getDataAndResult); a page
+# of them stays far below this even for long sequences.
+LISTING_REPLY_MAX = 128 * 1024 * 1024
+_LISTING_PATH = re.compile(r"(?i)(/files|/labels?|/getDataAndResult|/export)\b")
+# The whole reply must arrive within this many read timeouts (each read has
+# its own timeout too: a trickle of one byte per read would never trip it).
+DEADLINE_FACTOR = 3.0
+
+
+def reply_limit(path: str) -> int:
+    """The most bytes (decoded) syncd reads of a reply to ``path``."""
+    return LISTING_REPLY_MAX if _LISTING_PATH.search(path) else API_REPLY_MAX
+
+
+def reply_deadline(request: httpx.Request, default: httpx.Timeout) -> float:
+    """The monotonic time by which the reply's body must be read in full."""
+    timeout = request.extensions.get("timeout") or {}
+    read = timeout.get("read", default.read) if isinstance(timeout, dict) else default.read
+    return time.monotonic() + DEADLINE_FACTOR * float(read or 60.0)
+
+
+def read_reply(
+    response: httpx.Response, *, where: str, platform: str, limit: int, deadline: float
+) -> httpx.Response:
+    """The streamed ``response`` read into memory, bounded in size and time.
+
+    Contract: at most ``limit`` decoded bytes are read (a larger
+    ``Content-Length`` is refused before reading): more is a PermanentError
+    naming the endpoint (the same request would get the same reply); a body
+    still arriving at ``deadline`` is a TransientError (retried). The result
+    is an ordinary response holding the body, for the backend's ``classify``.
+    """
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(where, platform, limit, int(declared))
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(where, platform, limit, None)
+        if time.monotonic() > deadline:
+            raise TransientError(
+                f"{where}: the reply was still arriving after its deadline "
+                f"({len(body)} bytes so far); the platform or the network is too slow",
+                platform=platform,
+                code="reply_deadline",
+            )
+    headers = response.headers.copy()
+    headers.pop("Content-Encoding", None)  # the body is decoded already
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=bytes(body),
+        request=response.request,
+        extensions=response.extensions,
+    )
+
+
+def _too_large(where: str, platform: str, limit: int, declared: int | None) -> PermanentError:
+    size = f"{declared} bytes" if declared is not None else "more"
+    return PermanentError(
+        f"{where}: the reply is too large ({size}; syncd reads at most {limit // 2**20} MiB "
+        "of this kind of reply)",
+        platform=platform,
+        code="reply_too_large",
+    )
 
 
 def is_tls_failure(exc: httpx.TransportError) -> bool:

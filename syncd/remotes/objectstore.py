@@ -185,16 +185,23 @@ class ObjectStore:
         )
 
 
+def form_quote(value: str) -> str:
+    """A name or filename for a multipart header, escaped as browsers do (WHATWG HTML,
+    "multipart/form-data encoding algorithm"): a quote or a line break must not end
+    the header or start a new one."""
+    return value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
 def _form_parts(fields: dict[str, str], filename: str) -> tuple[bytes, bytes, str]:
     """The multipart head (the policy's fields, then the file part's header) and tail."""
     boundary = secrets.token_hex(16)
     head = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{form_quote(k)}"\r\n\r\n{v}\r\n'.encode()
         for k, v in fields.items()
     )
     content_type = fields.get("Content-Type", "application/octet-stream")
     head += (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-        f'filename="{filename}"\r\nContent-Type: {content_type}\r\n\r\n'
+        f'filename="{form_quote(filename)}"\r\nContent-Type: {content_type}\r\n\r\n'
     ).encode()
     return head, f"\r\n--{boundary}--\r\n".encode(), boundary

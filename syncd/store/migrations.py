@@ -207,11 +207,17 @@ def _v4_unit_stamps(conn: Connection) -> None:
     SQLModel.metadata.create_all(conn, tables=[SQLModel.metadata.tables["unit_stamps"]])
 
 
+def _v5_file_identity(conn: Connection) -> None:
+    """Device and inode of packaged files: an upload reads the very file that was packed."""
+    _add_columns(conn, "package_files", {"dev": "BIGINT", "ino": "BIGINT"})
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial tables and views", _v1_initial),
     (2, "views for people (v_*) and their indexes", _v2_views_for_people),
     (3, "fleet: host names, package claims, leases", _v3_fleet),
     (4, "directory stamps of uploaded units (catch-up scan)", _v4_unit_stamps),
+    (5, "device and inode of packaged files", _v5_file_identity),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -172,6 +172,9 @@ class PackageFile(SQLModel, table=True):
     size: int = Field(sa_column=Column(BigInteger, nullable=False))
     mtime_ns: int = Field(sa_column=Column(BigInteger, nullable=False))
     bind_classes: bool = False  # a result JSON whose classNames get the dataset's classIds
+    # the file's identity when it was packed (signed 64-bit); None: packed before it was kept
+    dev: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    ino: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class UnitStamp(SQLModel, table=True):

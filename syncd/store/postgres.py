@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from syncd.config import masked_url
 from syncd.errors import ConfigError, StoreError
 from syncd.extras import missing
+from syncd.protect import is_loopback
 
 try:
     import psycopg
@@ -59,6 +60,25 @@ def _params(host: str) -> dict[str, object]:
     }
 
 
+def tls_defaults(url: str) -> dict[str, object]:
+    """``sslmode=verify-full`` (against the system's CAs) unless the URL sets ``sslmode``.
+
+    libpq's own default, ``prefer``, takes any certificate, or none: a machine
+    in the middle reads the password. A server on this machine (loopback, a
+    Unix socket) is left to libpq's default: no network to cross.
+    """
+    u = make_url(url)
+    if "sslmode" in u.query:
+        return {}
+    host = u.host or str(u.query.get("host") or "")
+    if not host or host.startswith("/") or is_loopback(host):
+        return {}
+    return {
+        "sslmode": "verify-full",
+        **({} if "sslrootcert" in u.query else {"sslrootcert": "system"}),
+    }
+
+
 def pg_engine(url: str, host: str) -> Engine:
     """A pooled engine; ``pool_pre_ping`` replaces connections the server closed meanwhile."""
     return create_engine(
@@ -66,14 +86,15 @@ def pg_engine(url: str, host: str) -> Engine:
         pool_pre_ping=True,
         pool_size=4,
         max_overflow=8,
-        connect_args=_params(host),
+        connect_args={**_params(host), **tls_defaults(url)},
     )
 
 
 def connect(url: str, host: str) -> psycopg.Connection[tuple[object, ...]]:
     """One autocommit connection of its own (advisory locks live as long as it does)."""
     try:
-        return psycopg.connect(conninfo(url), autocommit=True, **_params(host))  # type: ignore[arg-type]
+        params = {**_params(host), **tls_defaults(url)}
+        return psycopg.connect(conninfo(url), autocommit=True, **params)  # type: ignore[arg-type]
     except psycopg.Error as exc:
         raise database_error(url, exc) from exc
 

@@ -43,6 +43,7 @@ from syncd import failpoints
 from syncd.config import masked_url
 from syncd.errors import ConfigError, StoreError
 from syncd.log import get_logger, redact
+from syncd.protect import tighten_state
 from syncd.store.coordination import Coordinator, LocalCoordinator, owned_packages
 from syncd.store.lifecycle import LIVE_STATES, REOPEN, InvalidTransition, check_transition
 from syncd.store.migrations import LATEST_VERSION, migrate
@@ -330,6 +331,7 @@ class Store:
             raise ConfigError(
                 f"state.dir: {str(self.path)!r} cannot be created or written: {exc.strerror}"
             ) from exc
+        tighten_state(self.dir, self.path)  # it holds presigned URLs: 0700 / 0600
         try:
             self._write = _engine(self.path, immediate=True)
             self._read = _engine(self.path, immediate=False)

@@ -107,3 +107,5 @@ def test_the_unit_has_what_operators_rely_on() -> None:
     assert svc["ExecStart"].startswith(EXEC + " run ")
     # The drain must end before systemd's stop timeout: 30 s default + 5 s grace < 60 s.
     assert int(svc["TimeoutStopSec"].rstrip("s")) > 30 + 5
+    # Bounded resources: descriptors and threads cannot grow without limit.
+    assert int(svc["LimitNOFILE"]) >= 1024 and int(svc["TasksMax"]) > 0

@@ -39,8 +39,9 @@ from typing import Any, cast
 
 from syncd import failpoints
 from syncd.errors import Cancelled, LocalDataError
-from syncd.pipeline.archive import file_path, verify_files
+from syncd.pipeline.archive import verify_files
 from syncd.pipeline.context import SyncContext
+from syncd.pipeline.safeopen import stream_packaged
 from syncd.pipeline.strategies.common import package_files, repack
 from syncd.remotes.base import FilePushRemote, PushData, PushFile
 from syncd.store import FilesProgress, Package, PackageFile
@@ -209,16 +210,16 @@ def _registered(progress: FilesProgress, ids: dict[str, str]) -> None:
 
 def _push_file(ctx: SyncContext, f: PackageFile) -> PushFile:
     assert ctx.cfg.folder is not None
-    path = file_path(ctx.cfg.folder, f)
+    folder = ctx.cfg.folder
 
     def body() -> Iterator[bytes]:
         try:
-            with path.open("rb") as fh:
-                while chunk := fh.read(READ_CHUNK):
-                    ctx.progress()
-                    if ctx.cancel.is_set():
-                        raise Cancelled(f"{f.unit}: upload stopped by the drain deadline")
-                    yield chunk
+            # opened without following links, checked on the descriptor (safeopen)
+            for chunk in stream_packaged(folder, f, READ_CHUNK):
+                ctx.progress()
+                if ctx.cancel.is_set():
+                    raise Cancelled(f"{f.unit}: upload stopped by the drain deadline")
+                yield chunk
         except OSError as exc:
             raise LocalDataError(f"{f.unit}/{f.rel_path}: reading failed: {exc.strerror}") from exc
 
