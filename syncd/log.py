@@ -85,6 +85,10 @@ EVENTS = frozenset(
         "lease.acquired",
         "store.presence_lost",
         "library.log",
+        "unit.skipped",
+        "remote.plain_http",
+        "config.token_file_shared",
+        "state.loose_permissions",
     }
 )
 

@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
         "syncd.streams",
         "syncd.quiet",
         "syncd.extras",
+        "syncd.protect",
     ),
     ("syncd.config",),
     ("syncd.store",),
