@@ -207,8 +207,9 @@ def test_empty_file_swapped_for_a_fifo(tmp_path: Path, sandbox: tuple[str, Path]
     assert first_file(env).name == "000001.pcd"
 
     def swap() -> None:
-        empty.unlink()
-        os.mkfifo(empty)
+        fifo = lidar / ".fifo.tmp"
+        os.mkfifo(fifo)
+        os.replace(fifo, empty)  # atomically: the name is never missing
 
     upload_racing(env, ctx, lidar, swap)
     d.close()
