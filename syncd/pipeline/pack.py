@@ -156,11 +156,17 @@ def pack_one(ctx: SyncContext, pkg: Package) -> None:
         )
     unit_is_scene = pkg.unit.lower().startswith("scene_") and not snap.is_file
     groups = group_items(files, pkg.unit, unit_is_scene)
-    dataset_id = ctx.dataset_id()
-    # Names are the dataset's keys, and other machines may feed the same
-    # dataset: one daemon at a time chooses names and commits them.
-    with ctx.store.coord.exclusive(f"names:{ctx.remote.name}:{dataset_id}"):
-        _name_and_commit(ctx, pkg, groups, files, dataset_id)
+    try:
+        dataset_id = ctx.dataset_id()
+        # Names are the dataset's keys, and other machines may feed the same
+        # dataset: one daemon at a time chooses names and commits them.
+        with ctx.store.coord.exclusive(f"names:{ctx.remote.name}:{dataset_id}"):
+            _name_and_commit(ctx, pkg, groups, files, dataset_id)
+    except PermanentError as exc:
+        # The versions it failed with are kept: the unchanged unit is not
+        # detected again and again (one failed package, one package.failed),
+        # until a file changes or `syncd retry` reopens it.
+        fail(ctx, pkg, str(exc), files)
 
 
 def _name_and_commit(

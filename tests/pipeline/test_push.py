@@ -221,3 +221,42 @@ def test_backoff_grows_and_is_capped() -> None:
     assert all(0.5 <= backoff_delay(1) <= 2.0 for _ in range(50))
     assert all(8.0 <= backoff_delay(4) <= 16.0 for _ in range(50))
     assert all(backoff_delay(30) <= 300.0 for _ in range(50))
+
+
+def test_a_failed_package_stays_failed_until_its_files_change(env: Env) -> None:
+    """A package that fails while packing (the platform refuses a pre-label class) keeps
+    the file versions it failed with: the unchanged unit is not packaged again on the
+    next scans (no hot loop hammering the platform), a changed file is."""
+    write_fusion_unit(env.folder / "u", frames=1, cameras=0, with_result=True, classes=("Car",))
+    refused = json.dumps({"code": "PARAM_ERROR", "message": "class refused", "data": None})
+    env.admin(
+        "POST",
+        "/faults",
+        json={
+            "method": "POST",
+            "path": "/api/datasetClass/create",
+            "action": "status",
+            "status": 200,
+            "headers": {"Content-Type": "application/json"},
+            "body": refused,
+            "times": None,
+        },
+    )
+    d = env.daemon()
+    try:
+        for _ in range(5):
+            d.push_cycle()  # a full scan, pack and upload, as the run loop's passes do
+        assert states(env) == [("u", "failed")]
+        failed = query(env.db, "SELECT COUNT(*) FROM events WHERE event = 'package.failed'")
+        assert failed == [(1,)]
+        (err,) = query(env.db, "SELECT last_error FROM packages")[0]
+        assert "class refused" in err
+        env.admin("DELETE", "/faults")
+        result = env.folder / "u" / "result" / "000001.json"
+        result.write_text(result.read_text() + "\n")  # a new version of the file
+        d.push_cycle()
+        assert [s[0] for s in states(env)] == ["u", "u"]  # the new version is packaged
+        assert states(env)[0] == ("u", "failed")
+    finally:
+        env.admin("DELETE", "/faults")
+        d.close()
