@@ -425,6 +425,7 @@ class SyncConfig(_Model):
     pull_interval: Duration = 60.0
     full_sweep_interval: Duration = 3600.0
     processing_timeout: Duration = 1800.0
+    submit_uncertain_wait: Duration = 300.0
 
     @model_validator(mode="after")
     def _folder_when_push(self) -> SyncConfig:

@@ -63,6 +63,7 @@ EVENTS = frozenset(
         "package.retry",
         "package.retry_requested",
         "package.checkpointed",
+        "package.submit_uncertain",
         "package.platform_errors",
         "package.renamed",
         "package.split",

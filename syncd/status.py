@@ -112,6 +112,7 @@ def collect(cfg: Config) -> dict[str, Any]:
             objects = queries.object_count(conn, s.name)
             warnings = queries.packages_with_platform_errors(conn, s.name)
             failed = queries.newest_failed_packages(conn, s.name)
+            waiting = queries.waiting_packages(conn, s.name)
             syncs[s.name] = {
                 "remote": s.remote,
                 "dataset": s.dataset,
@@ -122,6 +123,7 @@ def collect(cfg: Config) -> dict[str, Any]:
                 "items_annotated": items["annotated"] or 0,
                 "objects": objects,
                 "failed_packages": failed,
+                "waiting_packages": waiting,
                 "platform_errors": warnings,
             }
         errors = queries.recent_errors(conn)
@@ -182,6 +184,12 @@ def render(report: dict[str, Any]) -> str:
             lines.append(
                 f"  FAILED package {f['id']} ({f['unit']}): {f['last_error']} "
                 f"(syncd retry {f['id']})"
+            )
+        for w in s.get("waiting_packages", ()):
+            when = datetime.fromtimestamp(float(w["next_attempt_at"] or 0), UTC)
+            lines.append(
+                f"  WAITING package {w['id']} ({w['unit']}, {w['state']}): {w['last_error']} "
+                f"(next look {when.isoformat(timespec='seconds').replace('+00:00', 'Z')})"
             )
         for w in s["platform_errors"]:
             lines.append(

@@ -148,6 +148,18 @@ def packages_with_platform_errors(db: Rows, sync: str, limit: int = 10) -> list[
     )
 
 
+def waiting_packages(db: Rows, sync: str, limit: int = 10) -> list[dict[str, Any]]:
+    """Packages of ``sync`` on their way that carry a reason for not moving yet (a retry
+    with backoff, an uncertain submit), with when they are tried next (unix time)."""
+    return db.rows(
+        "SELECT id, unit, state, last_error, next_attempt_at FROM packages "
+        "WHERE sync = :s AND state NOT IN ('done', 'failed') AND last_error IS NOT NULL "
+        "ORDER BY id LIMIT :limit",
+        s=sync,
+        limit=limit,
+    )
+
+
 def newest_failed_packages(db: Rows, sync: str, limit: int = 10) -> list[dict[str, Any]]:
     """The newest ``failed`` packages of ``sync``."""
     return db.rows(

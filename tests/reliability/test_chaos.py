@@ -135,6 +135,7 @@ def test_chaos_sigkill(
                 "pull_interval": 1,
                 "full_sweep_interval": 5,
                 "processing_timeout": 60,
+                "submit_uncertain_wait": 60,
             }
         ],
         database_url=url,

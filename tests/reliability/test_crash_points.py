@@ -48,7 +48,15 @@ def test_crash_right_after(point: str, tmp_path: Path, sandbox_url: str) -> None
     cfg = write_config(
         tmp_path / "syncd.toml",
         sandbox_url,
-        [{"name": "s", "dataset": dataset, "folder": folder, "processing_timeout": 60}],
+        [
+            {
+                "name": "s",
+                "dataset": dataset,
+                "folder": folder,
+                "processing_timeout": 60,
+                "submit_uncertain_wait": 60,
+            }
+        ],
     )
     db = tmp_path / "state" / "syncd.db"
 

@@ -86,7 +86,7 @@ RECOVERABLE = [
         logs=["remote.retry"],
     ),
     # The submit is not idempotent: after a 502 the daemon must not blindly
-    # send it again; it asks the platform, then resubmits after processing_timeout.
+    # send it again; it asks the platform, then resubmits after submit_uncertain_wait.
     Fault(
         "502-on-submit",
         {
@@ -109,7 +109,15 @@ def setup(tmp_path: Path, url: str, remote_extra: str = "") -> tuple[Path, Path,
     cfg = write_config(
         tmp_path / "syncd.toml",
         url,
-        [{"name": "f", "dataset": dataset, "folder": folder, "processing_timeout": 3}],
+        [
+            {
+                "name": "f",
+                "dataset": dataset,
+                "folder": folder,
+                "processing_timeout": 3,
+                "submit_uncertain_wait": 3,
+            }
+        ],
         remote_extra=remote_extra,
     )
     return cfg, folder, dataset

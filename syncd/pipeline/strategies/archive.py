@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from contextlib import suppress
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from syncd import failpoints
@@ -218,28 +218,87 @@ def _item_names(ctx: SyncContext, pkg: Package) -> list[str]:
     return sorted({f.item_key for f in package_files(ctx, pkg) if f.item_key})
 
 
+UNCERTAIN = "submit uncertain"
+
+
 def _recover_submit(ctx: SyncContext, pkg: Package) -> Literal["submit", "wait", "done"]:
-    """After a crash between submit and its serial: find out what the platform has."""
+    """A submit that may have reached the platform (a crash after it was sent, or an error
+    reply after the request went out, such as a proxy's 502/503): find out what it has.
+
+    Asked again every ``poll_interval``: when every data item of the package
+    exists, the submit arrived and the package is ``done`` at once; when none
+    exists after ``submit_uncertain_wait`` since the submit, it is submitted
+    again (names are unique in a dataset, so a late first import and a second
+    submit never make an item twice); when some exist, the import is under way
+    and the rest is awaited for ``processing_timeout``, after which the package
+    is ``done`` with the missing names kept in ``platform_errors`` (Xtreme1
+    drops batches it cannot decode). While it waits, ``last_error`` says what
+    is known, what syncd waits for and until when (``syncd status``), and one
+    ``package.submit_uncertain`` event says it when the wait starts.
+    """
     assert pkg.remote_dataset_id
     names = _item_names(ctx, pkg)
-    present = ctx.remote.existing_names(pkg.remote_dataset_id, names) if names else set()
-    if names and len(present) == len(names):
+    if not names:
+        return "submit"
+    present = ctx.remote.existing_names(pkg.remote_dataset_id, names)
+    waited = _age(pkg.submit_started_at)
+    missing = sorted(set(names) - present)
+    if not missing or (present and waited >= ctx.cfg.processing_timeout):
         with ctx.store.package_step(pkg.id, expect=("uploaded",)) as step:
             note = "the submit before the restart reached the platform: its items exist"
             step.advance("submitted", recovered=True, note=note)
             step.advance("processing", recovered=True)
-            step.advance("done", recovered=True, items=len(names))
+            step.pkg.last_error = None
+            if missing:
+                step.pkg.platform_errors = (
+                    f"{len(missing)} of {len(names)} data items never appeared after an "
+                    f"uncertain submit: {', '.join(missing[:10])}"
+                )
+            step.advance(
+                "done",
+                recovered=True,
+                items=len(present),
+                platform_errors=step.pkg.platform_errors if missing else None,
+            )
         return "done"
-    if not present and _age(pkg.submit_started_at) >= ctx.cfg.processing_timeout:
+    if not present and waited >= ctx.cfg.submit_uncertain_wait:
         with ctx.store.package_step(pkg.id, expect=("uploaded",)) as step:
             step.note(
                 "package.retry",
-                reason="the submit before the restart left no trace within processing_timeout: "
-                "submitting again",
+                reason="the earlier submit left no trace within submit_uncertain_wait "
+                f"({ctx.cfg.submit_uncertain_wait:.0f}s): submitting again",
             )
         return "submit"
-    if not names:
-        return "submit"
+    started = pkg.submit_started_at or ""
+    if present:
+        until = _at(started, ctx.cfg.processing_timeout)
+        plan = f"the import is under way: waiting for the rest until {until}"
+    else:
+        until = _at(started, ctx.cfg.submit_uncertain_wait)
+        plan = f"if none appears by {until}, syncd submits again"
+    reason = (
+        f"{UNCERTAIN}: the submit of {started[:19]}Z may have reached the platform; "
+        f"{len(present)} of {len(names)} data items exist; asking again every "
+        f"{ctx.poll_interval:g}s and finishing the package once all exist; {plan}"
+    )
     with suppress(PackageMoved), ctx.store.package_step(pkg.id) as step:
+        if not (step.pkg.last_error or "").startswith(UNCERTAIN):
+            step.note(
+                "package.submit_uncertain",
+                submit_started_at=started,
+                items_present=len(present),
+                items=len(names),
+                waits_until=until,
+                then="wait for the rest" if present else "submit again",
+            )
+        step.pkg.last_error = reason
         step.wait(ctx.poll_interval)
     return "wait"
+
+
+def _at(iso: str, seconds: float) -> str:
+    """``iso`` plus ``seconds``, as a UTC time for people."""
+    if not iso:
+        return "unknown"
+    when = datetime.fromisoformat(iso) + timedelta(seconds=seconds)
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
