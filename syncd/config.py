@@ -273,7 +273,8 @@ class RemoteConfig(_Model):
     poll_interval: Duration = 3.0
     # Deepen only: the workspace, how datasets are created, chunked resumable uploads.
     client_id: str | None = None
-    dataset_format: Literal["default", "json"] = "default"
+    # x15: what goes inside the zip of a LiDAR sync (Deepen's JSON or PCD input format).
+    dataset_format: Literal["default", "json"] = "json"
     labelling_mode: Literal["frame_by_frame", "label_by_label"] = "frame_by_frame"
     upload_chunk_size: Size = 8 * 2**20
     pull_all_datasets: bool = False

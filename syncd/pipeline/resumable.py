@@ -10,7 +10,7 @@ Contract of :func:`upload` (a package in ``uploading`` whose remote has the
    session opened under that attempt is looked up and kept); when nothing is
    found the attempt is recorded as abandoned and the next one opens.
 2. With a session: :meth:`resume_upload` asks the platform how much it holds
-   and sends the rest from that offset (:func:`open_archive_at`), so a
+   and sends the rest from that offset (:func:`syncd.formats.archives.archive_at`), so a
    restart after ``kill -9`` re-sends at most what the platform did not keep.
 3. The drain deadline (``ctx.cancel``) stops the stream between blocks
    (:class:`~syncd.errors.Cancelled`); the next start resumes the session.
@@ -29,7 +29,7 @@ from typing import Any
 
 from syncd import failpoints
 from syncd.errors import Cancelled, LocalDataError, UploadSessionExpired
-from syncd.pipeline.archive import open_archive_at
+from syncd.formats import archives as platform_archives  # x15 hook
 from syncd.pipeline.context import SyncContext
 from syncd.remotes.base import ResumableUploads, Upload
 from syncd.store import Package, PackageFile, utcnow
@@ -76,7 +76,8 @@ def upload(
 
     def body_from(offset: int) -> Iterator[bytes]:
         try:
-            for chunk in open_archive_at(folder, files, class_ids, offset):
+            # x15 hook: the archive in the platform's input format (Deepen), from ``offset``.
+            for chunk in platform_archives.archive_at(ctx, folder, files, class_ids, offset):
                 ctx.progress()
                 if ctx.cancel.is_set():
                     # The session and what the platform holds are the checkpoint.

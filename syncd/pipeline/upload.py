@@ -326,6 +326,19 @@ def _poll(ctx: SyncContext, pkg: Package) -> Package | None:
             if fresh.state == "submitted":
                 tx.transition(fresh, "processing", serial=fresh.serial, **counts)
             progress = p.progress or p.status
+            if p.message and fresh.progress != progress:
+                # x15 hook: a status the remote does not know is shown, never waited on silently.
+                fresh.last_error = p.message
+                tx.event(
+                    "package.processing_unknown",
+                    level="warning",
+                    sync=ctx.name,
+                    package_id=fresh.id,
+                    unit=fresh.unit,
+                    serial=fresh.serial,
+                    status=p.status,
+                    message=p.message,
+                )
             if fresh.progress != progress or not fresh.progress_at:
                 fresh.progress, fresh.progress_at = progress, utcnow()
             if _age(fresh.progress_at) >= ctx.cfg.processing_timeout:
