@@ -38,7 +38,7 @@ _TYPES = {
     ("U", 4): "<u4",
     ("U", 8): "<u8",
 }
-BLOCK = 262_144
+BLOCK = 65_536  # points per block: about 20 MB of JSON text at a time
 
 
 class BadPointCloud(LocalDataError):
@@ -128,10 +128,11 @@ def iter_points(path: Path, block: int = BLOCK) -> Iterator[npt.NDArray[np.float
         for start in range(0, h.points, block):
             chunk = records[start : start + block]
             out = np.zeros((len(chunk), 4), dtype=np.float64)
-            for k, name in enumerate(("x", "y", "z")):
-                out[:, k] = chunk[name]
-            if inten is not None:
-                out[:, 3] = chunk[inten]
+            with np.errstate(invalid="ignore"):  # NaN fields stay NaN; the caller drops them
+                for k, name in enumerate(("x", "y", "z")):
+                    out[:, k] = chunk[name]
+                if inten is not None:
+                    out[:, 3] = chunk[inten]
             yield out
         del records
         return
