@@ -336,7 +336,7 @@ def _point_template(intensity: bool) -> tuple[npt.NDArray[np.uint8], list[int]]:
     return np.frombuffer(text.encode(), dtype=np.uint8), slots
 
 
-def _valid(
+def world_points(
     block: npt.NDArray[np.float64], pose: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
     """Points in world coordinates; non-finite or out-of-range points dropped."""
@@ -360,7 +360,7 @@ def _json_members(folder: Path, frames: list[Frame], out: DeepenArchive) -> None
         meta = _frame_meta(folder, fr, index)
         head = json.dumps(meta, separators=(",", ":"))[:-1].encode() + b',"points":['
         template, _ = _point_template(header.has_intensity)
-        count = sum(len(_valid(b, _IDENTITY)) for b in _points(fr, path))  # first pass
+        count = sum(len(world_points(b, _IDENTITY)) for b in _points(fr, path))  # first pass
         size = len(head) + count * len(template) - (1 if count else 0) + 2
         out.members.append(
             Member(f"{fr.stem}.json", size, _frame_source(fr, path, head, header.has_intensity))
@@ -390,15 +390,17 @@ def _frame_source(
         yield head
         first = True
         for block in _points(fr, path):
-            pts = _valid(block, _IDENTITY)
+            pts = world_points(block, _IDENTITY)
             if not len(pts):
                 continue
             rows = np.tile(template, (len(pts), 1))
             for c in range(cols):
                 rows[:, slots[c] : slots[c] + WIDTH] = format_sci(pts[:, c])
-            data = rows.tobytes()
-            yield data[1:] if first else data  # no comma before the first point
+            data = memoryview(rows.tobytes())[1 if first else 0 :]  # no comma before the first
             first = False
+            # Pieces of at most 1 MiB: the upload checks its stop signal between pieces.
+            for start in range(0, len(data), _READ):
+                yield bytes(data[start : start + _READ])
         yield b"]}"
 
     return stream

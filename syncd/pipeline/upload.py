@@ -331,7 +331,7 @@ def _poll(ctx: SyncContext, pkg: Package) -> Package | None:
                 fresh.last_error = p.message
                 tx.event(
                     "package.processing_unknown",
-                    level="warning",
+                    level="error",  # `syncd status` lists recent errors
                     sync=ctx.name,
                     package_id=fresh.id,
                     unit=fresh.unit,
