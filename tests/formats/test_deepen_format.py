@@ -291,9 +291,9 @@ def test_xtreme1_layout_zip_is_not_a_deepen_format(tmp_path: Path) -> None:
         for f in rows(tmp_path, "u"):
             z.write(tmp_path / "u" / f.rel_path, f.arcname)
     z = zipfile.ZipFile(buf)
-    with pytest.raises(Invalid, match="no frame JSON files at the root.*u/"):
+    with pytest.raises(Invalid, match=r"no frame JSON files at the root.*u/"):
         file_ids(z, "json_data.zip", "3d", "json")
-    with pytest.raises(Invalid, match="config.json is missing"):
+    with pytest.raises(Invalid, match=r"config\.json is missing"):
         file_ids(z, "3d_data.zip", "3d", "default")
 
 
