@@ -303,3 +303,14 @@ def test_unsupported_image_type_fails_naming_the_file(tmp_path: Path) -> None:
     png.rename(png.with_suffix(".bmp"))
     with pytest.raises(deepen.UnsupportedData, match=r"camera_image_0/000001\.bmp"):
         deepen.convert(tmp_path, rows(tmp_path, "u"), "json")
+
+
+def test_binary_compressed_pcd_fails_naming_the_file(tmp_path: Path) -> None:
+    unit = tmp_path / "u" / "lidar_point_cloud_0"
+    unit.mkdir(parents=True)
+    (unit / "000001.pcd").write_bytes(
+        b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\n"
+        b"WIDTH 1\nHEIGHT 1\nPOINTS 1\nDATA binary_compressed\n\x00\x00"
+    )
+    with pytest.raises(deepen.UnsupportedData, match=r"000001\.pcd.*binary_compressed"):
+        deepen.convert(tmp_path, rows(tmp_path, "u"), "json")

@@ -101,7 +101,13 @@ def test_default_format_package_is_processed(env: DeepenEnv) -> None:
     )
     from syncd.daemon import Daemon
 
-    d = Daemon(load_config(path))
+    cfg = load_config(path)
+    remote = DeepenRemote("dp", cfg.remotes["dp"], TOKEN)
+    try:  # `syncd check` says what the PCD format lacks
+        assert "lidar_timestamps.json and lidar_counts.txt are not sent" in remote.check()
+    finally:
+        remote.close()
+    d = Daemon(cfg)
     try:
         assert d.once(timeout=60) == 0
     finally:
