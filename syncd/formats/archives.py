@@ -11,7 +11,9 @@ Contract:
   for LiDAR syncs; ``None`` for every other platform (the plain archive).
 * :func:`archive_size` is the exact size of the archive :func:`archive_at`
   streams from offset 0; both depend only on the files, so a resume continues
-  byte-identically. ``record`` (a :meth:`Tx.event`-like callable) receives
+  byte-identically; given ``expected`` (the size the upload session was
+  opened with), :func:`archive_at` raises LocalDataError when the converted
+  archive no longer has it. ``record`` (a :meth:`Tx.event`-like callable) receives
   the ``package.converted`` event (format, frames, what was derived) and,
   when pre-labels were left out, ``package.prelabels_skipped``.
 """
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from syncd.errors import LocalDataError
 from syncd.formats import deepen
 from syncd.pipeline import archive
 from syncd.pipeline.context import SyncContext
@@ -85,11 +88,18 @@ def archive_at(
     files: Sequence[PackageFile],
     class_ids: dict[str, str],
     offset: int,
+    expected: int | None = None,
 ) -> Iterator[bytes]:
     fmt = platform_format(ctx)
     if fmt is None:
         return archive.open_archive_at(folder, files, class_ids, offset)
     zs = deepen.open_zip(deepen.convert(folder, files, fmt))
+    if expected is not None and len(zs) != expected:
+        # Same files, other bytes (a syncd upgrade changed the conversion): the session
+        # was opened for the old size, so the package is packed again.
+        raise LocalDataError(
+            f"the converted archive is {len(zs)} bytes, {expected} were announced: packing again"
+        )
     if not 0 <= offset <= len(zs):
         raise ValueError(f"offset {offset} is outside the archive (0..{len(zs)})")
     return archive.skip_bytes(zs, offset)

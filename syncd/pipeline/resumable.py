@@ -77,7 +77,9 @@ def upload(
     def body_from(offset: int) -> Iterator[bytes]:
         try:
             # x15 hook: the archive in the platform's input format (Deepen), from ``offset``.
-            for chunk in platform_archives.archive_at(ctx, folder, files, class_ids, offset):
+            for chunk in platform_archives.archive_at(
+                ctx, folder, files, class_ids, offset, expected=size
+            ):
                 ctx.progress()
                 if ctx.cancel.is_set():
                     # The session and what the platform holds are the checkpoint.

@@ -219,7 +219,8 @@ class DeepenRemote:
                 "the dataset was created without a resumable_upload_url", platform=PLATFORM
             )
         names = parse_qs(urlsplit(url).query).get("name") or [""]
-        file_name = names[0].rsplit("/", 1)[-1]
+        # x15: without a name= in the URL, the name the quickstart documents for the format.
+        file_name = names[0].rsplit("/", 1)[-1] or _documented_name(resource)
         if file_name not in DOCUMENTED_FILE_NAMES:
             get_logger().warning(
                 "deepen.unexpected_file_name", file_name=file_name, documented=DOCUMENTED_FILE_NAMES
@@ -353,7 +354,11 @@ class DeepenRemote:
             return Processing(
                 state="failed",
                 status=status,
-                message=str(r.get("processing_status_message") or "preprocessing failed"),
+                message=str(
+                    r.get("processing_status_message")
+                    or r.get("processing_error_message")  # x15: the resources page names both
+                    or "preprocessing failed"
+                ),
             )
         if status in PENDING_STATUSES:
             return Processing(state="pending", status=status, progress=status)
@@ -454,6 +459,13 @@ class DeepenRemote:
 
 
 # --- wire → neutral types ------------------------------------------------------------------
+
+
+def _documented_name(resource: dict[str, Any]) -> str:
+    """The quickstart's ``file_name`` for a dataset: images ``data.zip``, 3D by format (x15)."""
+    if resource.get("dataset_type") == "images":
+        return "data.zip"
+    return "json_data.zip" if resource.get("dataset_format") == "json" else "3d_data.zip"
 
 
 def _whole(value: Any) -> int | None:

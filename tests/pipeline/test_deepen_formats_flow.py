@@ -149,3 +149,22 @@ def test_unknown_processing_status_is_an_event_and_shown_by_status(env: DeepenEn
     assert json.loads(rows[0][1])["status"] == "files_being_reviewed"
     shown = render(collect(env.config()))
     assert "package.processing_unknown" in shown and "files_being_reviewed" in shown
+
+
+def test_file_name_falls_back_to_the_documented_one(env: DeepenEnv) -> None:
+    remote = DeepenRemote("dp", env.config().remotes["dp"], TOKEN)
+    try:
+        for kind, fmt, want in (
+            ("images", None, "data.zip"),
+            ("3d", "json", "json_data.zip"),
+            ("3d", "default", "3d_data.zip"),
+        ):
+            resource = {
+                "dataset_id": "d1",
+                "dataset_type": kind,
+                "dataset_format": fmt,
+                "files": [{"resumable_upload_url": "https://up.example/upload?upload_id=x"}],
+            }
+            assert remote._session_ref(resource, 10).ref["file_name"] == want
+    finally:
+        remote.close()
