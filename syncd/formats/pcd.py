@@ -38,7 +38,7 @@ _TYPES = {
     ("U", 4): "<u4",
     ("U", 8): "<u8",
 }
-BLOCK = 65_536  # points per block: about 20 MB of JSON text at a time
+BLOCK = 16_384  # points per block: about 1.3 MB of JSON text at a time
 
 
 class BadPointCloud(LocalDataError):
