@@ -115,12 +115,14 @@ _COLLECT_EVERY = 32 * 2**20
 def _collecting(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """``chunks`` unchanged, with a garbage collection every 32 MiB.
 
-    Why: each chunk the GCS session PUTs stays referenced by httpx's
-    response/stream reference cycle until the cycle collector runs, and
-    converting allocates too few Python objects to trigger it: 13 chunks of
-    8 MiB were alive at once (tracemalloc), the daemon peaked near 300 MB.
-    A full collection costs milliseconds. Remove once the session drops its
-    chunks itself.
+    Why: each chunk the GCS session PUTs stays referenced from a reference
+    cycle inside httpx after its response is dropped (two references remain
+    until ``gc.collect()``), and converting allocates too few Python objects
+    to trigger the cycle collector: 13 chunks of 8 MiB were alive at once
+    (tracemalloc) and the daemon peaked near 400 MB on a 256 MiB unit. A full
+    collection costs a few tens of milliseconds; a young-generation one
+    promotes the chunk in flight and makes it worse. Remove once the session
+    drops its chunks itself.
     """
     sent = 0
     for chunk in chunks:
