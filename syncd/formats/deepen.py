@@ -19,7 +19,8 @@ the Xtreme1 folder layout is none of them. Formats:
   ``images/camera_<k>/<frame>.pcd.<ext>``. ``lidar_timestamps.json`` and
   ``lidar_counts.txt`` are named by Deepen's page but their content is not
   documented publicly: they are left out (:data:`UNDOCUMENTED`).
-* ``images`` (2D datasets): the jpg/png files under their archive names.
+* ``images`` (2D datasets): the jpg/png files under their archive names (other
+  files are listed in :attr:`DeepenArchive.ignored`).
 
 Contract:
 
@@ -34,7 +35,7 @@ Contract:
   pre-label channel in its upload formats); they are listed in
   :attr:`DeepenArchive.prelabels_skipped`. Files that belong to no frame are
   counted in :attr:`DeepenArchive.ignored`.
-* Images other than jpg/jpeg/png, and clouds this reader cannot decode,
+* Camera images other than jpg/jpeg/png, and clouds this reader cannot decode,
   raise :class:`UnsupportedData` (a PermanentError: the package fails, naming the file).
 """
 
@@ -90,6 +91,8 @@ class Frame:
     cloud: PackageFile
     cameras: dict[int, PackageFile] = field(default_factory=dict)
     config: PackageFile | None = None
+    # Camera folders of the scene folder, ascending: camera_config entry i is the i-th.
+    scene_cameras: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -187,12 +190,18 @@ def _frames(files: Sequence[PackageFile]) -> tuple[list[Frame], list[str], list[
                 ignored.append(f.rel_path)
             continue
         side.setdefault(key, []).append((kind, f))
+    scene_cameras: dict[str, set[int]] = {}
+    for (folder, _), entries in side.items():
+        for kind, _f in entries:
+            if kind.startswith("camera_image_"):
+                scene_cameras.setdefault(folder, set()).add(int(kind.rsplit("_", 1)[1]))
     frames: list[Frame] = []
     order = sorted(clouds, key=lambda k: (_natural(k[0]), _natural(k[1])))
     width = max(6, len(str(len(order))))
     for n, key in enumerate(order, start=1):
         folder, name = key
         fr = Frame(f"{n:0{width}d}", f"{folder}/{name}" if folder else name, clouds[key][1])
+        fr.scene_cameras = sorted(scene_cameras.get(folder, ()))
         for kind, f in side.pop(key, []):
             if kind.startswith("camera_image_"):
                 fr.cameras[int(kind.rsplit("_", 1)[1])] = f
@@ -237,14 +246,13 @@ def _images(folder: Path, files: Sequence[PackageFile]) -> DeepenArchive:
         parts = PurePosixPath(f.rel_path).parts
         if "result" in (p.lower() for p in parts[:-1]):
             out.prelabels_skipped.append(f.rel_path)
-        elif len(parts) >= 2 and re.match(r"^image_\d+$", parts[-2], re.IGNORECASE):
-            _image_ext(f)
+        elif PurePosixPath(f.rel_path).suffix.lower() in IMAGE_EXTS:
             # The path inside the zip is Deepen's file id: keep syncd's archive names.
             out.members.append(_copy(folder, f, f.arcname))
         else:
             out.ignored.append(f.rel_path)
     if not out.members:
-        raise UnsupportedData("no image (image_N/<name>.jpg|png) in the package")
+        raise UnsupportedData("no jpg or png image in the package")
     return out
 
 
@@ -266,11 +274,17 @@ def _camera_entries(folder: Path, fr: Frame) -> dict[int, dict[str, Any]]:
         raise LocalDataError(f"{fr.config.rel_path} cannot be read: {exc.strerror}") from exc
     except ValueError as exc:
         raise UnsupportedData(f"{fr.config.rel_path} is not valid JSON: {exc}") from exc
-    if not isinstance(doc, list) or len(doc) < len(fr.cameras):
+    # As Xtreme1 reads it: entry i belongs to the i-th camera folder of the scene folder,
+    # whether or not this frame has an image in every one of them.
+    if not isinstance(doc, list) or len(doc) < len(fr.scene_cameras):
         raise UnsupportedData(
-            f"{fr.config.rel_path}: needs one entry per camera folder ({len(fr.cameras)})"
+            f"{fr.config.rel_path}: needs one entry per camera folder ({len(fr.scene_cameras)})"
         )
-    return {k: doc[i] for i, k in enumerate(sorted(fr.cameras)) if isinstance(doc[i], dict)}
+    return {
+        k: doc[i]
+        for i, k in enumerate(fr.scene_cameras)
+        if k in fr.cameras and isinstance(doc[i], dict)
+    }
 
 
 # --- JSON format --------------------------------------------------------------------------

@@ -314,3 +314,29 @@ def test_binary_compressed_pcd_fails_naming_the_file(tmp_path: Path) -> None:
     )
     with pytest.raises(deepen.UnsupportedData, match=r"000001\.pcd.*binary_compressed"):
         deepen.convert(tmp_path, rows(tmp_path, "u"), "json")
+
+
+def test_camera_config_entries_follow_the_scene_camera_folders(tmp_path: Path) -> None:
+    # frame 2 has no image of camera 0: its camera 1 still takes entry 1, as in Xtreme1
+    write_fusion_unit(tmp_path / "u", frames=2, cameras=2, points=50, with_result=False)
+    (tmp_path / "u" / "camera_image_0" / "000002.png").unlink()
+    _, data = build(tmp_path, "u", "json")
+    (img,) = frame(data, "000002.json")["images"]
+    assert img["image_url"] == "images/camera_image_1/000002.png"
+    assert img["position"] == pytest.approx({"x": -0.3, "y": 0.0, "z": -0.4})
+
+
+def test_ascii_and_binary_pcd_with_extra_fields(tmp_path: Path) -> None:
+    fields = (
+        "FIELDS x rgb y z normal intensity\nSIZE 4 4 4 4 4 1\nTYPE F U F F F U\nCOUNT 1 1 1 1 3 1\n"
+    )
+    head = f"VERSION 0.7\n{fields}WIDTH 2\nHEIGHT 1\nPOINTS 2\n"
+    ascii_body = "1.5 7 2.5 3.5 0 0 1 200\n-4 8 5 6 1 0 0 17\n"
+    (tmp_path / "a.pcd").write_text(head + "DATA ascii\n" + ascii_body)
+    rec = struct.Struct("<fIfffffB")
+    binary = rec.pack(1.5, 7, 2.5, 3.5, 0, 0, 1, 200) + rec.pack(-4, 8, 5, 6, 1, 0, 0, 17)
+    (tmp_path / "b.pcd").write_bytes((head + "DATA binary\n").encode() + binary)
+    want = [[1.5, 2.5, 3.5, 200.0], [-4.0, 5.0, 6.0, 17.0]]
+    for name in ("a.pcd", "b.pcd"):
+        (block,) = pcd.iter_points(tmp_path / name)
+        assert block.tolist() == want, name
