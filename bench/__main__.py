@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import common, detect, durability, pull, upload
+from bench import common, deepen_json, detect, durability, pull, upload
 from bench.common import Figure, machine, say, today
 from bench.platforms import PLATFORMS
 
@@ -61,10 +61,15 @@ def write_results(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--only", choices=("upload", "pull", "detect", "durability"), action="append")
+    p.add_argument(
+        "--only", choices=("upload", "pull", "detect", "durability", "deepen"), action="append"
+    )
     p.add_argument("--platform", choices=sorted(PLATFORMS), action="append")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--sizes", default="1,4", help="upload sizes in GiB (default 1,4)")
+    p.add_argument(
+        "--deepen-gib", type=float, default=1.0, help="deepen: size of the fusion unit in GiB"
+    )
     p.add_argument("--items", type=int, default=50_000, help="pull: items in the dataset")
     p.add_argument("--files", type=int, default=100_000, help="detect: files in the folder")
     p.add_argument(
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile is not None:
         common.PROFILE_DIR = args.profile.resolve()
         args.no_results = True
-    only = set(args.only or ("upload", "pull", "detect", "durability"))
+    only = set(args.only or ("upload", "pull", "detect", "durability", "deepen"))
     platforms = args.platform or sorted(PLATFORMS, reverse=True)  # xtreme1, basicai
     work = args.work or Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -97,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             figures += pull.run(
                 work / f"pull-{name}", PLATFORMS[name], args.repeat, args.items, notes
             )
+    if "deepen" in only:
+        figures += deepen_json.run(work / "deepen", args.repeat, args.deepen_gib, notes)
     if "detect" in only:
         figures += detect.run(work / "detect", "xtreme1", args.repeat, args.files, notes)
     if "durability" in only:

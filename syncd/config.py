@@ -335,7 +335,9 @@ class DeepenConfig(RemoteConfig):
 
     platform: Literal["deepen"]
     client_id: str | None = None
-    dataset_format: Literal["default", "json"] = "default"
+    # What goes inside the zip of a LiDAR sync: Deepen's JSON input format (the
+    # default, recommended by Deepen) or its PCD format (docs/platforms/deepen-formats.md).
+    dataset_format: Literal["default", "json"] = "json"
     labelling_mode: Literal["frame_by_frame", "label_by_label"] = "frame_by_frame"
     upload_chunk_size: Size = 8 * 2**20
     pull_all_datasets: bool = False

@@ -1,13 +1,14 @@
 """The Deepen sandbox app: API v2 under ``/api/v2`` plus a GCS-style resumable endpoint.
 
-Strict as docs/platforms/deepen.md describes Deepen:
+Strict as Deepen's API pages (https://help.deepen.ai/documentation/api-reference/) describe it:
 ``Authorization: Bearer <token>`` on every API call (401 otherwise), plain JSON
 without envelope, errors as HTTP status codes with ``{"error": …}``; the
 dataset creation validates ``dataset_type`` / ``dataset_format`` /
 ``labelling_mode`` / ``files`` and hands out a resumable session URI on the
 same host (:mod:`syncd_sandbox.gcs_resumable`); ``process_uploaded_data``
 wants the whole zip uploaded and its object file name; a dataset is
-processed once. ``/__sandbox/`` is the admin API: counters, faults, config
+processed once, and preprocessing accepts only Deepen's input formats
+(:mod:`syncd_sandbox.deepen_formats`). ``/__sandbox/`` is the admin API: counters, faults, config
 (GCS switches and processing time), the sandbox clock, annotate, objects.
 """
 

@@ -1,12 +1,19 @@
 """The Deepen sandbox's data: datasets, their uploaded zip, preprocessing, files and labels.
 
-Facts from docs/platforms/deepen.md: a dataset is created with the
-exact zip size and gets a GCS resumable session; ``process_uploaded_data``
-needs the whole zip uploaded and the object's file name; preprocessing
-(``files_uploaded``) takes a while, then ends ``files_getting_labelled`` (the
-zip's files become FileResources, ``file_id`` = path inside the zip) or
-``preprocessing_error`` with ``processing_status_message``. Labels carry
-``label_id`` = ``<category>:<n>``, ``version`` and ``*_time_millis``.
+Facts from Deepen's API pages (https://help.deepen.ai/documentation/api-reference/): a
+dataset is created with the exact zip size and gets a GCS resumable session;
+``process_uploaded_data`` needs the whole zip uploaded and the object's file
+name; preprocessing (``files_uploaded``) takes a while, then ends
+``files_getting_labelled`` (the files Deepen makes of the zip become
+FileResources, see :mod:`syncd_sandbox.deepen_formats`) or
+``preprocessing_error`` with ``processing_status_message`` naming what is
+wrong with the zip. Labels carry ``label_id`` = ``<category>:<n>``,
+``version`` and ``*_time_millis``.
+
+Admin config (``/__sandbox/config``): ``processing_seconds``;
+``file_size_as_float`` (replies carry ``file_size`` as ``18611529.0``, as
+Deepen's sometimes do); ``status_override`` (a ``processing_status`` to report
+instead of the real one, e.g. one syncd does not know).
 """
 
 from __future__ import annotations
@@ -18,11 +25,10 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from syncd_sandbox.deepen_formats import Invalid, file_ids
 from syncd_sandbox.gcs_resumable import ResumableStore, Session
 
 BUCKET = "deepen-uploads"
-DATA_SUFFIXES = (".pcd", ".bin", ".ply", ".las", ".json", ".png", ".jpg", ".jpeg")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def millis() -> int:
@@ -65,7 +71,11 @@ class DeepenState:
         self.lock = threading.Lock()
         self.datasets: dict[str, DatasetRow] = {}
         self.requests: dict[str, int] = {}
-        self.config: dict[str, Any] = {"processing_seconds": 0.3}
+        self.config: dict[str, Any] = {
+            "processing_seconds": 0.3,
+            "file_size_as_float": False,
+            "status_override": None,
+        }
 
     def create(self, base: str, client_id: str, body: dict[str, Any]) -> DatasetRow:
         dataset_id = secrets.token_hex(10)
@@ -108,24 +118,17 @@ class DeepenState:
         try:
             with zipfile.ZipFile(path) as z:
                 bad = z.testzip()
-                names = [i.filename for i in z.infolist() if not i.is_dir()]
         except (zipfile.BadZipFile, OSError) as exc:
             row.processing_status, row.message = "preprocessing_error", f"invalid zip file: {exc}"
             return
         if bad is not None:
             row.processing_status, row.message = "preprocessing_error", f"corrupt entry {bad}"
             return
-        wanted = IMAGE_SUFFIXES if row.dataset_type == "images" else DATA_SUFFIXES
-        # Pre-labels and calibration ride along in the zip but are not frames to label.
-        files = sorted(
-            n
-            for n in names
-            if n.lower().endswith(wanted)
-            and not {"result", "camera_config"} & set(n.split("/")[:-1])
-        )
-        if not files:
-            row.processing_status = "preprocessing_error"
-            row.message = f"no {row.dataset_type} data files found in {row.file_name}"
+        try:
+            with zipfile.ZipFile(path) as z:
+                files = file_ids(z, row.file_name, row.dataset_type, row.dataset_format)
+        except Invalid as exc:
+            row.processing_status, row.message = "preprocessing_error", str(exc)
             return
         row.files = dict.fromkeys(files, "labelling_in_progress")
         row.processing_status = "files_getting_labelled"
@@ -141,12 +144,14 @@ class DeepenState:
             "dataset_type": row.dataset_type,
             "dataset_format": row.dataset_format,
             "labelling_mode": row.labelling_mode,
-            "processing_status": row.processing_status,
+            "processing_status": self.config["status_override"] or row.processing_status,
             "processing_status_message": row.message,
             "create_timestamp_millis": row.created_millis,
             "files": [
                 {
-                    "file_size": row.file_size,
+                    "file_size": float(row.file_size)
+                    if self.config["file_size_as_float"]
+                    else row.file_size,
                     "file_type": row.file_type,
                     "resumable_upload_url": row.upload_url,
                 }

@@ -12,6 +12,7 @@ import httpx
 
 from syncd.config import Config, load_config
 from syncd.daemon import Daemon
+from syncd.formats.deepen import Format, convert, open_zip
 from syncd_sandbox.deepen import CLIENT_ID
 from tests.conftest import TOKEN, admin_call
 
@@ -106,6 +107,11 @@ def file_md5(path: Path) -> str:
         while block := f.read(4 * 1024 * 1024):
             md5.update(block)
     return md5.hexdigest()
+
+
+def converted_md5(folder: Path, files: Any, fmt: Format = "json") -> str:
+    """MD5 of the archive syncd streams to Deepen for these package files (converted)."""
+    return archive_md5(open_zip(convert(folder, files, fmt)))
 
 
 def archive_md5(chunks: Any) -> str:

@@ -35,9 +35,11 @@ LAYERS: list[tuple[str, ...]] = [
         "syncd.quiet",
         "syncd.extras",
         "syncd.protect",
+        "syncd.safeopen",
     ),
     ("syncd.config",),
     ("syncd.store",),
+    ("syncd.formats",),  # platform input formats: converters over packaged files
     ("syncd.metrics",),  # counters the HTTP clients of the remotes feed
     ("syncd.remotes",),
     ("syncd.pipeline",),

@@ -12,7 +12,7 @@ Contract:
   mtime or identity differs from what was packed, or it is no longer a
   regular file inside the watched folder; the upload calls it before and
   after streaming, so an archive is never submitted with content that changed.
-* Every file is read through :mod:`syncd.pipeline.safeopen` (no symlink out
+* Every file is read through :mod:`syncd.safeopen` (no symlink out
   of the watched folder, no FIFO, checked on the open descriptor), never
   opened again by path after the checks.
 * The archive bytes depend only on the files' contents, arcnames and class
@@ -38,8 +38,8 @@ from typing import Any
 
 import zipstream
 
+from syncd import safeopen
 from syncd.errors import LocalDataError
-from syncd.pipeline import safeopen
 from syncd.store import PackageFile
 from syncd.streams import skip_bytes
 
@@ -96,7 +96,7 @@ TOOL_TYPES = {
 
 def verify_files(folder: Path, files: Sequence[PackageFile]) -> None:
     """Raise LocalDataError naming the first file that vanished, changed or is no longer
-    a regular file inside the watched folder since packing (:mod:`syncd.pipeline.safeopen`)."""
+    a regular file inside the watched folder since packing (:mod:`syncd.safeopen`)."""
     safeopen.verify(folder, files)
 
 

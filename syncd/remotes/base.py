@@ -394,12 +394,16 @@ class Capabilities:
       pipeline may call it again after a crash without asking first.
     * ``changed_labels``: the remote is a :class:`ChangedLabels`.
     * ``status_fingerprint``: the remote is a :class:`StatusFingerprint`.
+    * ``input_format``: the archive is converted to the platform's own input
+      format (``"deepen"``: :mod:`syncd.formats.deepen`, chosen by
+      :mod:`syncd.pipeline.platform_archive`), not syncd's folder layout.
     """
 
     upload: UploadStrategy = "archive"
     submit_is_idempotent: bool = False
     changed_labels: bool = False
     status_fingerprint: bool = False
+    input_format: Literal["deepen"] | None = None
 
 
 def capabilities(remote: Remote) -> Capabilities:

@@ -68,6 +68,7 @@ SESSION_LIFETIME = 7 * 24 * 3600.0 - 3600.0
 DATASET_TYPES = {"LIDAR_FUSION": "3d", "LIDAR_BASIC": "3d", "IMAGE": "images"}
 DOCUMENTED_FILE_NAMES = ("json_data.zip", "data.zip", "3d_data.zip")
 DONE_FILE_STATUSES = ("labelling_done", "done", "completed")
+PENDING_STATUSES = ("files_to_be_uploaded", "files_uploaded")
 PAGE = 100
 
 
@@ -128,6 +129,22 @@ def _message(response: httpx.Response) -> str:
 
 
 # --- wire shapes --------------------------------------------------------------------------
+
+
+def _documented_name(resource: dict[str, Any]) -> str:
+    """The quickstart's ``file_name`` for a dataset: images ``data.zip``, 3D by format."""
+    if resource.get("dataset_type") == "images":
+        return "data.zip"
+    return "json_data.zip" if resource.get("dataset_format") == "json" else "3d_data.zip"
+
+
+def _whole(value: Any) -> int | None:
+    """A byte count from a reply: Deepen may send ``18611529.0`` for ``18611529``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value)
 
 
 def _item(group: str, deepen_id: str, f: dict[str, Any]) -> RemoteItem:
@@ -225,7 +242,9 @@ class DeepenRemote:
     """
 
     platform = PLATFORM
-    capabilities = Capabilities(upload="resumable", submit_is_idempotent=True)
+    capabilities = Capabilities(
+        upload="resumable", submit_is_idempotent=True, input_format="deepen"
+    )
 
     def __init__(self, name: str, cfg: DeepenConfig, token: str) -> None:
         assert cfg.client_id, "config validation requires client_id for deepen"
@@ -254,9 +273,18 @@ class DeepenRemote:
     def check(self) -> str:
         ids = self._get(f"/clients/{self.client_id}/datasets_ids")
         count = len(ids.get("datasets") or []) if isinstance(ids, dict) else 0
-        return (
+        line = (
             f"deepen at {self.cfg.url}: token accepted, client {self.client_id}, {count} datasets"
         )
+        if self.cfg.dataset_format == "default":
+            # x15: say what the PCD-format zip lacks instead of guessing it silently.
+            from syncd.formats.deepen import UNDOCUMENTED
+
+            line += (
+                f"\n  dataset_format = 'default': {' and '.join(UNDOCUMENTED)} are not sent "
+                "(Deepen's public docs do not describe their content; 'json' is fully documented)"
+            )
+        return line
 
     def find_dataset(self, name: str) -> RemoteDataset | None:
         """The group ``name`` always exists: it is a name prefix, not a platform object."""
@@ -301,7 +329,8 @@ class DeepenRemote:
                 "the dataset was created without a resumable_upload_url", platform=PLATFORM
             )
         names = parse_qs(urlsplit(url).query).get("name") or [""]
-        file_name = names[0].rsplit("/", 1)[-1]
+        # x15: without a name= in the URL, the name the quickstart documents for the format.
+        file_name = names[0].rsplit("/", 1)[-1] or _documented_name(resource)
         if file_name not in DOCUMENTED_FILE_NAMES:
             get_logger().warning(
                 "deepen.unexpected_file_name", file_name=file_name, documented=DOCUMENTED_FILE_NAMES
@@ -348,8 +377,8 @@ class DeepenRemote:
         for row in self._datasets():
             if row.get("dataset_name") == name:
                 resource = self._get(f"/datasets/{row['dataset_id']}")
-                size = (resource.get("files") or [{}])[0].get("file_size")
-                if isinstance(size, int) and resource.get("processing_status") == (
+                size = _whole((resource.get("files") or [{}])[0].get("file_size"))
+                if size is not None and resource.get("processing_status") == (
                     "files_to_be_uploaded"
                 ):
                     return self._session_ref(resource, size)
@@ -431,9 +460,22 @@ class DeepenRemote:
             return Processing(
                 state="failed",
                 status=status,
-                message=str(r.get("processing_status_message") or "preprocessing failed"),
+                message=str(
+                    r.get("processing_status_message")
+                    or r.get("processing_error_message")  # x15: the resources page names both
+                    or "preprocessing failed"
+                ),
             )
-        return Processing(state="pending", status=status, progress=status)
+        if status in PENDING_STATUSES:
+            return Processing(state="pending", status=status, progress=status)
+        # x15: an unknown status is reported (event + syncd status); processing_timeout still applies.
+        return Processing(
+            state="pending",
+            status=status,
+            progress=status,
+            message=f"Deepen reports processing_status {status!r}, which syncd does not know; "
+            "waiting at most processing_timeout for a known one",
+        )
 
     # --- listing and labels ---------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 How Deepen differs (``syncd/remotes/deepen.py``): the sync's ``dataset`` is a
 group (a name prefix), every unit becomes its own Deepen dataset named
-``<group>/<archive stem>``, an item is one data file of a processed dataset
-(``file_id`` = its path inside the zip), a label is one Deepen label
+``<group>/<archive stem>``, an item is one frame of a processed dataset
+(``file_id`` = the JSON frame's name with ``.pcd``), a label is one Deepen label
 (``label_id``, ``version``) in a label set, and a user can delete a dataset but
 not one file of it.
 """
@@ -18,10 +18,6 @@ import httpx
 
 from syncd_sandbox.deepen import CLIENT_ID
 from tests.conftest import TOKEN, admin_call
-
-# The files Deepen makes FileResources of: point clouds and camera images (not
-# the calibration nor the pre-labels that ride along in the zip).
-DATA_FILES = (".pcd", ".png", ".jpg", ".jpeg")
 
 
 def _api(url: str, method: str, path: str, **params: Any) -> Any:
@@ -52,15 +48,16 @@ def names(url: str, group: str) -> list[str]:
 
 
 def unit_items(unit_dir: Path, item_names: list[str]) -> list[str]:
-    """A unit's items on Deepen: its data files, by their path inside the zip."""
-    root = unit_dir.parent
-    return sorted(
-        str(p.relative_to(root))
-        for p in unit_dir.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in DATA_FILES
-        and not {"result", "camera_config"} & set(p.relative_to(unit_dir).parts[:-1])
-    )
+    """A unit's items on Deepen: one per point cloud, the JSON frame's id ``<nnnnnn>.pcd``.
+
+    syncd sends Deepen's JSON format (:mod:`syncd.formats.deepen`): frames are
+    numbered from 1 in order (scene folder, then data name); camera images
+    belong to their frame and are no files of their own.
+    """
+    clouds = [
+        p for p in unit_dir.rglob("*.pcd") if p.parent.name.lower().startswith("lidar_point_cloud")
+    ]
+    return [f"{n:06d}.pcd" for n in range(1, len(clouds) + 1)]
 
 
 def _label(obj: dict[str, Any], label_set: str) -> dict[str, Any]:

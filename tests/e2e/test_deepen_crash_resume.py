@@ -20,11 +20,10 @@ import pytest
 from sqlmodel import col, select
 
 import syncd_sandbox as sandbox
-from syncd.pipeline.archive import open_archive
 from syncd.sampledata import write_bulk_unit
 from syncd.store import PackageFile, Store
 from tests.conftest import TOKEN, admin_call, query, wait_until
-from tests.deepen_support import archive_md5, file_md5, write_deepen_config
+from tests.deepen_support import converted_md5, file_md5, write_deepen_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 TOTAL = 300 * 1024 * 1024
@@ -125,7 +124,7 @@ def test_sigkill_mid_upload_resumes_from_what_the_platform_holds(tmp_path: Path)
             store.close()
         stored = Path(admin("GET", f"/objects/{ds_id}")["path"])
         assert stored.stat().st_size == archive_bytes
-        assert file_md5(stored) == archive_md5(open_archive(folder, files, {}))
+        assert file_md5(stored) == converted_md5(folder, files)
     finally:
         if daemon is not None and daemon.poll() is None:
             daemon.send_signal(signal.SIGTERM)

@@ -13,11 +13,10 @@ import pytest
 from sqlmodel import col, select
 
 import syncd_sandbox as sandbox
-from syncd.pipeline.archive import open_archive
 from syncd.sampledata import write_bulk_unit
 from syncd.store import PackageFile, Store
 from tests.conftest import TOKEN, admin_call, query, run_cli, wait_until
-from tests.deepen_support import archive_md5, file_md5, write_deepen_config
+from tests.deepen_support import converted_md5, file_md5, write_deepen_config
 
 pytestmark = [pytest.mark.e2e]
 
@@ -85,6 +84,6 @@ def test_drain_deadline_checkpoints_and_the_next_start_resumes(tmp_path: Path) -
         finally:
             store.close()
         stored = Path(admin("GET", f"/objects/{ds_id}")["path"])
-        assert file_md5(stored) == archive_md5(open_archive(folder, files, {}))
+        assert file_md5(stored) == converted_md5(folder, files)
     finally:
         sb.stop()

@@ -68,15 +68,25 @@ def test_units_end_to_end(tmp_path: Path, deepen_proc: sandbox.SandboxProcess) -
         for d in datasets.values()
     )
 
-    # the mirror holds every file of every dataset as an item
-    names = {n for (n,) in query(db, "SELECT name FROM items WHERE deleted_at IS NULL")}
-    assert {f"drive_0001/lidar_point_cloud_0/{n}.pcd" for n in fusion} <= names
-    assert {f"batch_01/image_0/{n}.png" for n in pics} <= names
-    assert len(names) == 3 * 3 + 2 + 3  # fusion: a cloud and two images per frame
+    # the mirror holds every file Deepen made of each zip as an item: one per JSON frame
+    # (Deepen's id: the frame file's stem + .pcd), one per image of the 2D dataset
+    by_dataset: dict[str, set[str]] = {}
+    for ds_id, name in query(
+        db, "SELECT remote_id, name FROM items WHERE deleted_at IS NULL ORDER BY remote_id"
+    ):
+        by_dataset.setdefault(datasets[ds_id.split("/")[0]]["name"], set()).add(name)
+    assert by_dataset == {
+        "e2e-fusion/p1-drive_0001": {f"{n}.pcd" for n in fusion},
+        "e2e-fusion/p2-drive_0002": {"000001.pcd", "000002.pcd"},
+        "e2e-images/p3-batch_01": {f"batch_01/image_0/{n}.png" for n in pics},
+    }
+    # the pre-labels did not go into the zip, and the package says so
+    skipped = query(db, "SELECT fields FROM events WHERE event = 'package.prelabels_skipped'")
+    assert len(skipped) == 1 and json.loads(skipped[0][0])["count"] == 3
 
     # the annotator labels a frame; the next run brings the label in as an object
     (ds,) = [k for k, d in datasets.items() if d["name"].endswith("drive_0001")]
-    pcd = f"drive_0001/lidar_point_cloud_0/{fusion[0]}.pcd"
+    pcd = f"{fusion[0]}.pcd"
     box = {"cx": 1, "cy": 2, "cz": 0, "l": 4, "w": 2, "h": 1.5, "rot_z": 0.2}
     admin(
         "POST",

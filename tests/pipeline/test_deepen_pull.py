@@ -48,8 +48,9 @@ def test_labels_arrive_change_by_version_and_deletions_are_marked(
     write_fusion_unit(env.folder / "drive_p", frames=2, points=2000)
     assert env.once() == 0
     (ds,) = env.datasets()
-    pcd = "drive_p/lidar_point_cloud_0/000001.pcd"
-    png = "drive_p/camera_image_0/000001.png"
+    # Deepen's file ids of the JSON frames; 2D labels on a camera image of a 3D dataset
+    # carry the frame's file id and the camera's sensor_id
+    pcd, png = "000001.pcd", "000002.pcd"
     made = env.admin(
         "POST",
         "/annotate",
@@ -94,7 +95,12 @@ def test_labels_arrive_change_by_version_and_deletions_are_marked(
             "dataset_id": ds,
             "file_id": png,
             "labels": [
-                {"label_category_id": "bus", "label_type": "box", "box": [366, 87, 174, 116]},
+                {
+                    "label_category_id": "bus",
+                    "label_type": "box",
+                    "box": [366, 87, 174, 116],
+                    "sensor_id": "camera_0",
+                },
                 {
                     "label_category_id": "white double solid",
                     "label_type": "lane",

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from syncd.pipeline.archive import open_archive
 from syncd.sampledata import write_fusion_unit
 from syncd.store import Package, PackageFile, Store
 from tests.conftest import TOKEN, query
-from tests.deepen_support import DeepenEnv, archive_md5
+from tests.deepen_support import DeepenEnv, converted_md5
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +44,7 @@ def local_md5(env: DeepenEnv, package_id: int) -> str:
             )
     finally:
         store.close()
-    return archive_md5(open_archive(env.folder, files, {}))
+    return converted_md5(env.folder, files)
 
 
 def finished(env: DeepenEnv) -> list[tuple[int, str, str | None, str | None]]:

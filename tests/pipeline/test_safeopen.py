@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from syncd import safeopen
 from syncd.errors import LocalDataError
-from syncd.pipeline import safeopen
-from syncd.pipeline.safeopen import ChangedFile, UnsafeFile
+from syncd.safeopen import ChangedFile, UnsafeFile
 from syncd.store import PackageFile
 
 

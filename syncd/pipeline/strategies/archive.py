@@ -174,6 +174,16 @@ class ArchiveStrategy:
                 step.advance("processing", serial=fresh.serial, **counts)
             if p.state == "pending":
                 progress = p.progress or p.status
+                if p.message and fresh.progress != progress:
+                    # A status the remote does not know is shown, never waited on silently.
+                    fresh.last_error = p.message
+                    step.event(
+                        "package.processing_unknown",
+                        level="error",  # `syncd status` lists recent errors
+                        serial=fresh.serial,
+                        status=p.status,
+                        message=p.message,
+                    )
                 if fresh.progress != progress or not fresh.progress_at:
                     fresh.progress, fresh.progress_at = progress, utcnow()
                 if _age(fresh.progress_at) >= ctx.cfg.processing_timeout:

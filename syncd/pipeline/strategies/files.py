@@ -41,9 +41,9 @@ from syncd import failpoints
 from syncd.errors import Cancelled, LocalDataError
 from syncd.pipeline.archive import verify_files
 from syncd.pipeline.context import SyncContext
-from syncd.pipeline.safeopen import stream_packaged
 from syncd.pipeline.strategies.common import package_files, repack
 from syncd.remotes.base import FilePushRemote, PushData, PushFile
+from syncd.safeopen import stream_packaged
 from syncd.store import FilesProgress, Package, PackageFile
 
 READ_CHUNK = 1024 * 1024

@@ -13,7 +13,7 @@ a :class:`~syncd.store.ResumableProgress`.
    opened under that attempt is looked up and kept); when nothing is found
    the attempt is recorded as abandoned and the next one opens.
 2. With a session: :meth:`resume_upload` asks the platform how much it holds
-   and sends the rest from that offset (:func:`open_archive_at`), so a
+   and sends the rest from that offset (:func:`syncd.pipeline.platform_archive.archive_at`), so a
    restart after ``kill -9`` re-sends at most what the platform did not keep.
 3. The drain deadline (``ctx.cancel``) stops the stream between blocks
    (:class:`~syncd.errors.Cancelled`); the next start resumes the session.
@@ -31,7 +31,7 @@ from typing import Any
 
 from syncd import failpoints
 from syncd.errors import UploadSessionExpired
-from syncd.pipeline.archive import open_archive_at
+from syncd.pipeline import platform_archive as platform_archives
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.strategies.archive import ArchiveStrategy
 from syncd.pipeline.strategies.common import guarded
@@ -77,7 +77,14 @@ class ResumableStrategy(ArchiveStrategy):
 
         def body_from(offset: int) -> Iterator[bytes]:
             # The session and what the platform holds are the checkpoint.
-            return guarded(ctx, pkg, lambda: open_archive_at(folder, files, class_ids, offset))
+            # The archive in the platform's input format (Deepen's), from ``offset``.
+            return guarded(
+                ctx,
+                pkg,
+                lambda: platform_archives.archive_at(
+                    ctx, folder, files, class_ids, offset, expected=size
+                ),
+            )
 
         while True:
             session = progress.session
