@@ -35,6 +35,7 @@ from syncd.store import PACKAGE_STATES
 REPO = Path(__file__).parents[1]
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 EMITTERS = frozenset({"event", "note", "_record", "record", "Notice"})
+FILE_SUFFIXES = frozenset({"json", "txt", "pcd", "zip", "png", "jpg", "jpeg", "toml"})
 LOG_METHODS = frozenset({"debug", "info", "warning", "error", "exception", "critical"})
 
 
@@ -87,7 +88,8 @@ def emitted_names(root: Path = REPO / "syncd") -> dict[str, set[str]]:
     # namespace; failpoint names (upload.sent, register.before) are not in one.
     namespaces = {event.split(".")[0] for event in found}
     for event, where in passed_on:
-        if event.split(".")[0] in namespaces:
+        # a file name (config.json) is no event, whatever its stem
+        if event.split(".")[0] in namespaces and event.rsplit(".")[-1] not in FILE_SUFFIXES:
             found[event].add(where)
     return found
 

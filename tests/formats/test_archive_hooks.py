@@ -12,12 +12,16 @@ from syncd.errors import LocalDataError
 from syncd.formats import deepen
 from syncd.pipeline import archive
 from syncd.pipeline import platform_archive as archives
+from syncd.remotes.base import Capabilities
 from syncd.sampledata import write_fusion_unit
 from tests.formats.test_deepen_format import rows
 
 
 def ctx(platform: str, dataset_type: str = "LIDAR_FUSION", fmt: str = "json") -> Any:
-    remote = SimpleNamespace(platform=platform, cfg=SimpleNamespace(dataset_format=fmt))
+    caps = Capabilities(input_format="deepen" if platform == "deepen" else None)
+    remote = SimpleNamespace(
+        platform=platform, capabilities=caps, cfg=SimpleNamespace(dataset_format=fmt)
+    )
     return SimpleNamespace(remote=remote, cfg=SimpleNamespace(dataset_type=dataset_type))
 
 
