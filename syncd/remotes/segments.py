@@ -86,6 +86,8 @@ from syncd.remotes.base import (
 )
 from syncd.remotes.http import describe, platform_clients, status_error
 from syncd.remotes.objectstore import ObjectStore
+from syncd.remotes.shapes import check_reply
+from syncd.remotes.shapes.segments import ENDPOINTS
 
 PLATFORM = wire.PLATFORM
 GROUND_TRUTH = "ground-truth"
@@ -282,7 +284,8 @@ class SegmentsRemote:
         self._upload_client.close()
 
     def _call(self, method: str, path: str, *, idempotent: bool = True, **kwargs: Any) -> Any:
-        return self.http.request(method, self.api + path, classify, idempotent=idempotent, **kwargs)
+        data = self.http.request(method, self.api + path, classify, idempotent=idempotent, **kwargs)
+        return check_reply(ENDPOINTS, PLATFORM, method, path.split("?")[0], data)
 
     def _owner_name(self) -> str:
         if self._owner is None:
