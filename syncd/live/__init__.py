@@ -1,0 +1,36 @@
+"""``syncd check --live``: every wire assumption of a remote checked against the platform.
+
+:func:`run` builds each selected remote, probes it read-only
+(:mod:`syncd.live.probe`) and, with ``write``, pushes a tiny unit through
+a scratch dataset (:mod:`syncd.live.scratch`); the rows
+(:mod:`syncd.live.rows`) say, per assumption, what syncd expects, what the
+platform answered and ✔/✘. The check passes only when no row is ✘.
+"""
+
+from __future__ import annotations
+
+from syncd.config import Config
+from syncd.errors import ConfigError
+from syncd.live.probe import probe
+from syncd.live.rows import Row
+from syncd.live.scratch import write_check
+from syncd.remotes import build_remote
+
+
+def run(cfg: Config, *, remote: str | None = None, write: bool = False) -> list[Row]:
+    """The rows for every remote of ``cfg`` (or only ``remote``)."""
+    if remote is not None and remote not in cfg.remotes:
+        known = ", ".join(sorted(cfg.remotes)) or "none"
+        raise ConfigError(f"--remote: no remote named {remote!r} (configured: {known})")
+    rows: list[Row] = []
+    for name, rc in cfg.remotes.items():
+        if remote is not None and name != remote:
+            continue
+        r = build_remote(name, rc, max_retries=1)
+        try:
+            rows += probe(r, [s for s in cfg.syncs if s.remote == name])
+        finally:
+            r.close()
+        if write:
+            rows += write_check(name, rc)
+    return rows
