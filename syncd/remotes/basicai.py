@@ -47,7 +47,7 @@ from syncd.remotes.base import (
 from syncd.remotes.http import describe, platform_clients, status_error
 from syncd.remotes.objectstore import ObjectStore
 from syncd.remotes.shapes import check_reply, seen
-from syncd.remotes.shapes.basicai import ENDPOINTS, FLAT_MARK, RESULTS
+from syncd.remotes.shapes.basicai import ENDPOINTS, FLAT_MARK, RESULTS, neutral_type
 
 PLATFORM = "basicai"
 LIMIT = 100  # lastId/limit and pageSize maximum (the guide)
@@ -272,7 +272,9 @@ class BasicAIRemote:
         if not matches:
             return None
         r = matches[0]
-        return RemoteDataset(id=str(r["id"]), name=str(r["name"]), type=r.get("type"), raw=r)
+        return RemoteDataset(
+            id=str(r["id"]), name=str(r["name"]), type=neutral_type(r.get("type")), raw=r
+        )
 
     def ensure_dataset(self, name: str, dataset_type: str) -> tuple[RemoteDataset, bool]:
         found = self.find_dataset(name)
@@ -293,7 +295,7 @@ class BasicAIRemote:
                 ) from exc
             return found, False
         return RemoteDataset(
-            id=str(data["id"]), name=data["name"], type=data.get("type"), raw=data
+            id=str(data["id"]), name=data["name"], type=neutral_type(data.get("type")), raw=data
         ), True
 
     def bind_classes(self, dataset_id: str, classes: dict[str, str]) -> dict[str, str]:

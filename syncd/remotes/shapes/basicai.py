@@ -123,6 +123,14 @@ def results_nested(data: Any) -> Any:
     return list(grouped.values())
 
 
+def neutral_type(kind: Any) -> str | None:
+    """A dataset type in syncd's words: ``LIDAR`` (the worked example's name) may be
+    fusion or basic, so it is left unknown (the sync's own ``dataset_type`` holds)."""
+    if kind is None or kind == "LIDAR":
+        return None
+    return str(kind)
+
+
 def _dataset_type(data: Any) -> dict[str, str]:
     rows = data.get("list") if isinstance(data, dict) else None
     types = sorted({str(r.get("type")) for r in rows or [] if isinstance(r, dict)})
