@@ -18,6 +18,7 @@ Contract of :func:`write_check` (one remote):
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 import tempfile
@@ -123,9 +124,10 @@ def _push(cfg: Config) -> tuple[str, Status]:
     if code != 0 or not rows or rows[0][0] != "done":
         state, error = rows[0] if rows else ("none", "no package was made")
         events = _query(
-            db, "SELECT name, fields FROM events WHERE level = 'error' ORDER BY id DESC LIMIT 1"
+            db, "SELECT fields FROM events WHERE level = 'error' ORDER BY id DESC LIMIT 1"
         )
-        why = error or (f"{events[0][0]} {events[0][1]}" if events else "see the log")
+        fields = json.loads(events[0][0]) if events else {}
+        why = error or str(fields.get("error") or fields.get("reason") or "see the log")
         raise _Failed(f"package {state}: {why}")
     return "package done, pulled once", "ok"
 

@@ -1,0 +1,191 @@
+"""``syncd check --live`` against the four sandboxes, and what an unknown reply shape does.
+
+* ``--live --write``: every row ✔ (or not applicable), in under 60 s per platform.
+* One endpoint per platform answered with a changed shape (a renamed field, a
+  dropped key, a string for a number): ``--live`` exits 1 with a ✘ row naming
+  that endpoint and field; a pull meets it as ``pull.failed`` (one event,
+  endpoint and field named), commits nothing and leaves the cursor where it
+  was, and the next cycle without the fault mirrors every label the platform
+  holds.
+* BasicAI's other documented shapes (flat results, type ``LIDAR``) are read
+  and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd.daemon import Daemon
+from syncd.live import run
+from syncd.live.rows import Row, as_table, passed
+from syncd.sampledata import write_fusion_unit
+from tests.conftest import admin_call, query, run_cli
+from tests.live.conftest import PLATFORMS, clear_faults, fault, live_config
+
+# platform → (fault rule, endpoint template, field) of one endpoint a pull reads
+CHANGED: dict[str, tuple[dict[str, Any], str, str]] = {
+    "xtreme1": (
+        {"method": "GET", "path": "^/api/data/findByPage$"},
+        "GET /data/findByPage",
+        "total",
+    ),
+    "basicai": (
+        {"method": "GET", "path": "^/api/v1/dataset/batchDataAnnotationResult/"},
+        "GET /dataset/batchDataAnnotationResult/{id}/",
+        "[0].results",
+    ),
+    "deepen": (
+        {"method": "GET", "path": "^/api/v2/datasets/[^/]+/files$"},
+        "GET /datasets/{id}/files",
+        "files[0].file_id",
+    ),
+    "segments": (
+        {"method": "GET", "path": "^/datasets/.+/samples/$"},
+        "GET /datasets/{owner}/{name}/samples/",
+        "[0].created_at",
+    ),
+}
+EDITS = {
+    "xtreme1": {"op": "string", "field": "data.total"},
+    "basicai": {"op": "drop", "field": "data.*.results"},
+    "deepen": {"op": "rename", "field": "files.*.file_id", "to": "id"},
+    "segments": {"op": "drop", "field": "*.created_at"},
+}
+
+
+def _failed(rows: list[Row]) -> list[Row]:
+    return [r for r in rows if r.status == "fail"]
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_live_write_passes_every_row_within_a_minute(
+    platform: str, sandboxes: dict[str, str], tmp_path: Path
+) -> None:
+    _, cfg = live_config(tmp_path, platform, sandboxes[platform])
+    started = time.monotonic()
+    rows = run(cfg, write=True)
+    took = time.monotonic() - started
+    assert passed(rows), as_table(rows)
+    assert took < 60
+    checks = {r.check for r in rows}
+    for check in ("auth", "push: upload, register, process, pull", "item listed", "cursor walk"):
+        assert check in checks, as_table(rows)
+    assert "pre-label read back" in checks and "scratch dataset deleted" in checks
+    assert sum(r.check == "reply shape" for r in rows) >= 5, as_table(rows)
+    prelabel = next(r for r in rows if r.check == "pre-label read back")
+    assert prelabel.status == ("skip" if platform == "deepen" else "ok")
+    deleted = next(r for r in rows if r.check == "scratch dataset deleted")
+    assert deleted.status == ("skip" if platform == "basicai" else "ok")
+    if platform == "basicai":
+        assert "syncd-check-" in deleted.answered  # named so the user can delete it
+
+
+def test_the_cli_prints_json_and_exits_0(sandboxes: dict[str, str], tmp_path: Path) -> None:
+    path, _ = live_config(tmp_path, "xtreme1", sandboxes["xtreme1"])
+    out = run_cli("check", "--config", str(path), "--live", "--write", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["ok"] is True
+    assert {r["status"] for r in doc["rows"]} <= {"ok", "skip"}
+    assert "package.done" not in out.stderr  # the scratch push's events stay quiet
+
+
+def test_live_wants_live_for_its_options(sandboxes: dict[str, str], tmp_path: Path) -> None:
+    path, _ = live_config(tmp_path, "xtreme1", sandboxes["xtreme1"])
+    out = run_cli("check", "--config", str(path), "--write")
+    assert out.returncode == 2 and "--live" in out.stderr
+
+
+def _push(tmp: Path, platform: str, url: str) -> tuple[Path, Path]:
+    """One unit pushed (no pull yet); returns (config path, state db)."""
+    write_fusion_unit(tmp / "in" / "drive", frames=2, cameras=1, with_result=True, points=200)
+    path, cfg = live_config(tmp, platform, url, pull=False)
+    d = Daemon(cfg)
+    try:
+        assert d.once(timeout=60) == 0
+    finally:
+        d.close()
+    return path, tmp / "state" / "syncd.db"
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_a_changed_reply_shape_is_named_and_loses_nothing(
+    platform: str, sandboxes: dict[str, str], tmp_path: Path
+) -> None:
+    url = sandboxes[platform]
+    path, db = _push(tmp_path, platform, url)
+    pull_cfg_text = path.read_text().replace("pull = false", "push = false")
+    path.write_text(pull_cfg_text)
+    rule, endpoint, field = CHANGED[platform]
+    fault(url, {**rule, "action": "reply_shape", "edit": EDITS[platform], "times": None})
+    try:
+        # --live: exit 1, a ✘ row naming the endpoint and the field, the shape received
+        out = run_cli("check", "--config", str(path), "--live", "--remote", "sb", "--json")
+        assert out.returncode == 1, out.stdout + out.stderr
+        rows = json.loads(out.stdout)["rows"]
+        bad = [r for r in rows if r["status"] == "fail" and r["endpoint"] == endpoint]
+        assert bad, out.stdout
+        assert f"field {field}:" in bad[0]["answered"]
+        assert "received" in bad[0]["answered"]
+        table = run_cli("check", "--config", str(path), "--live")
+        assert table.returncode == 1 and "✘" in table.stdout and endpoint in table.stdout
+        # the daemon: one pull.failed naming endpoint and field, nothing committed
+        from syncd.config import load_config
+
+        d = Daemon(load_config(path))
+        try:
+            assert d.once(timeout=30) == 1
+        finally:
+            d.close()
+        failed = query(db, "SELECT fields FROM events WHERE event = 'pull.failed'")
+        assert len(failed) == 1
+        fields = json.loads(failed[0][0])
+        assert fields["endpoint"] == endpoint and fields["field"] == field
+        assert endpoint in fields["reason"] and field in fields["reason"]
+        assert query(db, "SELECT value FROM cursors WHERE name = 'items'") == []
+        assert query(db, "SELECT COUNT(*) FROM labels") == [(0,)]
+    finally:
+        clear_faults(url)
+    # without the fault the next cycle mirrors what the platform holds
+    from syncd.config import load_config
+
+    d = Daemon(load_config(path))
+    try:
+        assert d.once(timeout=30) == 0
+    finally:
+        d.close()
+    assert query(db, "SELECT COUNT(*) FROM cursors WHERE name = 'items'") == [(1,)]
+    if platform != "deepen":  # Deepen's import keeps pre-labels in the archive only
+        assert query(db, "SELECT COUNT(*) FROM labels")[0][0] >= 2
+
+
+def test_basicai_flat_results_and_lidar_type_are_read_and_reported(
+    sandboxes: dict[str, str], tmp_path: Path
+) -> None:
+    url = sandboxes["basicai"]
+    admin_call(
+        url,
+        "POST",
+        "/config",
+        json={"results_shape": "flat", "dataset_type_naming": "worked_example"},
+    )
+    try:
+        _, cfg = live_config(tmp_path, "basicai", url)
+        rows = run(cfg, write=True)
+        assert passed(rows), as_table(rows)
+        variants = {r.check: r.answered for r in rows if r.check.startswith("variant:")}
+        assert variants["variant: results shape"].startswith("flat"), as_table(rows)
+        assert "LIDAR (worked example" in variants["variant: dataset type"], as_table(rows)
+        assert next(r for r in rows if r.check == "pre-label read back").status == "ok"
+    finally:
+        admin_call(
+            url,
+            "POST",
+            "/config",
+            json={"results_shape": "nested", "dataset_type_naming": "export"},
+        )
