@@ -189,3 +189,108 @@ def test_basicai_flat_results_and_lidar_type_are_read_and_reported(
             "/config",
             json={"results_shape": "nested", "dataset_type_naming": "export"},
         )
+
+
+# platform → (fault rule with its edit, endpoint, field) on the reply that carries the labels
+LABELS: dict[str, tuple[dict[str, Any], str, str]] = {
+    "xtreme1": (
+        {
+            "path": "^/api/data/getDataAndResult$",
+            "edit": {"op": "drop", "field": "data.results.*.dataId"},
+        },
+        "GET /data/getDataAndResult",
+        "results[0].dataId",
+    ),
+    "basicai": (
+        {
+            "path": "^/api/v1/dataset/batchDataAnnotationResult/",
+            "edit": {"op": "rename", "field": "data.*.results", "to": "result"},
+        },
+        "GET /dataset/batchDataAnnotationResult/{id}/",
+        "[0].results",
+    ),
+    "deepen": (
+        {"path": "^/api/v2/datasets/[^/]+/labels$", "edit": {"op": "drop", "field": "labels"}},
+        "GET /datasets/{id}/labels",
+        "labels",
+    ),
+    "segments": (
+        {
+            "path": "^/datasets/.+/samples/$",
+            "edit": {"op": "drop", "field": "*.label.label_status"},
+        },
+        "GET /datasets/{owner}/{name}/samples/",
+        "[0].label.label_status",
+    ),
+}
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_an_unknown_labels_shape_never_makes_a_cycle_that_succeeds_with_fewer_labels(
+    platform: str, sandboxes: dict[str, str], tmp_path: Path
+) -> None:
+    from syncd.config import load_config
+
+    url = sandboxes[platform]
+    path, db = _push(tmp_path, platform, url)
+    path.write_text(path.read_text().replace("pull = false", "push = false"))
+    rule, endpoint, field = LABELS[platform]
+    fault(url, {"method": "GET", **rule, "action": "reply_shape", "times": None})
+    try:
+        d = Daemon(load_config(path))
+        try:
+            assert d.once(timeout=30) == 1  # the cycle failed: it did not "succeed" with less
+        finally:
+            d.close()
+        failed = query(db, "SELECT fields FROM events WHERE event = 'pull.failed'")
+        assert [(json.loads(f)["endpoint"], json.loads(f)["field"]) for (f,) in failed] == [
+            (endpoint, field)
+        ]
+        assert query(db, "SELECT COUNT(*) FROM labels") == [(0,)]
+        assert query(db, "SELECT COUNT(*) FROM items") == [(0,)]  # a page commits with its labels
+        assert query(db, "SELECT value FROM cursors WHERE name = 'items'") == []
+        assert not query(db, "SELECT 1 FROM events WHERE event = 'pull.finished'")
+    finally:
+        clear_faults(url)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_a_push_step_meeting_an_unknown_shape_fails_with_the_reason(
+    platform: str, sandboxes: dict[str, str], tmp_path: Path
+) -> None:
+    url = sandboxes[platform]
+    rule = {
+        "xtreme1": {"path": "^/api/data/generatePresignedUrl$", "field": "data.accessUrl"},
+        "basicai": {
+            "path": "^/api/v1/storage/batchGeneratePreSignedUploadUrl$",
+            "field": "data.*.path",
+        },
+        "deepen": {"path": "^/api/v2/clients/[^/]+/datasets$", "field": "dataset_id"},
+        "segments": {"path": "^/assets/$", "field": "presignedPostFields"},
+    }[platform]
+    write_fusion_unit(tmp_path / "in" / "drive", frames=1, cameras=1, with_result=True, points=100)
+    _, cfg = live_config(tmp_path, platform, url, pull=False)
+    fault(
+        url,
+        {
+            "method": "*",
+            "path": rule["path"],
+            "action": "reply_shape",
+            "edit": {"op": "drop", "field": rule["field"]},
+            "times": None,
+        },
+    )
+    try:
+        d = Daemon(cfg)
+        try:
+            assert d.once(timeout=30) == 1
+        finally:
+            d.close()
+    finally:
+        clear_faults(url)
+    ((state, error),) = query(
+        tmp_path / "state" / "syncd.db", "SELECT state, last_error FROM packages"
+    )
+    assert state == "failed"
+    dropped = rule["field"].split(".")[-1]
+    assert "reply field" in error and dropped in error, error
