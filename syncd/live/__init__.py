@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from syncd.config import Config
 from syncd.errors import ConfigError
-from syncd.live.probe import probe
+from syncd.live.probe import Steps, probe
 from syncd.live.rows import Row
 from syncd.live.scratch import write_check
 from syncd.remotes import build_remote
@@ -26,11 +26,13 @@ def run(cfg: Config, *, remote: str | None = None, write: bool = False) -> list[
     for name, rc in cfg.remotes.items():
         if remote is not None and name != remote:
             continue
+        steps = Steps(name)  # an endpoint shown once per remote (or again when it fails)
         r = build_remote(name, rc, max_retries=1)
         try:
-            rows += probe(r, [s for s in cfg.syncs if s.remote == name])
+            reached = probe(r, [s for s in cfg.syncs if s.remote == name], steps)
         finally:
             r.close()
-        if write:
-            rows += write_check(name, rc)
+        if write and reached:
+            write_check(name, rc, steps)
+        rows += steps.rows
     return rows

@@ -64,22 +64,22 @@ def _rate_hook(seen: dict[str, str]) -> Callable[[httpx.Response], None]:
     return hook
 
 
-def probe(remote: Remote, syncs: Sequence[SyncConfig]) -> list[Row]:
-    """The read-only rows of one remote (see the module docstring)."""
-    steps = Steps(remote.name)
+def probe(remote: Remote, syncs: Sequence[SyncConfig], steps: Steps) -> bool:
+    """Add the read-only rows of one remote to ``steps`` (see the module docstring);
+    False when the token was refused or the platform unreachable."""
     headers: dict[str, str] = {}
     client = getattr(getattr(remote, "http", None), "client", None)
     if isinstance(client, httpx.Client):
         client.event_hooks.setdefault("response", []).append(_rate_hook(headers))
 
     if not steps.run("auth", "the token is accepted", lambda: (remote.check(), "ok")):
-        return steps.rows
+        return False
     for sync in syncs:
         _probe_dataset(steps, remote, sync)
     if client is not None:
         answered = ", ".join(f"{k}: {v}" for k, v in sorted(headers.items())) or "none sent"
         steps.add("rate-limit headers", "informational", answered, "ok")
-    return steps.rows
+    return True
 
 
 def _probe_dataset(steps: Steps, remote: Remote, sync: SyncConfig) -> None:

@@ -35,9 +35,12 @@ class Row:
 
 
 def short(text: str, limit: int = 160) -> str:
-    """``text`` on one line, query secrets masked, URLs cut to scheme, host and path."""
-    text = redact_text(" ".join(text.split()))
-    text = _URL.sub(lambda m: m.group(0).split("?")[0], text)
+    """``text`` on one line, secrets masked, URLs cut to scheme, host and path."""
+    # "token accepted" is not a token: keep the words the redaction would eat
+    text = redact_text(" ".join(text.split()).replace("token accepted", "token-accepted"))
+    text = _URL.sub(lambda m: m.group(0).split("?")[0], text).replace(
+        "token-accepted", "token accepted"
+    )
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

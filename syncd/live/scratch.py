@@ -28,7 +28,7 @@ from typing import Any
 from syncd.config import Config, LogConfig, PlatformConfig, StateConfig, SyncConfig
 from syncd.errors import SyncdError
 from syncd.live.probe import Steps
-from syncd.live.rows import Row, Status
+from syncd.live.rows import Status
 from syncd.remotes import build_remote
 from syncd.remotes.base import Remote
 from syncd.sampledata import write_fusion_unit, write_image_unit
@@ -53,9 +53,8 @@ def _dataset_type(rc: PlatformConfig) -> str:
     return "LIDAR_FUSION"
 
 
-def write_check(name: str, rc: PlatformConfig, *, dataset: str | None = None) -> list[Row]:
-    """The ``--write`` rows of remote ``name`` (see the module docstring)."""
-    steps = Steps(name)
+def write_check(name: str, rc: PlatformConfig, steps: Steps, *, dataset: str | None = None) -> None:
+    """Add the ``--write`` rows of remote ``name`` to ``steps`` (see the module docstring)."""
     dataset = dataset or scratch_name()
     kind = _dataset_type(rc)
     with tempfile.TemporaryDirectory(prefix="syncd-check-") as tmp:
@@ -108,7 +107,6 @@ def write_check(name: str, rc: PlatformConfig, *, dataset: str | None = None) ->
             )
         finally:
             remote.close()
-    return steps.rows
 
 
 def _push(cfg: Config) -> tuple[str, Status]:
