@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -294,3 +294,51 @@ def test_a_push_step_meeting_an_unknown_shape_fails_with_the_reason(
     assert state == "failed"
     dropped = rule["field"].split(".")[-1]
     assert "reply field" in error and dropped in error, error
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [
+        {"full_label": "summary"},
+        {"bulk_existing": "rejected"},
+        {"bulk_existing": "omitted"},
+    ],
+)
+def test_segments_other_shapes_lose_no_label_and_make_no_second_sample(
+    switch: dict[str, str], sandboxes: dict[str, str], tmp_path: Path
+) -> None:
+    """Listings with label summaries only: labels come from the label endpoint; samples_bulk
+    refusing or leaving out an existing name: the sample is looked up by name."""
+    from syncd.remotes import build_remote
+
+    url = sandboxes["segments"]
+    admin_call(url, "POST", "/config", json=switch)
+    try:
+        _, cfg = live_config(tmp_path, "segments", url)
+        rows = run(cfg, write=True)
+        assert passed(rows), as_table(rows)
+        assert next(r for r in rows if r.check == "pre-label read back").status == "ok"
+        if "full_label" in switch:
+            assert any(r.endpoint == "GET /labels/{uuid}/{labelset}/" for r in rows), as_table(rows)
+            return
+        # registering the same names again finds the samples: no second sample, same uuids
+        remote = build_remote("sb", cfg.remotes["sb"], max_retries=1)
+        try:
+            ds, _ = remote.ensure_dataset("reg-" + tmp_path.name[:40], "IMAGE")
+            from syncd.remotes.base import FilePushRemote, PushData
+
+            push = cast(FilePushRemote, remote)
+            data = [PushData(name="a", files=[]), PushData(name="b", files=[])]
+            bodies = [
+                {"name": d.name, "attributes": {"image": {"url": "https://x/a.png"}}} for d in data
+            ]
+            first = remote._create_samples(ds.id, bodies[:1])  # type: ignore[attr-defined]
+            both = remote._create_samples(ds.id, bodies)  # type: ignore[attr-defined]
+            assert both["a"] == first["a"] and set(both) == {"a", "b"}
+            assert sorted(push.find_names(ds.id, ["a", "b"])) == ["a", "b"]
+        finally:
+            remote.close()
+    finally:
+        admin_call(
+            url, "POST", "/config", json={"full_label": "listed", "bulk_existing": "returned"}
+        )
