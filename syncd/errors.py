@@ -110,7 +110,7 @@ class ReplyShapeError(PermanentError):
     ``endpoint`` is the request (``GET /data/findByPage``), ``field`` the
     path of the field in the reply (``list[0].id``, ``""`` for the whole
     reply), ``received`` the shape that came instead (types and keys, no
-    values). Permanent, because the same request gets the same reply: retrying
+    values; for a missing field, the keys of the object that lacks it). Permanent, because the same request gets the same reply: retrying
     at once cannot help, and guessing would turn an unknown shape into a
     silent empty result. A push step fails with the reason (``syncd retry``
     after an upgrade); a pull cycle fails before committing anything of the
@@ -118,12 +118,20 @@ class ReplyShapeError(PermanentError):
     """
 
     def __init__(
-        self, message: str, *, platform: str = "", endpoint: str, field: str, received: str
+        self,
+        message: str,
+        *,
+        platform: str = "",
+        endpoint: str,
+        field: str,
+        received: str,
+        problem: str = "",
     ) -> None:
         super().__init__(message, platform=platform, code="REPLY_SHAPE")
         self.endpoint = endpoint
         self.field = field
         self.received = received
+        self.problem = problem  # "field required", "input should be a valid integer", …
 
 
 class UploadSessionExpired(PermanentError):

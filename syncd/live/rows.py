@@ -60,8 +60,10 @@ def journal_rows(remote: str, entries: Sequence[Checked], seen: set[str]) -> lis
         if e.error is None:
             rows.append(Row(remote, "reply shape", endpoint, e.expects, short(e.received), "ok"))
         else:
-            answered = f"field {e.error.field}: received {e.error.received}"
-            rows.append(Row(remote, "reply shape", endpoint, e.expects, short(answered), "fail"))
+            answered = f"field {e.error.field}: {e.error.problem}; received {e.error.received}"
+            rows.append(
+                Row(remote, "reply shape", endpoint, e.expects, short(answered, 300), "fail")
+            )
     variants: dict[str, tuple[str, str]] = {}
     for e in entries:
         for key, value in e.variants.items():
@@ -95,7 +97,8 @@ def as_table(rows: Sequence[Row]) -> str:
             r.check,
             r.endpoint,
             short(r.expects, 60),
-            short(r.answered, 70),
+            # a ✘ row keeps its whole answer: the field and the shape received
+            short(r.answered, 300 if r.status == "fail" else 70),
         )
         for r in rows
     ]

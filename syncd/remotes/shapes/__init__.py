@@ -183,8 +183,12 @@ def check_reply(
         loc = tuple(first["loc"])
         where, node = _walk(data, loc)
         where = where or "(the whole reply)"
-        received = shape_of(node)
         problem = str(first["msg"]).rstrip(".").lower()
+        if first["type"] == "missing" and isinstance(node, dict):
+            keys = sorted(node)
+            received = "keys {" + ", ".join(keys[:20]) + (", …" if len(keys) > 20 else "") + "}"
+        else:
+            received = shape_of(node)
         error = ReplyShapeError(
             f"{endpoint.template}: reply field {where}: {problem}; received {received} "
             f"(syncd expects {endpoint.expects}; the platform's API may have changed: "
@@ -193,6 +197,7 @@ def check_reply(
             endpoint=endpoint.template,
             field=where,
             received=received,
+            problem=problem,
         )
         _record(Checked(platform, endpoint.template, endpoint.expects, received, error))
         raise error from None
