@@ -65,7 +65,9 @@ class DeepenState:
         self.lock = threading.Lock()
         self.datasets: dict[str, DatasetRow] = {}
         self.requests: dict[str, int] = {}
-        self.config: dict[str, Any] = {"processing_seconds": 0.3}
+        # labels_grouping: "per_file" honours labels_with_file_ids_order; "list" answers the
+        # endpoint's plain form (one list, each label with its file_id) whatever is asked.
+        self.config: dict[str, Any] = {"processing_seconds": 0.3, "labels_grouping": "per_file"}
 
     def create(self, base: str, client_id: str, body: dict[str, Any]) -> DatasetRow:
         dataset_id = secrets.token_hex(10)

@@ -342,3 +342,50 @@ def test_segments_other_shapes_lose_no_label_and_make_no_second_sample(
         admin_call(
             url, "POST", "/config", json={"full_label": "listed", "bulk_existing": "returned"}
         )
+
+
+def test_deepen_labels_as_one_list_are_read_and_reported(
+    sandboxes: dict[str, str], tmp_path: Path
+) -> None:
+    """Deepen's labels endpoint without the per-file grouping: the same labels, reported."""
+    from syncd.config import load_config
+    from tests.contract import deepen_backend
+
+    url = sandboxes["deepen"]
+    path, db = _push(tmp_path, "deepen", url)
+    path.write_text(path.read_text().replace("pull = false", "push = false"))
+    cfg = load_config(path)
+    group = cfg.syncs[0].dataset
+    (row,) = [
+        r
+        for r in deepen_backend._api(
+            url, "GET", f"/clients/{deepen_backend.CLIENT_ID}/datasets_ids"
+        )["datasets"]
+        if r["dataset_name"].startswith(group + "/")
+    ]
+    cloud = next(n for n in deepen_backend.names(url, group) if n.endswith(".pcd"))
+    box = {
+        "type": "3D_BOX",
+        "className": "Car",
+        "contour": {
+            "center3D": {"x": 1, "y": 2, "z": 0},
+            "size3D": {"x": 4, "y": 2, "z": 1.5},
+            "rotation3D": {"x": 0, "y": 0, "z": 0.1},
+        },
+    }
+    deepen_backend.annotate(url, f"{row['dataset_id']}/{cloud}", [box], None)
+    admin_call(url, "POST", "/config", json={"labels_grouping": "list"})
+    try:
+        rows = run(cfg)
+        assert passed(rows), as_table(rows)
+        variant = next(r for r in rows if r.check == "variant: labels grouping")
+        assert variant.answered.startswith("one list"), as_table(rows)
+        d = Daemon(cfg)
+        try:
+            assert d.once(timeout=30) == 0
+        finally:
+            d.close()
+        got = query(db, "SELECT o.class_name FROM objects o JOIN items i ON i.id = o.item_id")
+        assert got == [("Car",)]
+    finally:
+        admin_call(url, "POST", "/config", json={"labels_grouping": "per_file"})

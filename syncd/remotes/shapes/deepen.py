@@ -58,8 +58,35 @@ class Label(Reply):
     attributes: dict[str, Any] | None = None
 
 
+class FileLabel(Label):
+    file_id: AnyId
+
+
 class Labels(Reply):
-    labels: dict[str, list[Label] | None]
+    # per file with labels_with_file_ids_order=true; one list (each label names its
+    # file) is the endpoint's plain form, also accepted
+    labels: dict[str, list[Label] | None] | list[FileLabel]
+
+
+GROUPING = "labels grouping"
+
+
+def labels_per_file(data: Any) -> Any:
+    """The plain form (one list) grouped per file, as syncd asks for it."""
+    labels = data.get("labels")
+    if not isinstance(labels, list):
+        return data
+    per_file: dict[str, list[Any]] = {}
+    for lab in labels:
+        per_file.setdefault(str(lab["file_id"]), []).append(lab)
+    return {**data, "labels": per_file}
+
+
+def _grouping(data: Any) -> dict[str, str]:
+    labels = data.get("labels") if isinstance(data, dict) else None
+    if isinstance(labels, list):
+        return {GROUPING: "one list, each label with its file_id"}
+    return {GROUPING: "per file (labels_with_file_ids_order)"}
 
 
 def _status(data: Any) -> dict[str, str]:
@@ -86,6 +113,9 @@ ENDPOINTS = (
     Endpoint(
         "GET /datasets/{id}/labels",
         Labels,
-        "{labels: {file_id: [{label_id, label_type, label_category_id}]}}",
+        "{labels: {file_id: [{label_id, label_type, label_category_id}]}} or "
+        "{labels: [{file_id, label_id, …}]}",
+        normalize=labels_per_file,
+        variant=_grouping,
     ),
 )
