@@ -18,8 +18,8 @@ fires ``times`` times (for ever when null) and is then dropped.
 - ``reply_shape``: serve normally, then change the JSON reply's shape as an
   API change would: ``"edit": {"op": "rename" | "drop" | "string", "field":
   "data.list.*.id", "to": "ident"}`` renames the field, drops it, or sends
-  its value as a string; ``*`` is every element of a list. A field that is
-  not there leaves the reply unchanged.
+  its value as a string; ``*`` is every element of a list; ``edit`` may be
+  a list of such edits. A field that is not there leaves the reply unchanged.
 """
 
 from __future__ import annotations
@@ -83,16 +83,18 @@ class FaultRules:
         ):
             raise ValueError(f"unknown action {action!r}")
         if action == "reply_shape":
-            edit = rule.get("edit")
-            if (
-                not isinstance(edit, dict)
-                or edit.get("op") not in EDIT_OPS
-                or not isinstance(edit.get("field"), str)
-                or (edit["op"] == "rename" and not isinstance(edit.get("to"), str))
-            ):
-                raise ValueError(
-                    f"reply_shape needs edit {{op: {'|'.join(EDIT_OPS)}, field, to (rename)}}"
-                )
+            edits = rule.get("edit")
+            for edit in edits if isinstance(edits, list) and edits else [edits]:
+                if (
+                    not isinstance(edit, dict)
+                    or edit.get("op") not in EDIT_OPS
+                    or not isinstance(edit.get("field"), str)
+                    or (edit["op"] == "rename" and not isinstance(edit.get("to"), str))
+                ):
+                    raise ValueError(
+                        f"reply_shape needs edit {{op: {'|'.join(EDIT_OPS)}, field, to (rename)}}"
+                        " or a list of them"
+                    )
         re.compile(rule.get("path", ".*"))
         with self._lock:
             self._rules.append({"method": "*", "path": ".*", "times": 1, **rule, "action": action})
@@ -194,7 +196,7 @@ class FaultMiddleware:
         await send({"type": "http.response.body", "body": raw})
 
 
-def _reshaping(send: Send, edit: dict[str, Any]) -> Send:
+def _reshaping(send: Send, edit: dict[str, Any] | list[dict[str, Any]]) -> Send:
     """A ``send`` that holds the reply, edits its JSON body and sends it with its new length."""
     start: Message | None = None
     chunks: list[bytes] = []
@@ -212,7 +214,10 @@ def _reshaping(send: Send, edit: dict[str, Any]) -> Send:
             return
         raw = b"".join(chunks)
         with contextlib.suppress(ValueError):  # not JSON: sent as it was
-            raw = json.dumps(reshape(json.loads(raw), edit)).encode()
+            doc = json.loads(raw)
+            for one in edit if isinstance(edit, list) else [edit]:
+                doc = reshape(doc, one)
+            raw = json.dumps(doc).encode()
         headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(raw)).encode()))
         await send({**start, "headers": headers})

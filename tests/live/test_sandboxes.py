@@ -389,3 +389,28 @@ def test_deepen_labels_as_one_list_are_read_and_reported(
         assert got == [("Car",)]
     finally:
         admin_call(url, "POST", "/config", json={"labels_grouping": "per_file"})
+
+
+def test_xtreme1_ids_sent_as_strings_are_read(sandboxes: dict[str, str], tmp_path: Path) -> None:
+    """Java longs sent as strings (a common Jackson setting): ids are read, a pull mirrors all."""
+    from syncd.config import load_config
+
+    url = sandboxes["xtreme1"]
+    path, db = _push(tmp_path, "xtreme1", url)
+    path.write_text(path.read_text().replace("pull = false", "push = false"))
+    edits = [{"op": "string", "field": f"data.list.*.{k}"} for k in ("id", "parentId")]
+    rule = {"method": "GET", "action": "reply_shape", "edit": edits, "times": None}
+    fault(url, {**rule, "path": "^/api/data/findByPage$"})
+    try:
+        cfg = load_config(path)
+        rows = run(cfg)
+        assert passed(rows), as_table(rows)
+        d = Daemon(cfg)
+        try:
+            assert d.once(timeout=30) == 0
+        finally:
+            d.close()
+    finally:
+        clear_faults(url)
+    assert query(db, "SELECT COUNT(*) FROM items") == [(2,)]
+    assert query(db, "SELECT COUNT(*) FROM labels")[0][0] == 2
