@@ -13,7 +13,7 @@ from syncd.config import Config
 from syncd.errors import ConfigError
 from syncd.live.probe import Steps, probe
 from syncd.live.rows import Row
-from syncd.live.scratch import write_check
+from syncd.live.scratch import dataset_type, write_check
 from syncd.remotes import build_remote
 
 
@@ -27,12 +27,13 @@ def run(cfg: Config, *, remote: str | None = None, write: bool = False) -> list[
         if remote is not None and name != remote:
             continue
         steps = Steps(name)  # an endpoint shown once per remote (or again when it fails)
+        syncs = [s for s in cfg.syncs if s.remote == name]
         r = build_remote(name, rc, max_retries=1)
         try:
-            reached = probe(r, [s for s in cfg.syncs if s.remote == name], steps)
+            reached = probe(r, syncs, steps)
         finally:
             r.close()
         if write and reached:
-            write_check(name, rc, steps)
+            write_check(name, rc, steps, kind=dataset_type(rc, syncs))
         rows += steps.rows
     return rows

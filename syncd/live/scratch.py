@@ -22,6 +22,7 @@ import json
 import secrets
 import sqlite3
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,11 @@ def scratch_name() -> str:
     return f"syncd-check-{secrets.token_hex(4)}"
 
 
-def _dataset_type(rc: PlatformConfig) -> str:
+def dataset_type(rc: PlatformConfig, syncs: Sequence[SyncConfig]) -> str:
+    """The kind of unit to push: the remote's syncs' ``dataset_type`` (the first), else
+    what its Segments ``task_type`` takes, else ``LIDAR_FUSION``."""
+    if syncs:
+        return syncs[0].dataset_type
     task = getattr(rc, "task_type", None)
     if task is not None:
         from syncd.remotes.segments_wire import IMAGE_SEQUENCE_TASKS, IMAGE_TASKS
@@ -53,10 +58,17 @@ def _dataset_type(rc: PlatformConfig) -> str:
     return "LIDAR_FUSION"
 
 
-def write_check(name: str, rc: PlatformConfig, steps: Steps, *, dataset: str | None = None) -> None:
-    """Add the ``--write`` rows of remote ``name`` to ``steps`` (see the module docstring)."""
+def write_check(
+    name: str,
+    rc: PlatformConfig,
+    steps: Steps,
+    *,
+    kind: str = "LIDAR_FUSION",
+    dataset: str | None = None,
+) -> None:
+    """Add the ``--write`` rows of remote ``name`` to ``steps`` (see the module docstring);
+    ``kind`` is the sync's ``dataset_type`` of the unit to push (:func:`dataset_type`)."""
     dataset = dataset or scratch_name()
-    kind = _dataset_type(rc)
     with tempfile.TemporaryDirectory(prefix="syncd-check-") as tmp:
         root = Path(tmp)
         unit = root / "in" / "check"
@@ -64,7 +76,12 @@ def write_check(name: str, rc: PlatformConfig, steps: Steps, *, dataset: str | N
             names = write_image_unit(unit, images=1, with_result=True)
         else:
             names = write_fusion_unit(
-                unit, frames=1, cameras=1, with_result=True, points=200, classes=(CLASS,)
+                unit,
+                frames=1,
+                cameras=0 if kind == "LIDAR_BASIC" else 1,
+                with_result=True,
+                points=200,
+                classes=(CLASS,),
             )
         cfg = Config(
             state=StateConfig(dir=root / "state"),

@@ -85,6 +85,19 @@ def test_live_write_passes_every_row_within_a_minute(
         assert "syncd-check-" in deleted.answered  # named so the user can delete it
 
 
+@pytest.mark.parametrize(
+    ("platform", "kind"),
+    [("xtreme1", "IMAGE"), ("segments", "IMAGE"), ("basicai", "LIDAR_BASIC")],
+)
+def test_live_write_pushes_the_kind_of_unit_the_syncs_hold(
+    platform: str, kind: str, sandboxes: dict[str, str], tmp_path: Path
+) -> None:
+    _, cfg = live_config(tmp_path, platform, sandboxes[platform], dataset_type=kind)
+    rows = run(cfg, write=True)
+    assert passed(rows), as_table(rows)
+    assert next(r for r in rows if r.check == "pre-label read back").status == "ok"
+
+
 def test_the_cli_prints_json_and_exits_0(sandboxes: dict[str, str], tmp_path: Path) -> None:
     path, _ = live_config(tmp_path, "xtreme1", sandboxes["xtreme1"])
     out = run_cli("check", "--config", str(path), "--live", "--write", "--json")
