@@ -7,7 +7,7 @@ Contract of :func:`write_check` (one remote):
   (``syncd once`` on a throwaway state directory): upload, register or
   submit, processing to the end, one pull.
 - Then it checks the mirror: the item is listed, its pre-labels came back
-  with class ``Car`` (where the platform imports pre-labels), the items
+  with the classes pushed (where the platform imports pre-labels), the items
   cursor was committed and a second walk from it finds nothing new.
 - Last it deletes the scratch dataset; where the API cannot delete one
   (BasicAI), a row names it so the user can.
@@ -105,7 +105,7 @@ def write_check(
         )
         db = root / "state" / "syncd.db"
         if pushed:
-            _mirror_rows(steps, rc.platform, db, names, kind)
+            _mirror_rows(steps, rc.platform, db, names, _prelabel_classes(unit))
             remote = build_remote(name, rc, max_retries=1)
             try:
                 steps.run(
@@ -159,7 +159,18 @@ def _query(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-def _mirror_rows(steps: Steps, platform: str, db: Path, names: list[str], kind: str) -> None:
+def _prelabel_classes(unit: Path) -> list[str]:
+    """The class names of the unit's pre-labels (its ``result/*.json`` files)."""
+    found: set[str] = set()
+    for path in unit.rglob("result/*.json"):
+        doc = json.loads(path.read_text())
+        found.update(str(o["className"]) for o in doc.get("objects") or [])
+    return sorted(found)
+
+
+def _mirror_rows(
+    steps: Steps, platform: str, db: Path, names: list[str], expected: list[str]
+) -> None:
     def listed() -> tuple[str, Status]:
         got = {n for (n,) in _query(db, "SELECT name FROM items WHERE deleted_at IS NULL")}
         # An item is named for its data name (or, on Deepen, for a file of it).
@@ -175,13 +186,12 @@ def _mirror_rows(steps: Steps, platform: str, db: Path, names: list[str], kind: 
             )
         got = _query(db, "SELECT o.class_name FROM objects o")
         classes = sorted({str(c) for (c,) in got})
-        ok = bool(classes) if kind == "IMAGE" else classes == [CLASS]
-        if not ok:
-            raise _Failed(f"pre-label classes read back: {classes or 'none'}")
+        if classes != expected:
+            raise _Failed(f"pre-label classes read back: {classes or 'none'}, pushed {expected}")
         return f"{len(got)} objects, classes {', '.join(classes)}", "ok"
 
     steps.run("item listed", "the pushed frame is in the mirror", listed)
-    steps.run("pre-label read back", f"objects of class {CLASS}", prelabel)
+    steps.run("pre-label read back", f"objects of class {', '.join(expected)}", prelabel)
 
 
 def _walk(remote: Remote, db: Path, dataset: str) -> tuple[str, Status]:
