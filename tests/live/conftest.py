@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from syncd.config import Config, load_config
+from syncd.daemon import Daemon
+from syncd.sampledata import write_fusion_unit
 from syncd_sandbox import run_in_thread
 from syncd_sandbox.deepen import CLIENT_ID
 from tests.conftest import TOKEN, admin_call, write_config
@@ -62,3 +64,15 @@ def fault(url: str, rule: dict[str, Any]) -> None:
 
 def clear_faults(url: str) -> None:
     admin_call(url, "DELETE", "/faults")
+
+
+def push_unit(tmp: Path, platform: str, url: str) -> tuple[Path, Path]:
+    """One unit pushed (no pull yet); returns (config path, state db)."""
+    write_fusion_unit(tmp / "in" / "drive", frames=2, cameras=1, with_result=True, points=200)
+    path, cfg = live_config(tmp, platform, url, pull=False)
+    d = Daemon(cfg)
+    try:
+        assert d.once(timeout=60) == 0
+    finally:
+        d.close()
+    return path, tmp / "state" / "syncd.db"
