@@ -168,12 +168,44 @@ def _preflight(daemon: Daemon, *, fatal_unreachable: bool) -> None:
 
 @cli.command()
 @config_option
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Check every reply syncd relies on against the platform: one row per assumption.",
+)
+@click.option("--remote", "remote_name", default=None, help="With --live: only this remote.")
+@click.option(
+    "--write",
+    is_flag=True,
+    help="With --live: push a tiny unit through a scratch dataset syncd-check-<random>.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --live: the rows as JSON.")
 @guarded
-def check(config_file: str | None) -> None:
-    """Check the config, the folders, the state dir, and reach every remote with its token."""
+def check(
+    config_file: str | None, live: bool, remote_name: str | None, write: bool, as_json: bool
+) -> None:
+    """Check the config, the folders, the state dir, and reach every remote with its token.
+
+    With --live: see docs/operating.md, "Verify against your platform".
+    """
     from syncd.remotes import build_remote
 
     cfg = _load(config_file)
+    if live or write or remote_name or as_json:
+        if not live:
+            raise ConfigError("--remote, --write and --json go with --live")
+        from syncd import live as live_check
+        from syncd.live import rows as live_rows
+        from syncd.log import configure
+
+        # The scratch push's own events would bury the table: warnings and errors only.
+        configure(
+            cfg.log.format, "warning" if cfg.log.level in ("debug", "info") else cfg.log.level
+        )
+
+        found = live_check.run(cfg, remote=remote_name, write=write)
+        click.echo(live_rows.as_json(found) if as_json else live_rows.as_table(found))
+        sys.exit(0 if live_rows.passed(found) else 1)
     problems = 0
     for s in cfg.syncs:
         problem = folder_problem(s)

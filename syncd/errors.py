@@ -14,6 +14,7 @@ what happened and what to do next::
             ├── AuthError      401 / bad token
             ├── NotFoundError  the dataset, item or serial does not exist
             ├── RemoteRejected a business error or a failed processing
+            ├── ReplyShapeError a reply syncd cannot read (a field missing or of another type)
             └── UploadSessionExpired  a resumable upload session is dead: open a new one
 
 Lower-level exceptions (httpx, OSError, sqlite3) are mapped to the most
@@ -101,6 +102,36 @@ class NotFoundError(PermanentError):
 
 class RemoteRejected(PermanentError):
     """The platform refused the request (business error) or processing failed."""
+
+
+class ReplyShapeError(PermanentError):
+    """A reply lacks a field syncd reads, or holds it with another type.
+
+    ``endpoint`` is the request (``GET /data/findByPage``), ``field`` the
+    path of the field in the reply (``list[0].id``, ``""`` for the whole
+    reply), ``received`` the shape that came instead (types and keys, no
+    values; for a missing field, the keys of the object that lacks it). Permanent, because the same request gets the same reply: retrying
+    at once cannot help, and guessing would turn an unknown shape into a
+    silent empty result. A push step fails with the reason (``syncd retry``
+    after an upgrade); a pull cycle fails before committing anything of the
+    page (``pull.failed``), and the next scheduled cycle asks again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        platform: str = "",
+        endpoint: str,
+        field: str,
+        received: str,
+        problem: str = "",
+    ) -> None:
+        super().__init__(message, platform=platform, code="REPLY_SHAPE")
+        self.endpoint = endpoint
+        self.field = field
+        self.received = received
+        self.problem = problem  # "field required", "input should be a valid integer", …
 
 
 class UploadSessionExpired(PermanentError):

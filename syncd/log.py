@@ -85,6 +85,7 @@ EVENTS = frozenset(
         "pull.page_committed",
         "pull.items_deleted",
         "pull.finished",
+        "pull.failed",
         "pull.skipped",
         "lease.acquired",
         "store.presence_lost",

@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from syncd_sandbox.admin import admin_routes, update_config
+from syncd_sandbox.admin import ConfigError, admin_routes, update_config
 from syncd_sandbox.basicai_state import (
     BUCKET,
     DATASET_TYPES,
@@ -133,6 +133,13 @@ def by_id(rows: list[Any], request: Request) -> dict[str, Any]:
     return {"list": rows[:limit]}
 
 
+# The alternate reply shapes the public docs allow (see basicai_state.BasicAIState.config).
+SHAPE_SWITCHES = {
+    "results_shape": ("nested", "flat"),
+    "dataset_type_naming": ("export", "worked_example"),
+}
+
+
 class BasicAIApp:
     """Route handlers over one :class:`BasicAIState`."""
 
@@ -174,7 +181,13 @@ class BasicAIApp:
     # --- datasets -----------------------------------------------------------------------
 
     def dataset_dto(self, d: Any) -> dict[str, Any]:
-        return {"id": d.id, "name": d.name, "type": d.type}
+        kind = d.type
+        if self.state.config["dataset_type_naming"] == "worked_example" and kind in (
+            "LIDAR_FUSION",
+            "LIDAR_BASIC",
+        ):
+            kind = "LIDAR"  # the guide's worked example names the type so
+        return {"id": d.id, "name": d.name, "type": kind}
 
     async def dataset_create(self, request: Request) -> Response:
         body = await body_json(request)
@@ -345,6 +358,10 @@ class BasicAIApp:
                     for sid in sorted(item.results)
                     if source is None or sid == source
                 ]
+                if self.state.config["results_shape"] == "flat":
+                    # one entry per item and source, as the export's result files
+                    out += [{"dataId": item.id, **r} for r in results]
+                    continue
                 out.append(
                     {
                         "dataId": item.id,
@@ -439,6 +456,9 @@ class BasicAIApp:
 
     def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
         """``/__sandbox/config``: the state's settings, plus ``rate_windows`` ([[n, seconds], …])."""
+        for key, allowed in SHAPE_SWITCHES.items():
+            if key in changes and changes[key] not in allowed:
+                raise ConfigError(f"{key}: one of {list(allowed)}, not {changes[key]!r}")
         return update_config(
             self.state.config,
             changes,

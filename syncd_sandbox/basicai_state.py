@@ -95,7 +95,15 @@ class BasicAIState:
         self.requests: dict[str, int] = {}
         self.add_calls: list[dict[str, Any]] = []
         self.limits = RateWindows(RATE_WINDOWS)
-        self.config: dict[str, Any] = {"license_expired": False}
+        # results_shape: "nested" ({dataId, results: [...]}) or "flat" (one entry per item and
+        # source, as the export format's result files); dataset_type_naming: "export"
+        # (LIDAR_FUSION, LIDAR_BASIC) or "worked_example" (LIDAR) in dataset listings. Both
+        # are shapes the public docs show: tests prove syncd reads either.
+        self.config: dict[str, Any] = {
+            "license_expired": False,
+            "results_shape": "nested",
+            "dataset_type_naming": "export",
+        }
         self._next = {"dataset": 0, "item": 1000, "source": 1}
 
     def new_id(self, kind: str) -> int:

@@ -190,7 +190,8 @@ class DeepenApp:
         with self.state.lock:
             self.state.advance(row)
             labels = sorted(row.labels.values(), key=lambda lab: str(lab["label_id"]))
-            if q.get("labels_with_file_ids_order") == "true":
+            grouped = self.state.config["labels_grouping"] == "per_file"
+            if q.get("labels_with_file_ids_order") == "true" and grouped:
                 per_file: dict[str, list[dict[str, Any]]] = {f: [] for f in row.files}
                 for lab in labels:
                     per_file.setdefault(lab["file_id"], []).append(lab)
@@ -243,6 +244,8 @@ class DeepenApp:
         unknown = set(changes) - known
         if unknown:
             raise ConfigError(f"unknown keys {sorted(unknown)}")
+        if changes.get("labels_grouping", "per_file") not in ("per_file", "list"):
+            raise ConfigError("labels_grouping: one of ['per_file', 'list']")
         with self.state.lock, self.gcs.lock:
             for k, v in changes.items():
                 if k == "clock_offset":

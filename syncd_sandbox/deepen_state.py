@@ -71,10 +71,13 @@ class DeepenState:
         self.lock = threading.Lock()
         self.datasets: dict[str, DatasetRow] = {}
         self.requests: dict[str, int] = {}
+        # labels_grouping: "per_file" honours labels_with_file_ids_order; "list" answers the
+        # endpoint's plain form (one list, each label with its file_id) whatever is asked.
         self.config: dict[str, Any] = {
             "processing_seconds": 0.3,
             "file_size_as_float": False,
             "status_override": None,
+            "labels_grouping": "per_file",
         }
 
     def create(self, base: str, client_id: str, body: dict[str, Any]) -> DatasetRow:

@@ -15,11 +15,17 @@ fires ``times`` times (for ever when null) and is then dropped.
   connection (the client sees the connection break).
 - ``throttle``: serve normally but read the request body at ``rate`` bytes
   per second (a slow uplink; the client's writes block as on a real one).
+- ``reply_shape``: serve normally, then change the JSON reply's shape as an
+  API change would: ``"edit": {"op": "rename" | "drop" | "string", "field":
+  "data.list.*.id", "to": "ident"}`` renames the field, drops it, or sends
+  its value as a string; ``*`` is every element of a list; ``edit`` may be
+  a list of such edits. A field that is not there leaves the reply unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import threading
@@ -28,6 +34,33 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+EDIT_OPS = ("rename", "drop", "string")
+
+
+def reshape(doc: Any, edit: dict[str, Any]) -> Any:
+    """``doc`` with one field renamed, dropped or turned into a string (see ``reply_shape``)."""
+    *path, last = str(edit["field"]).split(".")
+    nodes = [doc]
+    for part in path:
+        step: list[Any] = []
+        for n in nodes:
+            if part == "*" and isinstance(n, list):
+                step += n
+            elif isinstance(n, dict) and part in n:
+                step.append(n[part])
+        nodes = step
+    targets = [x for n in nodes for x in (n if last == "*" and isinstance(n, list) else [n])]
+    for n in targets:
+        if not isinstance(n, dict) or last not in n:
+            continue
+        if edit["op"] == "rename":
+            n[str(edit["to"])] = n.pop(last)
+        elif edit["op"] == "drop":
+            del n[last]
+        else:
+            n[last] = str(n[last])
+    return doc
 
 
 class FaultRules:
@@ -39,8 +72,29 @@ class FaultRules:
 
     def add(self, rule: dict[str, Any]) -> None:
         action = rule.get("action", "status")
-        if action not in ("status", "delay", "html", "truncated_json", "reset", "throttle"):
+        if action not in (
+            "status",
+            "delay",
+            "html",
+            "truncated_json",
+            "reset",
+            "throttle",
+            "reply_shape",
+        ):
             raise ValueError(f"unknown action {action!r}")
+        if action == "reply_shape":
+            edits = rule.get("edit")
+            for edit in edits if isinstance(edits, list) and edits else [edits]:
+                if (
+                    not isinstance(edit, dict)
+                    or edit.get("op") not in EDIT_OPS
+                    or not isinstance(edit.get("field"), str)
+                    or (edit["op"] == "rename" and not isinstance(edit.get("to"), str))
+                ):
+                    raise ValueError(
+                        f"reply_shape needs edit {{op: {'|'.join(EDIT_OPS)}, field, to (rename)}}"
+                        " or a list of them"
+                    )
         re.compile(rule.get("path", ".*"))
         with self._lock:
             self._rules.append({"method": "*", "path": ".*", "times": 1, **rule, "action": action})
@@ -93,6 +147,9 @@ class FaultMiddleware:
             await asyncio.sleep(float(rule.get("delay", 1.0)))
             await self.app(scope, receive, send)
             return
+        if action == "reply_shape":
+            await self.app(scope, receive, _reshaping(send, rule["edit"]))
+            return
         if action == "throttle":
             rate = max(1.0, float(rule.get("rate", 1e6)))
 
@@ -137,6 +194,36 @@ class FaultMiddleware:
         hdrs.append((b"content-length", str(len(raw)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": hdrs})
         await send({"type": "http.response.body", "body": raw})
+
+
+def _reshaping(send: Send, edit: dict[str, Any] | list[dict[str, Any]]) -> Send:
+    """A ``send`` that holds the reply, edits its JSON body and sends it with its new length."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def wrapped(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+            return
+        if message["type"] != "http.response.body" or start is None:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        raw = b"".join(chunks)
+        with contextlib.suppress(ValueError):  # not JSON: sent as it was
+            doc = json.loads(raw)
+            for one in edit if isinstance(edit, list) else [edit]:
+                doc = reshape(doc, one)
+            raw = json.dumps(doc).encode()
+        headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(raw)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": raw})
+
+    return wrapped
 
 
 async def _drain(receive: Receive, limit: int | None = None) -> None:

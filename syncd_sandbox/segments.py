@@ -59,7 +59,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from syncd_sandbox.admin import admin_routes, update_config
+from syncd_sandbox.admin import ConfigError, admin_routes, update_config
 from syncd_sandbox.faults import FaultMiddleware, FaultRules
 from syncd_sandbox.objectstore import ObjectStore, StoredObject, s3_error
 from syncd_sandbox.segments_state import (
@@ -144,6 +144,13 @@ async def body_object(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, {"non_field_errors": ["Invalid data. Expected a dictionary."]})
     return body
+
+
+# The alternate reply shapes (see segments_state.SegmentsState.config).
+SHAPE_SWITCHES = {
+    "bulk_existing": ("returned", "rejected", "omitted"),
+    "full_label": ("listed", "summary"),
+}
 
 
 class SegmentsApp:
@@ -281,6 +288,7 @@ class SegmentsApp:
         q = dict(request.query_params)
         labelset = q.get("labelset")
         full = q.get("include_full_label") in ("1", "true", "True")
+        full = full and self.state.config["full_label"] == "listed"
         with self.state.lock:
             rows = page_of(self.state.list_samples(row, q), request)
             return reply([self._sample_dto(s, labelset, full) for s in rows])
@@ -305,7 +313,15 @@ class SegmentsApp:
             raise ApiError(400, {"non_field_errors": ["Expected a non-empty list of samples."]})
         if len(body) > 1000:
             raise ApiError(400, {"non_field_errors": ["At most 1000 samples per request."]})
+        mode = self.state.config["bulk_existing"]
+        with self.state.lock:
+            taken = {s.name for s in self.state.samples.values() if s.dataset == row.full_name}
+        asked = {b.get("name") for b in body if isinstance(b, dict)}
+        if mode == "rejected" and asked & taken:
+            raise ApiError(400, {"name": ["A sample with this name already exists."]})
         rows, created = self.state.create_samples(row, body, bulk=True)
+        if mode == "omitted":
+            rows = [s for s in rows if s.name not in taken]
         return reply([s.dto() for s in rows], 201 if created else 200)
 
     async def sample(self, request: Request) -> Response:
@@ -648,6 +664,9 @@ class SegmentsApp:
 
     def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
         """``/__sandbox/config``: the state's settings, plus ``rate_windows`` ([[n, seconds], …])."""
+        for key, allowed in SHAPE_SWITCHES.items():
+            if key in changes and changes[key] not in allowed:
+                raise ConfigError(f"{key}: one of {list(allowed)}, not {changes[key]!r}")
         return update_config(
             self.state.config,
             changes,

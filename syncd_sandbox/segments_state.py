@@ -273,7 +273,17 @@ class SegmentsState:
         # dataset → sample names in creation order (a second creation would show twice)
         self.created_samples: dict[str, list[str]] = {}
         self.limits = RateWindows(RATE_WINDOWS)
-        self.config: dict[str, Any] = {"release_seconds": 0.3}
+        # Other shapes the docs leave possible (syncd must read them all):
+        # bulk_existing: what samples_bulk does with a name that exists, "returned" (the
+        # SDK's docstring: unchanged in the reply), "rejected" (400 "already exists", as
+        # its Raises section says) or "omitted" (left out of the reply); full_label:
+        # "listed" (include_full_label honoured) or "summary" (listings carry only the
+        # label's summary: the label endpoint has the rest).
+        self.config: dict[str, Any] = {
+            "release_seconds": 0.3,
+            "bulk_existing": "returned",
+            "full_label": "listed",
+        }
         self.user_created_at = "2026-01-05T09:00:00.000000Z"
         self._seq = 0
         self._last_stamp = 0.0

@@ -46,6 +46,7 @@ from typing import Any, NamedTuple, cast
 
 from sqlmodel import Session, SQLModel, col, delete, select, update
 
+from syncd.errors import ReplyShapeError
 from syncd.log import get_logger
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.readahead import read_ahead
@@ -387,7 +388,30 @@ def _fetch_labels(ctx: SyncContext, dataset_id: str, targets: list[str]) -> list
 
 
 def run_once(ctx: SyncContext, *, full_sweep: bool | None = None) -> PullStats:
-    """One pull cycle for this sync (see module docstring)."""
+    """One pull cycle for this sync (see module docstring).
+
+    A reply syncd cannot read (:class:`~syncd.errors.ReplyShapeError`) ends the
+    cycle before the page in flight is committed: ``pull.failed`` records the
+    endpoint and field, the cursor stays where it was, and the error is raised
+    (the daemon reports it and the next cycle asks again).
+    """
+    try:
+        return _cycle(ctx, full_sweep)
+    except ReplyShapeError as exc:
+        with ctx.store.tx() as tx:
+            tx.event(
+                "pull.failed",
+                level="error",
+                sync=ctx.name,
+                reason=str(exc),
+                endpoint=exc.endpoint,
+                field=exc.field,
+                received=exc.received,
+            )
+        raise
+
+
+def _cycle(ctx: SyncContext, full_sweep: bool | None) -> PullStats:
     stats = PullStats()
     if not ctx.cfg.pull:
         return stats

@@ -46,6 +46,8 @@ from syncd.remotes.base import (
 )
 from syncd.remotes.http import describe, platform_clients, status_error
 from syncd.remotes.objectstore import ObjectStore
+from syncd.remotes.shapes import check_reply, seen
+from syncd.remotes.shapes.basicai import ENDPOINTS, FLAT_MARK, RESULTS, neutral_type
 
 PLATFORM = "basicai"
 LIMIT = 100  # lastId/limit and pageSize maximum (the guide)
@@ -227,10 +229,12 @@ class BasicAIRemote:
 
     def _get(self, path: str, **params: Any) -> Any:
         params = {k: v for k, v in params.items() if v is not None}
-        return self.http.request("GET", self.api + path, classify, params=params)
+        data = self.http.request("GET", self.api + path, classify, params=params)
+        return check_reply(ENDPOINTS, PLATFORM, "GET", path, data)
 
     def _post(self, path: str, body: Any) -> Any:
-        return self.http.request("POST", self.api + path, classify, json=body)
+        data = self.http.request("POST", self.api + path, classify, json=body)
+        return check_reply(ENDPOINTS, PLATFORM, "POST", path, data)
 
     def _by_id(self, path: str, **params: Any) -> Iterator[list[dict[str, Any]]]:
         """``lastId``/``limit`` traversal: pages until one is shorter than the limit."""
@@ -268,7 +272,9 @@ class BasicAIRemote:
         if not matches:
             return None
         r = matches[0]
-        return RemoteDataset(id=str(r["id"]), name=str(r["name"]), type=r.get("type"), raw=r)
+        return RemoteDataset(
+            id=str(r["id"]), name=str(r["name"]), type=neutral_type(r.get("type")), raw=r
+        )
 
     def ensure_dataset(self, name: str, dataset_type: str) -> tuple[RemoteDataset, bool]:
         found = self.find_dataset(name)
@@ -289,7 +295,7 @@ class BasicAIRemote:
                 ) from exc
             return found, False
         return RemoteDataset(
-            id=str(data["id"]), name=data["name"], type=data.get("type"), raw=data
+            id=str(data["id"]), name=data["name"], type=neutral_type(data.get("type")), raw=data
         ), True
 
     def bind_classes(self, dataset_id: str, classes: dict[str, str]) -> dict[str, str]:
@@ -422,6 +428,13 @@ class BasicAIRemote:
             )
             or []
         )
+        if any(r.get(FLAT_MARK) for r in rows) or seen(PLATFORM).get(RESULTS, "").startswith(
+            "flat"
+        ):
+            # The flat shape leaves out items without results: absence says nothing,
+            # so they stay unfinished (deletions are found by the full sweep).
+            held = {str(r["dataId"]) for r in rows}
+            rows += [{"dataId": i, "results": []} for i in item_ids if i not in held]
         if keep:
             self._kept = (key, time.monotonic(), rows)
         return rows

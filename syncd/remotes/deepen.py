@@ -59,6 +59,8 @@ from syncd.remotes.base import (
 )
 from syncd.remotes.gcs_resumable import ResumableUpload
 from syncd.remotes.http import describe, platform_clients, status_error
+from syncd.remotes.shapes import check_reply
+from syncd.remotes.shapes.deepen import ENDPOINTS
 from syncd.streams import skip_bytes
 
 PLATFORM = "deepen"
@@ -263,10 +265,12 @@ class DeepenRemote:
         self._upload_client.close()
 
     def _get(self, path: str, **params: Any) -> Any:
-        return self.http.request("GET", self.api + path, classify, params=params)
+        data = self.http.request("GET", self.api + path, classify, params=params)
+        return check_reply(ENDPOINTS, PLATFORM, "GET", path, data)
 
     def _post(self, path: str, body: Any) -> Any:
-        return self.http.request("POST", self.api + path, classify, json=body)
+        data = self.http.request("POST", self.api + path, classify, json=body)
+        return check_reply(ENDPOINTS, PLATFORM, "POST", path, data)
 
     # --- datasets -------------------------------------------------------------------------
 
@@ -368,7 +372,8 @@ class DeepenRemote:
             json=body,
             idempotent=False,
         )
-        upload = self._session_ref(resource, size)
+        path = f"/clients/{self.client_id}/datasets"
+        upload = self._session_ref(check_reply(ENDPOINTS, PLATFORM, "POST", path, resource), size)
         self._fresh.add(str(upload.ref["upload_url"]))
         return upload
 

@@ -16,8 +16,9 @@ Push (``capabilities.upload == "files"``, driven by :mod:`syncd.pipeline.push_fi
 every image and point cloud becomes an asset (``POST /assets/`` then the
 presigned POST form); ``camera_config`` and ``result`` files are read, not
 uploaded, and travel in the refs. Samples are created with
-``samples_bulk``, which returns an existing sample of the same name
-unchanged, so registering again never makes a second sample. Pre-labels are
+``samples_bulk``; a name that exists is never created twice: whether the
+reply returns the existing sample, leaves it out or refuses it ("already
+exists"), the missing names are looked up by name. Pre-labels are
 ``PUT`` into ``prelabel_labelset`` with ``label_status`` PRELABELED; a
 sample that expects one carries ``metadata.syncd_prelabel`` and is not
 reported by :meth:`find_names` until its label exists, so a crash between
@@ -36,6 +37,10 @@ full labels (``labelset=…&include_full_label=1``):
   the labels cursor minus :data:`OVERLAP_US` (updates may commit out of
   timestamp order; re-read labels hash equal and write nothing).
 * the full sweep: every sample by ``sort=created_at``.
+
+Labels are read from the listing when it carries the full label; a
+listing that answers only the label's summary (no ``attributes``) is
+followed by the label endpoint ``GET /labels/{uuid}/{labelset}/``.
 
 Page-number listings shift when samples are deleted meanwhile (one may be
 skipped at a page edge): the full sweep reads everything again. What the
@@ -86,6 +91,8 @@ from syncd.remotes.base import (
 )
 from syncd.remotes.http import describe, platform_clients, status_error
 from syncd.remotes.objectstore import ObjectStore
+from syncd.remotes.shapes import check_reply
+from syncd.remotes.shapes.segments import ENDPOINTS
 
 PLATFORM = wire.PLATFORM
 GROUND_TRUTH = "ground-truth"
@@ -282,7 +289,8 @@ class SegmentsRemote:
         self._upload_client.close()
 
     def _call(self, method: str, path: str, *, idempotent: bool = True, **kwargs: Any) -> Any:
-        return self.http.request(method, self.api + path, classify, idempotent=idempotent, **kwargs)
+        data = self.http.request(method, self.api + path, classify, idempotent=idempotent, **kwargs)
+        return check_reply(ENDPOINTS, PLATFORM, method, path.split("?")[0], data)
 
     def _owner_name(self) -> str:
         if self._owner is None:
@@ -479,13 +487,43 @@ class SegmentsRemote:
             bodies.append({"name": name, "attributes": attrs, "metadata": metadata})
         out: dict[str, str] = {}
         for start in range(0, len(bodies), BULK):
-            rows = self._call(
-                "POST", f"/datasets/{dataset_id}/samples_bulk/", json=bodies[start : start + BULK]
-            )
-            out.update({str(r["name"]): str(r["uuid"]) for r in rows})
+            out.update(self._create_samples(dataset_id, bodies[start : start + BULK]))
         for name, label in labels.items():
             body = {"label_status": "PRELABELED", "attributes": label}
             self._call("PUT", f"/labels/{out[name]}/{self.prelabel_labelset}/", json=body)
+        return out
+
+    def _create_samples(self, dataset_id: str, bodies: list[dict[str, Any]]) -> dict[str, str]:
+        """``samples_bulk``, whatever it does with names that exist; name → uuid of every body.
+
+        The SDK's docstring says existing samples come back unchanged, its
+        Raises section that "already exists" is an error: an "already exists"
+        refusal, or a reply without some names, is followed by a lookup by
+        name, then the names still missing are created.
+        """
+        path = f"/datasets/{dataset_id}/samples_bulk/"
+        out: dict[str, str] = {}
+        for attempt in range(2):
+            todo = [b for b in bodies if b["name"] not in out]
+            if not todo:
+                break
+            try:
+                rows = self._call("POST", path, json=todo) or []
+            except RemoteRejected as exc:
+                if exc.code != "NAME_DUPLICATED" or attempt:
+                    raise
+                rows = []
+            out.update({str(r["name"]): str(r["uuid"]) for r in rows})
+            missing = [b["name"] for b in bodies if b["name"] not in out]
+            if missing:
+                found = self._lookup(dataset_id, missing)
+                out.update({n: str(s["uuid"]) for n, s in found.items()})
+        missing = [b["name"] for b in bodies if b["name"] not in out]
+        if missing:
+            raise TransientError(
+                f"samples_bulk: samples {missing[:5]} were neither created nor found by name",
+                platform=PLATFORM,
+            )
         return out
 
     # --- listing and labels ---------------------------------------------------------------
@@ -635,6 +673,24 @@ class SegmentsRemote:
             )
         return out
 
+    def _full_label(self, uuid: str, listed: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The sample's whole label: the listing's when it carried one, else from the label
+        endpoint (``GET /labels/{uuid}/{labelset}/``); None when the sample has none.
+
+        A listing may answer a label summary (no ``attributes``) although
+        ``include_full_label`` was asked: reading it as a label without
+        annotations would lose the label silently.
+        """
+        if listed is None or "attributes" in listed:
+            return listed
+        if listed.get("label_status", "UNLABELED") == "UNLABELED":
+            return None  # a summary of no label
+        try:
+            full = self._call("GET", f"/labels/{uuid}/{self.labelset}/")
+        except NotFoundError:
+            return None  # unlabeled meanwhile
+        return dict(full)
+
     def labels(self, dataset_id: str, item_ids: Sequence[str]) -> list[RemoteLabel]:
         known = self._known(dataset_id, {i.split("/", 1)[0] for i in item_ids})
         names: dict[int, str] | None = None
@@ -642,11 +698,11 @@ class SegmentsRemote:
         for item_id in item_ids:
             uuid, _, frame = item_id.partition("/")
             entry = known.get(uuid)
-            if entry is None or entry.label is None:
+            label = self._full_label(uuid, entry.label) if entry is not None else None
+            if entry is None or label is None:
                 continue
             if names is None:
                 names = {v: k for k, v in self._categories(dataset_id).items()}
-            label = entry.label
             index = int(frame) if frame else 0
             count = len(entry.frames) if entry.scene else 1
             anns = list(wire.frame_annotations(label.get("attributes"), index, count))

@@ -39,6 +39,8 @@ from syncd.remotes.base import (
 )
 from syncd.remotes.http import describe, platform_clients, status_error
 from syncd.remotes.objectstore import ObjectStore
+from syncd.remotes.shapes import check_reply
+from syncd.remotes.shapes.xtreme1 import ENDPOINTS
 
 PLATFORM = "xtreme1"
 PAGE_SIZE = 500  # Xtreme1 has no upper bound on pageSize; 500 keeps replies small
@@ -224,10 +226,12 @@ class Xtreme1Remote:
         self._put_client.close()
 
     def _get(self, path: str, **params: Any) -> Any:
-        return self.http.request("GET", self.api + path, classify, params=params)
+        data = self.http.request("GET", self.api + path, classify, params=params)
+        return check_reply(ENDPOINTS, PLATFORM, "GET", path, data)
 
     def _post(self, path: str, body: Any) -> Any:
-        return self.http.request("POST", self.api + path, classify, json=body)
+        data = self.http.request("POST", self.api + path, classify, json=body)
+        return check_reply(ENDPOINTS, PLATFORM, "POST", path, data)
 
     # --- datasets -------------------------------------------------------------------------
 
@@ -383,7 +387,7 @@ class Xtreme1Remote:
         serial = self.http.request(
             "POST", self.api + "/data/upload", classify, json=body, idempotent=False
         )
-        return str(serial)
+        return str(check_reply(ENDPOINTS, PLATFORM, "POST", "/data/upload", serial))
 
     def processing(self, serial: str) -> Processing:
         rows = self._get("/data/findUploadRecordBySerialNumbers", serialNumbers=serial) or []
