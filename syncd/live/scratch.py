@@ -173,8 +173,9 @@ def _mirror_rows(
 ) -> None:
     def listed() -> tuple[str, Status]:
         got = {n for (n,) in _query(db, "SELECT name FROM items WHERE deleted_at IS NULL")}
-        # An item is named for its data name (or, on Deepen, for a file of it).
-        if not any(n == g or f"/{n}." in g for g in got for n in names):
+        # An item is named for its data name; on Deepen for the file Deepen made of
+        # it: a 3D frame ``000001`` becomes ``000001.pcd``, an image keeps its path.
+        if not any(n == g or g.startswith(f"{n}.") or f"/{n}." in g for g in got for n in names):
             raise _Failed(f"the mirror holds {sorted(got)[:5]}, not {names}")
         return f"{len(got)} items mirrored", "ok"
 
