@@ -140,7 +140,21 @@ def _library_event(
 
 
 class _LibraryHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The root handler :func:`configure` installs (replaced, never stacked, on a second call)."""
+    """The root handler :func:`configure` installs (replaced, never stacked, on a second call).
+
+    It writes to whatever ``sys.stderr`` is when a record comes, as our own
+    loggers do, so a replaced stderr (a test's capture) is never written to
+    after it was closed.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _stderr_logger(*_: Any) -> Any:
+    """A structlog logger on the current ``sys.stderr`` (looked up per logger, not once)."""
+    return structlog.PrintLogger(sys.stderr)
 
 
 def _route_standard_logging(renderer: Any, level: int) -> None:
@@ -188,7 +202,7 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     _route_standard_logging(renderer, numeric)

@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+import structlog
 
 from syncd.log import configure, get_logger, redact, redact_text
 
@@ -66,6 +67,7 @@ def test_library_logging_is_json_when_the_format_is_json(
         for h in list(logging.getLogger().handlers):
             if type(h).__name__ == "_LibraryHandler":
                 logging.getLogger().removeHandler(h)
+        structlog.reset_defaults()  # the other tests run with structlog's defaults
     assert [r["event"] for r in records] == [
         "library.log",
         "library.log",

@@ -26,7 +26,9 @@ class DatasetIds(Reply):
 
 class SessionFile(Reply):
     resumable_upload_url: str
-    file_size: StrictInt | None = None
+    # Deepen sometimes sends a whole byte count as a float (18611529.0): accepted,
+    # and read with deepen._whole.
+    file_size: StrictInt | float | None = None
 
 
 class Created(Reply):
