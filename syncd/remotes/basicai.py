@@ -42,12 +42,12 @@ from syncd.remotes.base import (
     RemoteDataset,
     RemoteItem,
     RemoteLabel,
-    RemoteObject,
 )
 from syncd.remotes.http import describe, platform_clients, status_error
 from syncd.remotes.objectstore import ObjectStore
 from syncd.remotes.shapes import check_reply, seen
 from syncd.remotes.shapes.basicai import ENDPOINTS, FLAT_MARK, RESULTS, neutral_type
+from syncd.remotes.xtreme1_objects import remote_object
 
 PLATFORM = "basicai"
 LIMIT = 100  # lastId/limit and pageSize maximum (the guide)
@@ -184,22 +184,6 @@ def _item(r: dict[str, Any], dataset_id: str) -> RemoteItem:
         status=r.get("status"),
         zip_path=None,
         raw={k: v for k, v in r.items() if k != "files"},
-    )
-
-
-def _object(o: dict[str, Any]) -> RemoteObject:
-    conf = o.get("modelConfidence")
-    class_id = o.get("classId")
-    return RemoteObject(
-        remote_id=str(o["id"]) if o.get("id") is not None else None,
-        class_name=o.get("className") or o.get("modelClass"),
-        class_id=str(class_id) if class_id is not None else None,
-        shape_type=o.get("type"),
-        track_id=str(o["trackId"]) if o.get("trackId") is not None else None,
-        track_name=str(o["trackName"]) if o.get("trackName") is not None else None,
-        confidence=float(conf) if isinstance(conf, int | float) else None,
-        geometry=o.get("contour") or {},
-        attributes=o.get("classValues") or [],
     )
 
 
@@ -474,7 +458,7 @@ class BasicAIRemote:
                         item_id=str(entry["dataId"]),
                         source=source,
                         raw=result,
-                        objects=[_object(o) for o in result.get("instances") or []],
+                        objects=[remote_object(o) for o in result.get("instances") or []],
                     )
                 )
         return out

@@ -34,13 +34,13 @@ from syncd.remotes.base import (
     RemoteDataset,
     RemoteItem,
     RemoteLabel,
-    RemoteObject,
     Upload,
 )
 from syncd.remotes.http import describe, platform_clients, status_error
 from syncd.remotes.objectstore import ObjectStore
 from syncd.remotes.shapes import check_reply
 from syncd.remotes.shapes.xtreme1 import ENDPOINTS
+from syncd.remotes.xtreme1_objects import remote_object
 
 PLATFORM = "xtreme1"
 PAGE_SIZE = 500  # Xtreme1 has no upper bound on pageSize; 500 keeps replies small
@@ -185,22 +185,6 @@ def _item(r: dict[str, Any]) -> RemoteItem:
         status=r.get("status"),
         zip_path=zip_path,
         raw=raw,
-    )
-
-
-def _object(o: dict[str, Any]) -> RemoteObject:
-    conf = o.get("modelConfidence")
-    class_id = o.get("classId")
-    return RemoteObject(
-        remote_id=str(o["id"]) if o.get("id") is not None else None,
-        class_name=o.get("className") or o.get("modelClass"),
-        class_id=str(class_id) if class_id is not None else None,
-        shape_type=o.get("type"),
-        track_id=str(o["trackId"]) if o.get("trackId") is not None else None,
-        track_name=str(o["trackName"]) if o.get("trackName") is not None else None,
-        confidence=float(conf) if isinstance(conf, int | float) else None,
-        geometry=o.get("contour") or {},
-        attributes=o.get("classValues") or [],
     )
 
 
@@ -619,7 +603,7 @@ class Xtreme1Remote:
         )
         out: list[RemoteLabel] = []
         for result in data.get("results") or []:
-            objects = [_object(o) for o in result.get("objects") or []]
+            objects = [remote_object(o) for o in result.get("objects") or []]
             out.append(
                 RemoteLabel(
                     item_id=str(result.get("dataId")),
