@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -282,3 +283,35 @@ def disk_free(path: Path) -> int:
 
 def today() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def run_until_uploaded(work: Path, rep: int, cfg: Path, db: Path) -> tuple[float, float]:
+    """``syncd run`` on ``cfg`` until its one package is uploaded (then SIGTERM):
+    seconds from ``package.settled`` to ``package.uploaded``, and the daemon's peak RSS."""
+    with (work / f"syncd-{rep}.log").open("w") as log:
+        proc = subprocess.Popen(
+            syncd_cmd("run", "--config", str(cfg)), stdout=log, stderr=subprocess.STDOUT
+        )
+    rss = RssWatch(proc.pid)
+    try:
+        wait_for(
+            lambda: (
+                bool(event_times(db, "package.uploaded") or event_times(db, "package.failed"))
+                or proc.poll() is not None
+            ),
+            timeout=3600,
+            what="package.uploaded",
+            every=0.1,
+        )
+    finally:
+        peak = rss.stop()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    uploaded = event_times(db, "package.uploaded")
+    settled = event_times(db, "package.settled")
+    if not uploaded or not settled:
+        raise RuntimeError(f"syncd did not upload the unit; see {work}/syncd-{rep}.log")
+    return uploaded[0] - settled[0], peak

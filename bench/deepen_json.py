@@ -21,8 +21,6 @@ Both produce the same members (frame JSONs at the root, images under
 from __future__ import annotations
 
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,16 +29,13 @@ import httpx
 from bench.common import (
     TOKEN,
     Figure,
-    RssWatch,
     admin,
     disk_free,
-    event_times,
     median,
+    run_until_uploaded,
     sandbox,
     say,
-    syncd_cmd,
     timed,
-    wait_for,
     write_config,
 )
 from syncd.formats.deepen import convert
@@ -115,37 +110,12 @@ def _syncd_upload(work: Path, url: str, watch: Path, rep: int) -> tuple[float, f
         },
     )
     db = state / "syncd.db"
-    with (work / f"syncd-{rep}.log").open("w") as log:
-        proc = subprocess.Popen(
-            syncd_cmd("run", "--config", str(cfg)), stdout=log, stderr=subprocess.STDOUT
-        )
-    rss = RssWatch(proc.pid)
-    try:
-        wait_for(
-            lambda: (
-                bool(event_times(db, "package.uploaded") or event_times(db, "package.failed"))
-                or proc.poll() is not None
-            ),
-            timeout=3600,
-            what="package.uploaded",
-            every=0.1,
-        )
-    finally:
-        peak = rss.stop()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    uploaded = event_times(db, "package.uploaded")
-    settled = event_times(db, "package.settled")
-    if not uploaded or not settled:
-        raise RuntimeError(f"syncd did not upload the unit; see {work}/syncd-{rep}.log")
+    seconds, peak = run_until_uploaded(work, rep, cfg, db)
     import sqlite3
 
     with sqlite3.connect(db) as conn:
         (size,) = conn.execute("SELECT archive_bytes FROM packages").fetchone()
-    return uploaded[0] - settled[0], peak, int(size)
+    return seconds, peak, int(size)
 
 
 def run(work: Path, repeat: int, gib: float, notes: list[str]) -> list[Figure]:

@@ -20,8 +20,6 @@ stored objects are removed after each repetition to keep the disk free.
 from __future__ import annotations
 
 import shutil
-import signal
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -29,16 +27,13 @@ import httpx
 from bench.common import (
     TOKEN,
     Figure,
-    RssWatch,
     admin,
     disk_free,
-    event_times,
     median,
+    run_until_uploaded,
     sandbox,
     say,
-    syncd_cmd,
     timed,
-    wait_for,
     write_config,
 )
 from syncd.sampledata import write_bulk_unit
@@ -108,34 +103,7 @@ def _syncd_upload(work: Path, url: str, watch: Path, rep: int) -> tuple[float, f
             "pull": False,
         },
     )
-    db = state / "syncd.db"
-    with (work / f"syncd-{rep}.log").open("w") as log:
-        proc = subprocess.Popen(
-            syncd_cmd("run", "--config", str(cfg)), stdout=log, stderr=subprocess.STDOUT
-        )
-    rss = RssWatch(proc.pid)
-    try:
-        wait_for(
-            lambda: (
-                bool(event_times(db, "package.uploaded") or event_times(db, "package.failed"))
-                or proc.poll() is not None
-            ),
-            timeout=3600,
-            what="package.uploaded",
-            every=0.1,
-        )
-    finally:
-        peak = rss.stop()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    uploaded = event_times(db, "package.uploaded")
-    settled = event_times(db, "package.settled")
-    if not uploaded or not settled:
-        raise RuntimeError(f"syncd did not upload the unit; see {work}/syncd-{rep}.log")
-    return uploaded[0] - settled[0], peak
+    return run_until_uploaded(work, rep, cfg, state / "syncd.db")
 
 
 def run_size(work: Path, platform: str, size: int, repeat: int, notes: list[str]) -> list[Figure]:
