@@ -20,7 +20,6 @@ Contract:
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,28 +118,4 @@ def archive_at(
         raise ValueError(f"offset {offset} is outside the archive (0..{len(zs)})")
     # Converting is CPU work (numpy releases the GIL): done in a thread a few MiB ahead of
     # the socket, conversion and sending overlap instead of adding up.
-    return _collecting(read_ahead(skip_bytes(zs, offset), depth=8))
-
-
-_COLLECT_EVERY = 32 * 2**20
-
-
-def _collecting(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """``chunks`` unchanged, with a garbage collection every 32 MiB.
-
-    Why: each chunk the GCS session PUTs stays referenced from a reference
-    cycle inside httpx after its response is dropped (two references remain
-    until ``gc.collect()``), and converting allocates too few Python objects
-    to trigger the cycle collector: 13 chunks of 8 MiB were alive at once
-    (tracemalloc) and the daemon peaked near 400 MB on a 256 MiB unit. A full
-    collection costs a few tens of milliseconds; a young-generation one
-    promotes the chunk in flight and makes it worse. Remove once the session
-    drops its chunks itself.
-    """
-    sent = 0
-    for chunk in chunks:
-        yield chunk
-        sent += len(chunk)
-        if sent >= _COLLECT_EVERY:
-            sent = 0
-            gc.collect()
+    return read_ahead(skip_bytes(zs, offset), depth=8)
