@@ -56,16 +56,21 @@ def update_config(
     changes: dict[str, Any],
     *,
     special: dict[str, Callable[[Any], None]] | None = None,
+    choices: dict[str, tuple[Any, ...]] | None = None,
 ) -> dict[str, Any]:
     """The usual :meth:`Admin.configure`: plain keys of ``config`` plus ``special`` setters.
 
     Every key is checked before anything changes; ``special`` maps keys that
-    are not plain values (rate windows, a clock offset) to their setters.
+    are not plain values (rate windows, a clock offset) to their setters;
+    ``choices`` lists the values a key may take (the reply-shape switches).
     """
     special = special or {}
     unknown = set(changes) - set(config) - set(special)
     if unknown:
         raise ConfigError(f"unknown keys {sorted(unknown)}")
+    for key, allowed in (choices or {}).items():
+        if key in changes and changes[key] not in allowed:
+            raise ConfigError(f"{key}: one of {list(allowed)}, not {changes[key]!r}")
     for key, value in changes.items():
         if key in special:
             special[key](value)

@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import Field, StrictInt
 
-from syncd.remotes.shapes import AnyId, Endpoint, NumericId, Reply
+from syncd.remotes.shapes import Endpoint, NumericId, Reply
+from syncd.remotes.shapes.xtreme1 import ResultObject
 
 
 class DatasetRow(Reply):
@@ -59,13 +60,8 @@ class Created(Reply):
     type: str | None = None
 
 
-class Instance(Reply):
-    id: AnyId | None = None
-    type: str | None = None
-    className: str | None = None
-    classId: NumericId | None = None
-    contour: dict[str, Any] | None = None
-    classValues: list[Any] | None = None
+# BasicAI's instances are Xtreme1's objects (one parser reads both).
+Instance = ResultObject
 
 
 class SourceResult(Reply):

@@ -84,6 +84,9 @@ class DataStatus(Reply):
 
 
 class ResultObject(Reply):
+    """An annotation object in Xtreme1's format, which BasicAI Cloud's results share
+    (read by :func:`syncd.remotes.xtreme1_objects.remote_object`)."""
+
     id: AnyId | None = None
     type: str | None = None
     className: str | None = None
