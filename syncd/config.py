@@ -271,6 +271,12 @@ class RemoteConfig(_Model):
     # Client-side windows shared by all of this remote's API calls; None = the platform's default.
     rate_limits: tuple[RateLimit, ...] | None = None
     poll_interval: Duration = 3.0
+    # Files stored at once by a per-file push (BasicAI, Segments.ai): the object
+    # store's PUTs/POSTs in flight for this remote; API calls still pass the rate limiter.
+    transfers: int = Field(default=8, ge=1, le=64)
+    # Packages of this remote worked on at once (uploading, submitting, following
+    # processing), so one that waits on the platform never holds up the next.
+    upload_concurrency: int = Field(default=3, ge=1, le=32)
 
     # The windows the platform documents; a platform that documents none gets a
     # gentle default that protects a self-hosted installation.
