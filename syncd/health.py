@@ -150,11 +150,19 @@ def write_heartbeat_file(state_dir: Path, *, alive: bool, detail: dict[str, Any]
     os.replace(tmp, path)
 
 
+def read_heartbeat_body(state_dir: Path) -> dict[str, Any]:
+    """The heartbeat file as written (raises OSError or ValueError when it cannot be read)."""
+    body = json.loads((state_dir / HEARTBEAT_FILE).read_text(encoding="utf-8"))
+    if not isinstance(body, dict):
+        raise ValueError("not a JSON object")
+    return body
+
+
 def read_heartbeat_file(state_dir: Path, max_age: float) -> tuple[bool, str]:
     """(healthy, one-line reason) from the heartbeat file: fresh and ``alive``."""
     path = state_dir / HEARTBEAT_FILE
     try:
-        body = json.loads(path.read_text(encoding="utf-8"))
+        body = read_heartbeat_body(state_dir)
     except FileNotFoundError:
         return False, f"no heartbeat file at {str(path)!r} (is syncd run running?)"
     except (OSError, ValueError) as exc:

@@ -235,8 +235,11 @@ class StateCollector(Collector):
         heartbeat_ages: Callable[[], dict[str, float]],
         stalled: Callable[[], frozenset[str]],
         last_pulls: Callable[[], dict[str, float]],
+        in_flight: Callable[[], dict[str, tuple[int, int]]] = dict,
     ) -> None:
+        """``in_flight()``: remote → (packages in flight, upload_concurrency)."""
         self.store = store
+        self.in_flight = in_flight
         self.last_pulls = last_pulls
         self.syncs = syncs
         self.heartbeat_ages = heartbeat_ages
@@ -279,7 +282,20 @@ class StateCollector(Collector):
         stalled = self.stalled()
         healthy = GaugeMetricFamily("syncd_healthy", "1 while every stage is alive, else 0")
         healthy.add_metric([], 0 if stalled else 1)
-        yield from (packages, last_ok, lag, ages, healthy)
+        flying = GaugeMetricFamily(
+            "syncd_packages_in_flight",
+            "Packages an upload worker is on now (uploading, submitting, following processing)",
+            labels=["remote"],
+        )
+        slots = GaugeMetricFamily(
+            "syncd_upload_slots",
+            "Packages of the remote that may be in flight at once (upload_concurrency)",
+            labels=["remote"],
+        )
+        for remote, (n, limit) in sorted(self.in_flight().items()):
+            flying.add_metric([remote], n)
+            slots.add_metric([remote], limit)
+        yield from (packages, last_ok, lag, ages, healthy, flying, slots)
 
     def _stored_last_pulls(self) -> dict[str, float]:
         """``last_pull_at`` cursors (written at the end of every successful pull)."""

@@ -1,7 +1,8 @@
 """The progress bar of ``syncd once`` on a terminal: this run's packages, done out of all.
 
 Contract: :class:`ProgressBar` redraws one line (``\\r``) at most every
-``min_interval`` seconds: ``[#####-----] 3/8 packages finished (1 failed) · 2 uploading``.
+``min_interval`` seconds: ``[#####-----] 3/8 packages finished (1 failed) · 2 uploading · 3 in flight``
+(in flight: the packages the upload workers are on now).
 The packages of a run are those still open when it started plus every one
 created since. Nothing is drawn unless the stream is a terminal (the CLI
 decides); :meth:`close` ends the line.
@@ -17,7 +18,7 @@ from syncd.store import FINAL_STATES
 WIDTH = 24
 
 
-def render(states: dict[str, int]) -> str:
+def render(states: dict[str, int], in_flight: int = 0) -> str:
     total = sum(states.values())
     finished = sum(n for s, n in states.items() if s in FINAL_STATES)
     filled = WIDTH * finished // total if total else 0
@@ -27,7 +28,8 @@ def render(states: dict[str, int]) -> str:
     head = f"[{bar}] {finished}/{total} packages finished"
     if failed:
         head += f" ({failed} failed)"
-    return " · ".join([head, *busy])
+    flying = [f"{in_flight} in flight"] if in_flight else []
+    return " · ".join([head, *busy, *flying])
 
 
 class ProgressBar:
@@ -37,14 +39,14 @@ class ProgressBar:
         self._last = 0.0
         self._drawn = ""
 
-    def update(self, states: dict[str, int], *, force: bool = False) -> None:
+    def update(self, states: dict[str, int], in_flight: int = 0, *, force: bool = False) -> None:
         now = time.monotonic()
         finished = sum(n for s, n in states.items() if s in FINAL_STATES)
         last_word = finished == sum(states.values())  # the end is always drawn
         if not (force or last_word) and now - self._last < self.min_interval:
             return
         self._last = now
-        line = render(states)
+        line = render(states, in_flight)
         if line != self._drawn or force:
             self.stream.write("\r\x1b[K" + line)
             self.stream.flush()

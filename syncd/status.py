@@ -18,7 +18,7 @@ from sqlalchemy.pool import NullPool
 
 from syncd.config import Config
 from syncd.errors import StoreError
-from syncd.health import read_heartbeat_file
+from syncd.health import read_heartbeat_body, read_heartbeat_file
 from syncd.present import table
 from syncd.protect import strip_escapes
 from syncd.store import queries
@@ -128,6 +128,9 @@ def collect(cfg: Config) -> dict[str, Any]:
             }
         errors = queries.recent_errors(conn)
         alive, reason = read_heartbeat_file(cfg.state.dir, HEARTBEAT_MAX_AGE)
+        flying = _in_flight(cfg) if alive else []
+        for name, s in syncs.items():
+            s["in_flight"] = [f for f in flying if f.get("sync") == name]
         return {
             "database": cfg.state.database,
             "daemon": {"alive": alive, "reason": reason},
@@ -136,6 +139,17 @@ def collect(cfg: Config) -> dict[str, Any]:
         }
     finally:
         conn.close()
+
+
+def _in_flight(cfg: Config) -> list[dict[str, Any]]:
+    """The packages the running daemon's upload workers are on, from its heartbeat file
+    (written every few seconds; empty when it cannot be read)."""
+    try:
+        body = read_heartbeat_body(cfg.state.dir)
+    except (OSError, ValueError):
+        return []
+    flying = body.get("in_flight")
+    return [f for f in flying if isinstance(f, dict)] if isinstance(flying, list) else []
 
 
 def _ago(iso: str | None) -> str:
@@ -184,6 +198,11 @@ def render(report: dict[str, Any]) -> str:
             lines.append(
                 f"  FAILED package {f['id']} ({f['unit']}): {f['last_error']} "
                 f"(syncd retry {f['id']})"
+            )
+        for f in s.get("in_flight", ()):
+            lines.append(
+                f"  IN FLIGHT package {f.get('package_id')} ({f.get('unit')}, "
+                f"{f.get('state')}): {f.get('seconds')} s"
             )
         for w in s.get("waiting_packages", ()):
             when = datetime.fromtimestamp(float(w["next_attempt_at"] or 0), UTC)

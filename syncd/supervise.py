@@ -51,10 +51,12 @@ def watchdog_interval() -> float | None:
         return None
 
 
-def status_line(counts: dict[str, int], syncs: int, stale: list[Stale]) -> str:
+def status_line(counts: dict[str, int], syncs: int, stale: list[Stale], in_flight: int = 0) -> str:
     """One ASCII line for ``STATUS=`` (systemctl status shows it)."""
     parts = [f"{n} {s}" for s in PACKAGE_STATES if (n := counts.get(s))]
     head = f"{syncs} sync{'s' if syncs != 1 else ''}; packages: {', '.join(parts) or 'none'}"
+    if in_flight:
+        head += f"; {in_flight} in flight"
     if stale:
         return "STALLED: " + "; ".join(str(s) for s in stale) + " | " + head
     return head
@@ -71,8 +73,10 @@ class Supervisor:
         package_counts: Callable[[], dict[str, int]],
         syncs: Callable[[], int],
         record: Callable[..., None],
+        in_flight: Callable[[], list[dict[str, Any]]] = list,
     ) -> None:
         self.heartbeats = heartbeats
+        self.in_flight = in_flight
         self.state_dir = state_dir
         self.package_counts = package_counts
         self.syncs = syncs
@@ -135,7 +139,8 @@ class Supervisor:
             if self._stalled - names:
                 self.record("daemon.stage_unstalled", "info", stages=sorted(self._stalled - names))
             self._stalled = names
-        status = status_line(self.package_counts(), self.syncs(), stale)
+        flying = self.in_flight()
+        status = status_line(self.package_counts(), self.syncs(), stale, len(flying))
         messages = []
         if not stale and self.watchdog is not None:
             messages.append("WATCHDOG=1")
@@ -148,6 +153,8 @@ class Supervisor:
             "stale": [str(s) for s in stale],
             "stages": self.heartbeats.ages(),
             "status": status,
+            # the packages the upload workers are on (``syncd status`` shows them)
+            "in_flight": flying,
         }
         try:
             # A stalled daemon says so (``syncd health`` names the stage); a hung

@@ -10,6 +10,8 @@ Modules, by job:
 * :mod:`.loop`: ``syncd run``: the run loop, the push cycle it repeats, the
   drain on SIGTERM/SIGINT, SIGHUP.
 * :mod:`.once`: ``syncd once`` and its exit code.
+* :mod:`.uploads`: the packages in flight, up to ``upload_concurrency`` per
+  remote, each step in a worker thread beside the push loop.
 * :mod:`.reload`: a reload as a pure plan of what changed
   (:func:`~syncd.daemon.reload.plan_reload`), then its application.
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from syncd.config import Config, PlatformConfig, SyncConfig
+from syncd.daemon.uploads import UploadWorkers
 from syncd.errors import ConfigError, SyncdError
 from syncd.health import Heartbeats
 from syncd.log import get_logger
@@ -84,6 +85,9 @@ class DaemonCore:
         self.retired: list[Remote] = []  # replaced by a reload; closed at the end
         self.contexts = [self.context(s) for s in cfg.syncs]
         self.tracker = detect.SettleTracker()
+        self.uploads = UploadWorkers(
+            limit=self.upload_limit, guard=self.guard, heartbeats=self.heartbeats, wake=self.wake
+        )
         self.watcher: FolderWatcher | None = None
         self.scheduler: Any = None
         self.supervisor: Supervisor | None = None
@@ -109,7 +113,20 @@ class DaemonCore:
             progress=self.heartbeats.progress,
         )
 
+    def upload_limit(self, remote: str) -> int:
+        """``[remotes.NAME] upload_concurrency`` as configured now (a reload may change it)."""
+        rc = self.cfg.remotes.get(remote)
+        return rc.upload_concurrency if rc is not None else 1
+
+    def in_flight_by_remote(self) -> dict[str, tuple[int, int]]:
+        """remote → (packages in flight, its upload_concurrency), every configured remote."""
+        busy: dict[str, int] = {}
+        for f in self.uploads.snapshot():
+            busy[f.remote] = busy.get(f.remote, 0) + 1
+        return {r: (busy.get(r, 0), self.upload_limit(r)) for r in self.cfg.remotes}
+
     def close(self) -> None:
+        self.uploads.join()
         for r in [*self.remotes.values(), *self.retired]:
             r.close()
         self.store.close()
@@ -220,6 +237,7 @@ class DaemonCore:
             heartbeat_ages=self.heartbeats.ages,
             stalled=lambda: frozenset(s.stage for s in self.heartbeats.stale()),
             last_pulls=self.metrics.last_pulls,
+            in_flight=self.in_flight_by_remote,
         )
         self.metrics.use_state_collector(collector)
         self.server.start()

@@ -32,14 +32,15 @@ class Daemon(DaemonCore):
         sweeps: dict[str, detect.FullScan] | None = None,
         rescan: frozenset[str] = frozenset(),
     ) -> None:
-        """One pass of watch → pack → upload over every sync (:func:`.loop.push_cycle`)."""
-        loop.push_cycle(self, dirty, catch_up=catch_up, sweeps=sweeps, rescan=rescan)
+        """One pass of watch → pack → upload over every sync (:func:`.loop.push_cycle`),
+        returning once every package due in it had its step (``wait``)."""
+        loop.push_cycle(self, dirty, catch_up=catch_up, sweeps=sweeps, rescan=rescan, wait=True)
 
     def once(
         self,
         *,
         timeout: float = 3600.0,
-        progress: Callable[[dict[str, int]], None] | None = None,
+        progress: Callable[[dict[str, int], int], None] | None = None,
     ) -> int:
         """``syncd once``: the exit code (:func:`.once.run_once`)."""
         return once_driver.run_once(self, timeout=timeout, progress=progress)

@@ -4,11 +4,15 @@ Contract of :func:`run`:
 
 * Watches every push folder (watchdog; at start a catch-up scan, then a full
   scan right after and every ``RESCAN_SECONDS``, in slices of
-  ``SWEEP_SLICE_SECONDS`` so a changed unit never waits behind one), runs the
-  push stages in the calling thread and the pulls on their APScheduler
-  schedule, until ``daemon.stop`` is set (SIGTERM/SIGINT).
-* The first signal drains: no new step starts, the step in flight may finish
-  within ``[daemon] shutdown_timeout``; then a transfer in flight is cut
+  ``SWEEP_SLICE_SECONDS`` so a changed unit never waits behind one), runs
+  detection and packing in the calling thread, hands due packages to the
+  upload workers (:mod:`.uploads`, up to ``upload_concurrency`` per remote,
+  so no package's upload or retries hold up detection, packing or another
+  package) and the pulls to their APScheduler schedule, until
+  ``daemon.stop`` is set (SIGTERM/SIGINT).
+* The first signal drains: no new step starts, the steps in flight (the
+  upload workers') may finish within ``[daemon] shutdown_timeout``; then a
+  transfer in flight is cut
   (``package.checkpointed``; its committed state is where the next start
   resumes) and ``run`` returns 0. Should a step still hang
   ``HARD_EXIT_GRACE`` seconds later, the process exits 0 anyway
@@ -37,7 +41,7 @@ from typing import TYPE_CHECKING
 
 from syncd.daemon import reload as reload_driver
 from syncd.errors import SyncdError
-from syncd.pipeline import detect, pack, upload
+from syncd.pipeline import detect, pack
 from syncd.pipeline.schedule import HEARTBEAT_SECONDS, build_scheduler
 from syncd.pipeline.watcher import FolderWatcher
 from syncd.supervise import Supervisor
@@ -59,9 +63,15 @@ def push_cycle(
     catch_up: bool = False,
     sweeps: dict[str, detect.FullScan] | None = None,
     rescan: frozenset[str] = frozenset(),
+    wait: bool = False,
 ) -> None:
     """One pass of watch → pack → upload over every sync (``None``: scan everything;
     ``catch_up``: the quick form of that scan, see :func:`detect.run_once`).
+
+    The due packages go to the upload workers (``d.uploads``) while the pass
+    goes on. ``wait``: every package due now gets its step before the pass
+    returns (a free slot is awaited, then every worker), as tests and
+    scripted passes expect; the run loop and ``once`` do not wait.
 
     With ``sweeps`` (the run loop's full scans in progress, by sync), a full
     scan is not run whole: one is started there for each sync in ``rescan``
@@ -95,13 +105,15 @@ def push_cycle(
             if d.guard(stage, partial(detect.run_once, ctx, d.tracker, units)) is None:
                 _give_back(d, ctx.name, units)
         d.guard(f"pack:{ctx.name}", partial(pack.run_once, ctx))
-        d.guard(f"upload:{ctx.name}", partial(upload.run_once, ctx))
+        d.guard(f"upload:{ctx.name}", partial(d.uploads.dispatch, ctx, block=wait))
         sweep = sweeps.get(ctx.name) if sweeps is not None else None
         if sweep is not None and not d.stop.is_set():
             # the watcher sets wake when a unit changes: the slice gives way to it
             d.guard(stage, partial(sweep.step, SWEEP_SLICE_SECONDS, d.wake.is_set))
             if sweep.done and sweeps is not None:
                 del sweeps[ctx.name]
+    if wait:
+        d.uploads.join()
 
 
 def _give_back(d: DaemonCore, sync: str, units: set[str] | None) -> None:
@@ -159,11 +171,14 @@ def run(d: DaemonCore) -> int:
         package_counts=d.package_counts,
         syncs=lambda: len(d.contexts),
         record=d.record,
+        in_flight=lambda: [f.as_dict() for f in d.uploads.snapshot()],
     )
     supervisor.ready()
     try:
         with hb.busy("push"):
             _loop(d, watcher)
+        # The drain: the workers' steps finish, or the deadline cuts their transfers.
+        d.uploads.join()
     finally:
         supervisor.stopping()
         d.record("daemon.stopping", "info")

@@ -12,7 +12,8 @@ Contract of :func:`run_once` (the exit code of ``syncd once``):
   seconds (``once.timeout``).
 * Then every pulling sync pulls once. It returns 1 if a package became
   ``failed`` during the run or any stage step or pull failed, else 0.
-* ``progress`` is called with this run's packages by state after every pass.
+* ``progress`` is called with this run's packages by state, and the number
+  of packages in flight, after every pass.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def run_once(
     d: DaemonCore,
     *,
     timeout: float = 3600.0,
-    progress: Callable[[dict[str, int]], None] | None = None,
+    progress: Callable[[dict[str, int], int], None] | None = None,
 ) -> int:
     """``syncd once``: returns the exit code (0 all done, 1 something failed)."""
     started = time.monotonic()
@@ -70,17 +71,20 @@ def run_once(
 
     def report() -> None:
         if progress is not None:
-            progress(run_states(d, max_before, open_before))
+            progress(run_states(d, max_before, open_before), d.uploads.count())
 
     # A first scan only records what is there; a second one (same content)
     # settles units whose files are older than settle_seconds.
     push_cycle(d)
     while not d.stop.is_set():
+        # The upload workers run beside the passes (several packages in flight).
         push_cycle(d)
         report()
         if not _waiting_is_useful(d, attempts_before, started, timeout):
             break
-        time.sleep(PASS_PAUSE_SECONDS)
+        d.wake.wait(PASS_PAUSE_SECONDS)  # a worker that finished wakes the next pass
+        d.wake.clear()
+    d.uploads.join()
     report()
     for ctx in d.contexts:
         if ctx.cfg.pull and d.pull(ctx) is None:

@@ -38,6 +38,8 @@ class SyncContext:
     poll_interval: float = 3.0
     progress: Callable[[], None] = _nothing
     _dataset_id: str | None = None
+    # pack (the push loop), pulls (the scheduler) and upload workers share the context
+    _dataset_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -56,7 +58,10 @@ class SyncContext:
         """
         if self._dataset_id is not None:
             return self._dataset_id
-        with self.store.coord.exclusive(f"dataset:{self.remote.name}:{self.cfg.dataset}"):
+        with (
+            self._dataset_lock,
+            self.store.coord.exclusive(f"dataset:{self.remote.name}:{self.cfg.dataset}"),
+        ):
             return self._resolve_dataset()
 
     def _resolve_dataset(self) -> str:

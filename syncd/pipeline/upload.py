@@ -1,7 +1,9 @@
-"""Upload, submit and follow processing, one package at a time: the driver.
+"""Upload, submit and follow processing of one package: the driver.
 
-Contract of :func:`run_once` (packages in ``packed`` … ``processing`` whose
-retry time has come, oldest first):
+Contract of :func:`advance` and :func:`run_once` (packages in ``packed`` …
+``processing`` whose retry time has come, oldest first: :func:`due_packages`;
+the daemon runs several at once, :mod:`syncd.daemon.uploads`, and
+:func:`run_once` runs them one after another):
 
 * The upload strategy is chosen once, from the remote's declared
   capabilities (:func:`syncd.pipeline.strategies.strategy_for`): one archive
@@ -22,6 +24,7 @@ retry time has come, oldest first):
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from contextlib import suppress
 
 from sqlmodel import col, select
@@ -37,8 +40,9 @@ UPLOAD_STATES = ("packed", "uploading")
 FINISH_STATES = ("uploaded", "submitted", "processing")
 
 
-def run_once(ctx: SyncContext) -> int:
-    """Advance every due package as far as it goes now; returns the number of packages touched."""
+def due_packages(ctx: SyncContext, exclude: Collection[int] = ()) -> list[Package]:
+    """The sync's packages in an upload state whose retry time has come, oldest first
+    (``exclude``: ids already in flight)."""
     with ctx.store.read() as s:
         due = s.exec(
             select(Package)
@@ -50,6 +54,13 @@ def run_once(ctx: SyncContext) -> int:
             )
             .order_by(col(Package.id))
         ).all()
+    return [p for p in due if p.id not in exclude]
+
+
+def run_once(ctx: SyncContext) -> int:
+    """Advance every due package as far as it goes now, one after another; returns the
+    number of packages touched."""
+    due = due_packages(ctx)
     strategy = strategy_for(ctx.remote)
     for pkg in due:
         if ctx.stop.is_set():

@@ -2,7 +2,9 @@
 
 The workload is 20+ units (some large, some with pre-labels in ``result/``,
 one scene), arriving while the daemon runs, plus scheduled pulls while an
-annotator labels items on the platform. After every kill the daemon is
+annotator labels items on the platform. Up to four packages are in flight at
+once (``upload_concurrency = 4``), so kills land with several uploads,
+submits and processing polls under way. After every kill the daemon is
 restarted; after the last one it is left to finish. Then the platform is
 compared with the folder and the mirror (see ``invariants``), and the
 cursor is checked never to have moved backwards.
@@ -139,6 +141,7 @@ def test_chaos_sigkill(
             }
         ],
         database_url=url,
+        remote_extra="upload_concurrency = 4",
     )
     db: Path | str = url or tmp_path / "state" / "syncd.db"
     log = tmp_path / "daemon.log"
@@ -237,11 +240,34 @@ def test_chaos_sigkill(
         int(v.split(":")[0]) for (v,) in query(db, "SELECT value FROM cursors WHERE name = 'items'")
     ]
     assert cursors == sorted(cursors), f"the items cursor moved backwards: {cursors}"
+    overlap = max_uploads_at_once(db)
+    assert overlap >= 2, f"never two uploads at once ({overlap}): the test ran without concurrency"
     assert_no_secrets(
         {"daemon log": log.read_text(errors="replace"), "database": database_text(db)}
     )
     print(f"chaos seed {seed}: {kills} kills survived, {units} units, {figures}, duplicates 0")
     print(f"kills that interrupted packages in each state: {dict(caught)}")
+
+
+def max_uploads_at_once(db: Path | str) -> int:
+    """The most packages between ``package.uploading`` and ``package.uploaded`` at one moment,
+    from the events (event ids are commit order, so the count needs no clock)."""
+    rows = query(
+        db,
+        "SELECT event, package_id FROM events "
+        "WHERE event IN ('package.uploading', 'package.uploaded', 'daemon.started') ORDER BY id",
+    )
+    open_now: set[int] = set()
+    most = 0
+    for event, package in rows:
+        if event == "daemon.started":
+            open_now.clear()  # a kill cut the uploads in flight
+        elif event == "package.uploading":
+            open_now.add(package)
+        else:
+            open_now.discard(package)
+        most = max(most, len(open_now))
+    return most
 
 
 def _labelled(db: Path | str) -> int:
