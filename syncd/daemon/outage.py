@@ -38,8 +38,10 @@ class Core(Protocol):
 
     store: Store
     wake: threading.Event
-    contexts: Sequence[SyncContext]
     log: Any
+
+    @property
+    def contexts(self) -> Sequence[SyncContext]: ...
 
     def record(self, name: str, level: str, **fields: Any) -> None: ...
 
