@@ -25,7 +25,8 @@ Contract:
   request that succeeds never waits for it) but under a second one, in the
   order the changes happened: an end is never heard before its start. A
   listener that raises is logged, never passed to the request.
-* Without a listener (``syncd check``, a library user) the changes are logged.
+* Without a listener (``syncd check``, the start's reachability probe) the
+  changes go nowhere: the error of the request itself tells the caller.
 """
 
 from __future__ import annotations
@@ -167,26 +168,14 @@ class Reachability:
                     if not self._pending:
                         return
                     change = self._pending.pop(0)
+                listener = self._listener
+                if listener is None:
+                    continue
                 try:
-                    (self._listener or _log)(change)
+                    listener(change)
                 except Exception as exc:  # the request that saw it must not fail for this
                     get_logger().error(
                         "daemon.stage_error",
                         stage=f"reachability:{self.remote}",
                         error=f"{type(exc).__name__}: {exc}",
                     )
-
-
-def _log(change: Change) -> None:
-    log = get_logger()
-    if change.reachable:
-        log.info(
-            "remote.reachable",
-            remote=change.remote,
-            outage_seconds=change.seconds,
-            failed_requests=change.failed_requests,
-        )
-    else:
-        log.warning(
-            "remote.unreachable", remote=change.remote, kind=change.kind, error=change.error
-        )

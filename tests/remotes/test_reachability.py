@@ -110,14 +110,16 @@ def test_an_untrusted_certificate_fails_at_once_and_is_no_outage(tmp_path: Path)
     cert.private_key_pem.write_to_path(str(key_pem))
     app = create_app("xtreme1", TOKEN, tmp_path / "data")
     changes: list[Change] = []
+    ca_pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_pem))
+    untrusting, trusted = _http(changes), _http(changes, verify=tls_context(ca_pem))
     with serve_in_thread(app, (cert_pem, key_pem)) as url:
-        exc = _fail(_http(changes), f"{url}/__sandbox/counters")
+        exc = _fail(untrusting, f"{url}/__sandbox/counters")
         assert isinstance(exc, PermanentError) and exc.code == "tls"
         assert changes == []
-        ca_pem = tmp_path / "ca.pem"
-        ca.cert_pem.write_to_path(str(ca_pem))
-        trusted = _http(changes, verify=tls_context(ca_pem))
         trusted.request("GET", f"{url}/__sandbox/counters", _classify)
+        untrusting.client.close()
+        trusted.client.close()
     assert changes == []
 
 
