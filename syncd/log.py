@@ -81,6 +81,7 @@ EVENTS = frozenset(
         "remote.retry",
         "remote.recovered",
         "remote.unreachable",
+        "remote.reachable",
         "deepen.unexpected_file_name",
         "pull.page_committed",
         "pull.items_deleted",

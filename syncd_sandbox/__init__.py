@@ -119,7 +119,9 @@ def _socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _config(app: Any, tls: tuple[Path, Path] | None = None) -> uvicorn.Config:
+def _config(
+    app: Any, tls: tuple[Path, Path] | None = None, *, lifespan: bool = True
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         ssl_certfile=str(tls[0]) if tls else None,
@@ -128,7 +130,7 @@ def _config(app: Any, tls: tuple[Path, Path] | None = None) -> uvicorn.Config:
         http="httptools",
         log_level="warning",
         access_log=False,
-        lifespan="on",
+        lifespan="on" if lifespan else "off",
         timeout_keep_alive=30,
     )
 
@@ -157,13 +159,19 @@ def serve(
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Any, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+def serve_in_thread(
+    app: Any, tls: tuple[Path, Path] | None = None, *, port: int = 0, lifespan: bool = True
+) -> Iterator[str]:
     """Serve an ASGI app on a free loopback port in a thread; yields its base URL.
 
     ``tls``: (certificate, key) PEM files to serve HTTPS instead of HTTP.
+    ``port``: that port instead of a free one. ``lifespan=False``: the app's
+    startup and shutdown are not run, so stopping this server leaves the app's
+    state alive (the caller closes it): serving the same ``app`` again on the
+    same port is a platform restarted with its data (the outage tests).
     """
-    sock = _socket("127.0.0.1", 0)
-    server = _Server(_config(app, tls), announce=False)
+    sock = _socket("127.0.0.1", port)
+    server = _Server(_config(app, tls, lifespan=lifespan), announce=False)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -14,6 +14,8 @@ Modules, by job:
   remote, each step in a worker thread beside the push loop.
 * :mod:`.reload`: a reload as a pure plan of what changed
   (:func:`~syncd.daemon.reload.plan_reload`), then its application.
+* :mod:`.outage`: a platform outage recorded (``remote.unreachable``,
+  ``remote.reachable``) and the waiting packages resumed when it ends.
 
 Contract (unchanged for callers): ``Daemon(cfg, max_retries=..., config_file=...)``,
 then ``run()`` or ``once()``, then ``close()``. Stage errors never kill the

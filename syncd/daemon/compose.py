@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from syncd.config import Config, PlatformConfig, SyncConfig
+from syncd.daemon import outage
 from syncd.daemon.uploads import UploadWorkers
 from syncd.errors import ConfigError, SyncdError
 from syncd.health import Heartbeats
@@ -101,7 +102,7 @@ class DaemonCore:
         (read when a client is made), so it is set right before each build.
         """
         set_host(self.cfg.state.host)
-        return build_remote(name, rc, max_retries=self.max_retries)
+        return outage.watch(self, name, build_remote(name, rc, max_retries=self.max_retries))
 
     def context(self, s: SyncConfig) -> SyncContext:
         return SyncContext(

@@ -19,6 +19,9 @@ Contract:
   parser is a TransientError; each error names the endpoint.
 * Nothing here logs a URL's query string or a header value: errors carry the
   method and path only.
+* Every logical request's outcome (after its retries) goes to the remote's
+  :class:`~syncd.remotes.reachability.Reachability` (``Http.reachability``):
+  a transport failure or 5xx starts an outage, the next answer ends it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from syncd.config import RemoteConfig
 from syncd.errors import PermanentError, RateLimited, TransientError
 from syncd.log import get_logger
 from syncd.quiet import Quiet
+from syncd.remotes.reachability import Reachability
 
 T = TypeVar("T")
 
@@ -140,6 +144,12 @@ def platform_clients(
     return http, make_client(timeout=max(cfg.timeout, 300.0), verify=verify, remote=name)
 
 
+def reachability_of(remote: object) -> Reachability | None:
+    """The outage tracker of a backend built on :class:`Http` (its ``http``), else None."""
+    http = getattr(remote, "http", None)
+    return http.reachability if isinstance(http, Http) else None
+
+
 def retry_after_seconds(response: httpx.Response) -> float | None:
     """``Retry-After`` as seconds (delta or HTTP date), or None."""
     value = response.headers.get("Retry-After")
@@ -177,10 +187,13 @@ class Http:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         remote: str | None = None,
+        reachability: Reachability | None = None,
     ) -> None:
         self.client = client
         self.platform = platform
         self.remote = remote or platform  # the metrics' ``remote`` label
+        # one per remote: the object-store uploads share this Http, so its outages too
+        self.reachability = reachability or Reachability(self.remote)
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -224,8 +237,10 @@ class Http:
             result = retrying(send)
         except TransientError as exc:
             self._trouble(exc, None)
+            self.reachability.failed(exc)
             raise
         self._recovered()
+        self.reachability.succeeded()
         return result
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:

@@ -1,0 +1,77 @@
+"""A platform outage as the daemon records it, and the resume when it ends.
+
+Contract of :func:`watch` (called by :meth:`DaemonCore.build_remote
+<syncd.daemon.compose.DaemonCore.build_remote>` for every remote it builds,
+at start and on reload):
+
+* The remote's :class:`~syncd.remotes.reachability.Reachability` reports to
+  this daemon: the start of an outage is recorded as ``remote.unreachable``
+  (warning: ``remote``, ``kind``, ``error``), once per outage whichever
+  thread's request saw it.
+* Its end is recorded as ``remote.reachable`` (info: ``remote``,
+  ``outage_seconds``, ``failed_requests``, ``packages_due``) in the same
+  transaction that makes every package of that remote's syncs that waits on a
+  transient error due at once (:func:`syncd.store.due.retry_now`); then the
+  push loop is woken. Packages resume within one loop pass of the first
+  answer instead of sitting out a backoff of up to five minutes.
+* A store that cannot be written (its own outage) does not lose the
+  change: it is logged instead, and the push loop is woken all the same.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from syncd.errors import SyncdError
+from syncd.pipeline.context import SyncContext
+from syncd.remotes.base import Remote
+from syncd.remotes.http import reachability_of
+from syncd.remotes.reachability import Change
+from syncd.store import Store
+from syncd.store.due import retry_now
+
+
+class Core(Protocol):
+    """What :func:`watch` needs of a :class:`~syncd.daemon.compose.DaemonCore`."""
+
+    store: Store
+    wake: threading.Event
+    log: Any
+
+    @property
+    def contexts(self) -> Sequence[SyncContext]: ...
+
+    def record(self, name: str, level: str, **fields: Any) -> None: ...
+
+
+def watch(core: Core, name: str, remote: Remote) -> Remote:
+    """Have ``remote``'s outages recorded by ``core`` (see the module docstring); returns it."""
+    tracker = reachability_of(remote)
+    if tracker is not None:
+        tracker.listen(lambda change: changed(core, name, change))
+    return remote
+
+
+def changed(core: Core, name: str, change: Change) -> None:
+    """Record one start or end of an outage of remote ``name``."""
+    if not change.reachable:
+        core.record(
+            "remote.unreachable", "warning", remote=name, kind=change.kind, error=change.error
+        )
+        return
+    # contexts is read now, not at build time: a reload may have added or dropped syncs
+    syncs = [c.name for c in core.contexts if c.cfg.remote == name]
+    fields: dict[str, Any] = {
+        "remote": name,
+        "outage_seconds": change.seconds,
+        "failed_requests": change.failed_requests,
+    }
+    try:
+        with core.store.tx() as tx:
+            fields["packages_due"] = retry_now(tx, core.store.coord, syncs)
+            tx.event("remote.reachable", level="info", **fields)
+    except SyncdError as exc:
+        core.log.info("remote.reachable", **fields, store_error=str(exc))
+    core.wake.set()
