@@ -162,3 +162,51 @@ def test_a_store_that_cannot_be_written_still_wakes_the_loop(
             },
         )
     ]
+
+
+def test_a_probe_sees_the_end_of_an_outage_when_nothing_else_asks(store: Store) -> None:
+    """Nothing sends requests (no pull due, packages backing off for minutes): the probe
+    asks the platform's address every poll_interval and ends the outage within seconds."""
+    import http.server
+    import socket
+    from types import SimpleNamespace
+
+    from syncd.remotes.http import Http, make_client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there yet
+    url = f"http://127.0.0.1:{port}"
+    core = FakeCore(store)
+    core.stop = threading.Event()  # type: ignore[attr-defined]
+    core.cfg = SimpleNamespace(  # type: ignore[attr-defined]
+        remotes={"lab": SimpleNamespace(poll_interval=0.2, url=url)}
+    )
+    http_ = Http(make_client(timeout=2.0, remote="lab"), platform="x", remote="lab")
+    outage.watch(core, "lab", SimpleNamespace(http=http_))  # type: ignore[arg-type]
+    try:
+        assert http_.probe(url) is False  # refused: the outage starts, and its probe
+        assert http_.reachability.unreachable
+
+        class NotFound(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(404)  # an answer all the same: something serves there
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), NotFound)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            assert core.wake.wait(15), "the probe never saw the platform come back"
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert not http_.reachability.unreachable
+        events = [e for (e,) in query(store.path, "SELECT event FROM events ORDER BY id")]
+        assert events == ["remote.unreachable", "remote.reachable"]
+    finally:
+        core.stop.set()  # type: ignore[attr-defined]
+        http_.client.close()

@@ -42,7 +42,7 @@ from pyrate_limiter import Limiter, Rate
 
 from syncd import __version__, metrics
 from syncd.config import RemoteConfig
-from syncd.errors import PermanentError, RateLimited, TransientError
+from syncd.errors import PermanentError, RateLimited, SyncdError, TransientError
 from syncd.log import get_logger
 from syncd.quiet import Quiet
 from syncd.remotes.reachability import Reachability
@@ -212,12 +212,15 @@ class Http:
         )
         return float(backoff(state))
 
-    def call(self, send: Callable[[], T], *, idempotent: bool = True) -> T:
+    def call(
+        self, send: Callable[[], T], *, idempotent: bool = True, max_retries: int | None = None
+    ) -> T:
         """Run ``send`` (one try of a request, mapping its own errors) under the retry policy.
 
         A non-idempotent request is retried only when it surely never reached
         the platform (refused connection, 429); otherwise its TransientError
         (``request_sent``) goes to the caller, who must ask the platform first.
+        ``max_retries``: this call's own limit (default: the remote's).
         """
 
         def retryable(exc: BaseException) -> bool:
@@ -227,7 +230,9 @@ class Http:
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(retryable),
-            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            stop=tenacity.stop_after_attempt(
+                (self.max_retries if max_retries is None else max_retries) + 1
+            ),
             wait=self._wait,
             before_sleep=self._before_sleep,
             reraise=True,
@@ -273,11 +278,12 @@ class Http:
         classify: Callable[[httpx.Response], T],
         *,
         idempotent: bool = True,
+        max_retries: int | None = None,
         **kwargs: Any,
     ) -> T:
         """Send a request with rate limiting and retries; ``classify`` maps the response.
 
-        ``idempotent=False``: see :meth:`call`.
+        ``idempotent=False`` and ``max_retries``: see :meth:`call`.
         """
 
         def once() -> T:
@@ -328,7 +334,27 @@ class Http:
                     code="reply_too_deep",
                 ) from None
 
-        return self.call(once, idempotent=idempotent)
+        return self.call(once, idempotent=idempotent, max_retries=max_retries)
+
+    def probe(self, url: str) -> bool:
+        """One GET of ``url`` (the platform's address), no retry: does the platform answer?
+
+        Any reply below 500 is an answer (a 401 or a 404 of the web root
+        included: something serves there); a 5xx, a 429 or no reply is not.
+        Reported to :attr:`reachability` like every request, so an outage
+        ends with the first probe that is answered. Raises nothing.
+        """
+
+        def answered(response: httpx.Response) -> bool:
+            error = status_error(response, self.platform)
+            if error is not None:
+                raise error
+            return True
+
+        try:
+            return self.request("GET", url, answered, max_retries=0)
+        except SyncdError:
+            return False
 
 
 # --- bounded replies -------------------------------------------------------------------------
