@@ -42,8 +42,10 @@ from typing import TYPE_CHECKING
 from syncd.daemon import reload as reload_driver
 from syncd.errors import SyncdError
 from syncd.pipeline import detect, pack
+from syncd.pipeline.context import SyncContext
 from syncd.pipeline.schedule import HEARTBEAT_SECONDS, build_scheduler
 from syncd.pipeline.watcher import FolderWatcher
+from syncd.remotes.http import reachability_of
 from syncd.supervise import Supervisor
 
 if TYPE_CHECKING:
@@ -104,7 +106,8 @@ def push_cycle(
                         sweeps[ctx.name] = sweep
             if d.guard(stage, partial(detect.run_once, ctx, d.tracker, units)) is None:
                 _give_back(d, ctx.name, units)
-        d.guard(f"pack:{ctx.name}", partial(pack.run_once, ctx))
+        if not _down(ctx):
+            d.guard(f"pack:{ctx.name}", partial(pack.run_once, ctx))
         d.guard(f"upload:{ctx.name}", partial(d.uploads.dispatch, ctx, block=wait))
         sweep = sweeps.get(ctx.name) if sweeps is not None else None
         if sweep is not None and not d.stop.is_set():
@@ -114,6 +117,14 @@ def push_cycle(
                 del sweeps[ctx.name]
     if wait:
         d.uploads.join()
+
+
+def _down(ctx: SyncContext) -> bool:
+    """The sync's remote is in an outage: packing (which asks the platform for names and
+    classes) waits for its end, instead of holding up every other sync's stages for a
+    whole retry series; the outage's probe wakes the loop when the platform answers."""
+    tracker = reachability_of(ctx.remote)
+    return tracker is not None and tracker.unreachable
 
 
 def _give_back(d: DaemonCore, sync: str, units: set[str] | None) -> None:

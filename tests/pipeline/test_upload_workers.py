@@ -153,3 +153,28 @@ def test_a_push_pass_that_waits_gives_every_due_package_its_step(env: Env) -> No
         assert len(env.calls()) == 3
     finally:
         d.close()
+
+
+def test_packing_waits_for_the_end_of_its_remotes_outage(env: Env) -> None:
+    """During an outage of the sync's remote the unit is detected and settled but not
+    packed (packing asks the platform, and would hold up the loop for a retry series);
+    the first answer lets it go on."""
+    from syncd.errors import TransientError
+    from syncd.remotes.http import reachability_of
+
+    write_fusion_unit(env.folder / "a", frames=1, cameras=0, with_result=False)
+    d = daemon(env, 2)
+    try:
+        tracker = reachability_of(d.contexts[0].remote)
+        assert tracker is not None
+        tracker.failed(TransientError("GET /api/x: 503", code="503"))
+        sent = d.contexts[0].remote.http.requests_sent  # type: ignore[attr-defined]
+        d.push_cycle()
+        d.push_cycle()
+        assert states(env) == {"a": "settled"}
+        assert d.contexts[0].remote.http.requests_sent == sent  # type: ignore[attr-defined]
+        tracker.succeeded()
+        d.push_cycle()
+        assert states(env)["a"] in ("submitted", "processing", "done")  # packed and sent
+    finally:
+        d.close()
