@@ -267,6 +267,10 @@ class Xtreme1State:
     def _run(self, serial: str) -> None:
         try:
             self._process(self.records[serial])
+        except RuntimeError:
+            if not self._stop:
+                raise
+            # closed mid-import (the server stopped): the parse pool takes no more work
         finally:
             with self._cond:
                 self._active -= 1
