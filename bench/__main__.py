@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import common, deepen_json, detect, durability, pull, upload
+from bench import common, deepen_json, detect, durability, network, pull, upload
 from bench.common import Figure, machine, say, today
 from bench.platforms import PLATFORMS
 
@@ -62,7 +62,9 @@ def write_results(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
-        "--only", choices=("upload", "pull", "detect", "durability", "deepen"), action="append"
+        "--only",
+        choices=("upload", "pull", "detect", "durability", "deepen", "network"),
+        action="append",
     )
     p.add_argument("--platform", choices=sorted(PLATFORMS), action="append")
     p.add_argument("--repeat", type=int, default=3)
@@ -72,6 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--items", type=int, default=50_000, help="pull: items in the dataset")
     p.add_argument("--files", type=int, default=100_000, help="detect: files in the folder")
+    p.add_argument(
+        "--net-frames", type=int, default=network.FRAMES, help="network: frames of the fusion unit"
+    )
+    p.add_argument(
+        "--net-unit-mib",
+        type=int,
+        default=network.XTREME1_UNIT_BYTES >> 20,
+        help="network: size of each of the eight Xtreme1 units in MiB",
+    )
     p.add_argument(
         "--work", type=Path, default=None, help="scratch directory (default: a temp dir)"
     )
@@ -87,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile is not None:
         common.PROFILE_DIR = args.profile.resolve()
         args.no_results = True
-    only = set(args.only or ("upload", "pull", "detect", "durability", "deepen"))
+    only = set(args.only or ("upload", "pull", "detect", "durability", "deepen", "network"))
     platforms = args.platform or sorted(PLATFORMS, reverse=True)  # xtreme1, basicai
     work = args.work or Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -106,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         figures += deepen_json.run(work / "deepen", args.repeat, args.deepen_gib, notes)
     if "detect" in only:
         figures += detect.run(work / "detect", "xtreme1", args.repeat, args.files, notes)
+    if "network" in only:
+        figures += network.run(
+            work / "network", args.repeat, notes, args.net_frames, args.net_unit_mib << 20
+        )
     if "durability" in only:
         figures += durability.run(work / "durability", args.repeat, notes)
     say("")
