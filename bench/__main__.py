@@ -19,6 +19,17 @@ from bench.common import Figure, machine, say, today
 from bench.platforms import PLATFORMS
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+NETWORK_INTRO = (
+    "The `network` rows (`--only network`, bench/network.py) run the sandboxes with a delay "
+    "on every request (20 ms, then 50 ms: a WAN round trip) and, for Xtreme1's bulk data, "
+    "one 50 MB/s link shared by all object-store PUTs. The reference does the same pushes as "
+    "a good tool: `curl --parallel --parallel-max 8` of the same transfers to presigned URLs "
+    "from the platform's API, plus the API calls at their minimum count (eight at a time where "
+    "the API allows it; bench/reference_push.py). BasicAI is also compared with syncd itself "
+    "run sequentially (`transfers = 1`, `upload_concurrency = 1`; target ≤ 0.2: at least 5 times "
+    "faster). Xtreme1 is timed to the eighth `package.submitted`, the others to "
+    "`package.done`."
+)
 
 
 def table(figures: list[Figure]) -> str:
@@ -50,6 +61,8 @@ def write_results(
         "",
         f"Each figure is the median of {args.repeat} repetitions (peak RSS: the maximum); "
         "every reference was measured in the same run. Ratio = value / reference.",
+        "",
+        NETWORK_INTRO,
         "",
         table(figures),
         "",
