@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     reference = ideal(windows, elapsed)
     ratio = sent / reference
     print(f"windows {windows}, {elapsed:.1f} s of pulling")
-    print(f"transfers in flight meanwhile: {stored} files stored, up to {args.transfers} at once")
+    print(f"transfers meanwhile: {stored} files stored (the remote's transfers = {args.transfers})")
     print(f"requests sent: {sent}   HTTP 429 from the platform: {rejected}")
     print(f"reference (ideal greedy client, same windows, same time): {reference}")
     print(f"ratio: {ratio:.3f} (target ≥ 0.90 with 0 rejections)")
