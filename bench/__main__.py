@@ -14,11 +14,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import common, deepen_json, detect, durability, pull, upload
+from bench import common, deepen_json, detect, durability, network, pull, upload
 from bench.common import Figure, machine, say, today
 from bench.platforms import PLATFORMS
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+NETWORK_INTRO = (
+    "The `network` rows (`--only network`, bench/network.py) run the sandboxes with a delay "
+    "on every request (20 ms, then 50 ms: a WAN round trip) and, for Xtreme1's bulk data, "
+    "one 50 MB/s link shared by all object-store PUTs. The reference does the same pushes as "
+    "a good tool: `curl --parallel --parallel-max 8` of the same transfers to presigned URLs "
+    "from the platform's API, plus the API calls at their minimum count (eight at a time where "
+    "the API allows it; bench/reference_push.py). BasicAI is also compared with syncd itself "
+    "run sequentially (`transfers = 1`, `upload_concurrency = 1`; target ≤ 0.2: at least 5 times "
+    "faster). Xtreme1 is timed to the eighth `package.submitted`, the others to "
+    "`package.done`."
+)
 
 
 def table(figures: list[Figure]) -> str:
@@ -51,6 +62,8 @@ def write_results(
         f"Each figure is the median of {args.repeat} repetitions (peak RSS: the maximum); "
         "every reference was measured in the same run. Ratio = value / reference.",
         "",
+        NETWORK_INTRO,
+        "",
         table(figures),
         "",
     ]
@@ -62,7 +75,9 @@ def write_results(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
-        "--only", choices=("upload", "pull", "detect", "durability", "deepen"), action="append"
+        "--only",
+        choices=("upload", "pull", "detect", "durability", "deepen", "network"),
+        action="append",
     )
     p.add_argument("--platform", choices=sorted(PLATFORMS), action="append")
     p.add_argument("--repeat", type=int, default=3)
@@ -72,6 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--items", type=int, default=50_000, help="pull: items in the dataset")
     p.add_argument("--files", type=int, default=100_000, help="detect: files in the folder")
+    p.add_argument(
+        "--net-frames", type=int, default=network.FRAMES, help="network: frames of the fusion unit"
+    )
+    p.add_argument(
+        "--net-unit-mib",
+        type=int,
+        default=network.XTREME1_UNIT_BYTES >> 20,
+        help="network: size of each of the eight Xtreme1 units in MiB",
+    )
     p.add_argument(
         "--work", type=Path, default=None, help="scratch directory (default: a temp dir)"
     )
@@ -87,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile is not None:
         common.PROFILE_DIR = args.profile.resolve()
         args.no_results = True
-    only = set(args.only or ("upload", "pull", "detect", "durability", "deepen"))
+    only = set(args.only or ("upload", "pull", "detect", "durability", "deepen", "network"))
     platforms = args.platform or sorted(PLATFORMS, reverse=True)  # xtreme1, basicai
     work = args.work or Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -106,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         figures += deepen_json.run(work / "deepen", args.repeat, args.deepen_gib, notes)
     if "detect" in only:
         figures += detect.run(work / "detect", "xtreme1", args.repeat, args.files, notes)
+    if "network" in only:
+        figures += network.run(
+            work / "network", args.repeat, notes, args.net_frames, args.net_unit_mib << 20
+        )
     if "durability" in only:
         figures += durability.run(work / "durability", args.repeat, notes)
     say("")

@@ -288,7 +288,18 @@ def today() -> str:
 def run_until_uploaded(work: Path, rep: int, cfg: Path, db: Path) -> tuple[float, float]:
     """``syncd run`` on ``cfg`` until its one package is uploaded (then SIGTERM):
     seconds from ``package.settled`` to ``package.uploaded``, and the daemon's peak RSS."""
-    with (work / f"syncd-{rep}.log").open("w") as log:
+    return run_until(work, f"syncd-{rep}", cfg, db, "package.uploaded")
+
+
+def run_until(
+    work: Path, tag: str, cfg: Path, db: Path, event: str, count: int = 1
+) -> tuple[float, float]:
+    """``syncd run`` on ``cfg`` until ``count`` packages logged ``event`` (then SIGTERM):
+    seconds from the first ``package.settled`` to the ``count``-th ``event``, and the
+    daemon's peak RSS. A ``package.failed`` or an exit of the daemon ends the wait and
+    raises (its log is ``work/TAG.log``)."""
+    log_path = work / f"{tag}.log"
+    with log_path.open("w") as log:
         proc = subprocess.Popen(
             syncd_cmd("run", "--config", str(cfg)), stdout=log, stderr=subprocess.STDOUT
         )
@@ -296,11 +307,12 @@ def run_until_uploaded(work: Path, rep: int, cfg: Path, db: Path) -> tuple[float
     try:
         wait_for(
             lambda: (
-                bool(event_times(db, "package.uploaded") or event_times(db, "package.failed"))
+                len(event_times(db, event)) >= count
+                or bool(event_times(db, "package.failed"))
                 or proc.poll() is not None
             ),
             timeout=3600,
-            what="package.uploaded",
+            what=event,
             every=0.1,
         )
     finally:
@@ -310,8 +322,8 @@ def run_until_uploaded(work: Path, rep: int, cfg: Path, db: Path) -> tuple[float
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-    uploaded = event_times(db, "package.uploaded")
+    reached = event_times(db, event)
     settled = event_times(db, "package.settled")
-    if not uploaded or not settled:
-        raise RuntimeError(f"syncd did not upload the unit; see {work}/syncd-{rep}.log")
-    return uploaded[0] - settled[0], peak
+    if len(reached) < count or not settled:
+        raise RuntimeError(f"syncd did not reach {count} x {event}; see {log_path}")
+    return reached[count - 1] - settled[0], peak

@@ -15,6 +15,12 @@ fires ``times`` times (for ever when null) and is then dropped.
   connection (the client sees the connection break).
 - ``throttle``: serve normally but read the request body at ``rate`` bytes
   per second (a slow uplink; the client's writes block as on a real one).
+  Each request gets ``rate`` alone, unless ``"shared": true``: then every
+  request the rule matches shares one link of ``rate`` bytes per second,
+  first come first served (a bandwidth cap that parallel uploads cannot
+  multiply; give it ``"times": null``). ``delay`` (seconds) waits before
+  serving, as the ``delay`` action does, so one rule models a distant and
+  narrow link (a request matches one rule only).
 - ``reply_shape``: serve normally, then change the JSON reply's shape as an
   API change would: ``"edit": {"op": "rename" | "drop" | "string", "field":
   "data.list.*.id", "to": "ident"}`` renames the field, drops it, or sends
@@ -29,6 +35,8 @@ import contextlib
 import json
 import re
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -61,6 +69,26 @@ def reshape(doc: Any, edit: dict[str, Any]) -> Any:
         else:
             n[last] = str(n[last])
     return doc
+
+
+class Link:
+    """One shared link of ``rate`` bytes per second: each chunk waits for the ones before it.
+
+    :meth:`reserve` books ``n`` bytes behind everything booked so far and
+    returns how long the caller must wait before its chunk has passed. The
+    clock is injectable (tests).
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.clock = rate, clock
+        self._free_at = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self, n: int) -> float:
+        with self._lock:
+            now = self.clock()
+            self._free_at = max(now, self._free_at) + n / self.rate
+            return self._free_at - now
 
 
 class FaultRules:
@@ -96,6 +124,9 @@ class FaultRules:
                         " or a list of them"
                     )
         re.compile(rule.get("path", ".*"))
+        if action == "throttle" and rule.get("shared"):
+            # Copies of the rule (take) share this one object: one link for all requests.
+            rule = {**rule, "link": Link(max(1.0, float(rule.get("rate", 1e6))))}
         with self._lock:
             self._rules.append({"method": "*", "path": ".*", "times": 1, **rule, "action": action})
 
@@ -152,11 +183,14 @@ class FaultMiddleware:
             return
         if action == "throttle":
             rate = max(1.0, float(rule.get("rate", 1e6)))
+            link: Link | None = rule.get("link")
+            await asyncio.sleep(float(rule.get("delay", 0.0)))
 
             async def slow_receive() -> Message:
                 message = await receive()
                 if message["type"] == "http.request":
-                    await asyncio.sleep(len(message.get("body", b"")) / rate)
+                    n = len(message.get("body", b""))
+                    await asyncio.sleep(link.reserve(n) if link is not None else n / rate)
                 return message
 
             await self.app(scope, slow_receive, send)
