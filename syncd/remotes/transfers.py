@@ -22,6 +22,8 @@ Contract of :class:`Transfers` (one per ``upload_files`` call, used as a
   :meth:`Transfers.body` raises :class:`~syncd.errors.Cancelled` in them (that
   secondary error is never the one reported). A job in a retry's backoff
   stops when it wakes.
+* Jobs run in a copy of the submitting thread's context (``contextvars``), so
+  requests they send count in the daemon's metrics as the caller's would.
 * Leaving the ``with`` block waits for every thread of the pool, also when
   the caller's own code raised (a failed presign request): no thread outlives
   the call.
@@ -33,6 +35,7 @@ Contract of :class:`Transfers` (one per ``upload_files`` call, used as a
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -83,7 +86,8 @@ class Transfers(Generic[T]):
             return
         if self._error is not None:
             raise self._error
-        self._futures.append(self._pool.submit(self._run, job))
+        # The caller's context goes along: the daemon's metrics are bound in it.
+        self._futures.append(self._pool.submit(contextvars.copy_context().run, self._run, job))
 
     def results(self) -> list[T]:
         """Every job's result in submission order, or the first failure (see the contract)."""

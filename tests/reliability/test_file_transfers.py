@@ -26,10 +26,10 @@ PRESIGN = "POST /api/v1/storage/batchGeneratePreSignedUploadUrl"
 _n = itertools.count()
 
 
-@pytest.fixture
-def basicai(tmp_path: Path) -> Iterator[str]:
-    """A fresh sandbox per test: the most in flight is counted over its whole life."""
-    with run_in_thread("basicai", token=TOKEN, data_dir=tmp_path / "sandbox") as url:
+def slow_sandbox(platform: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh sandbox per test (the most in flight is counted over its whole life) whose
+    object store holds every upload 0.1 s, as a long round trip would."""
+    with run_in_thread(platform, token=TOKEN, data_dir=tmp_path / "sandbox") as url:
         admin_call(
             url,
             "POST",
@@ -39,7 +39,19 @@ def basicai(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def setup(tmp_path: Path, url: str, frames: int, transfers: int) -> tuple[Path, list[str], str]:
+@pytest.fixture
+def basicai(tmp_path: Path) -> Iterator[str]:
+    yield from slow_sandbox("basicai", tmp_path)
+
+
+@pytest.fixture
+def segments(tmp_path: Path) -> Iterator[str]:
+    yield from slow_sandbox("segments", tmp_path)
+
+
+def setup(
+    tmp_path: Path, url: str, frames: int, transfers: int, platform: str = "basicai"
+) -> tuple[Path, list[str], str]:
     names = write_fusion_unit(tmp_path / "in" / "unit", frames=frames, cameras=1, seed=3)
     dataset = f"transfers-{next(_n)}"
     cfg = write_config(
@@ -53,7 +65,7 @@ def setup(tmp_path: Path, url: str, frames: int, transfers: int) -> tuple[Path, 
                 "folder": tmp_path / "in",
             }
         ],
-        platform="basicai",
+        platform=platform,
         remote_extra=f"transfers = {transfers}",
     )
     return cfg, names, dataset
@@ -111,3 +123,28 @@ def test_a_crash_with_files_in_flight_loses_nothing(tmp_path: Path, basicai: str
     (ds,) = query(db, "SELECT remote_id FROM datasets WHERE name = ?", dataset)[0]
     items = admin_call(basicai, "GET", f"/datasets/{ds}/items")["items"]
     assert len(items) == 30
+
+
+def test_segments_a_crash_with_files_in_flight_creates_every_sample_once(
+    tmp_path: Path, segments: str
+) -> None:
+    # 30 frames: a batch of 25 items (100 files, 50 of them assets), then one of 5 (10 assets);
+    # calibration and pre-labels are read locally but pass the same pool
+    cfg, names, dataset = setup(tmp_path, segments, frames=30, transfers=4, platform="segments")
+    db = tmp_path / "state" / "syncd.db"
+    crashed = run_cli(
+        "once", "--config", str(cfg), env={"SYNCD_CRASH_AT": "upload.file_stored@110"}, timeout=120
+    )
+    assert crashed.returncode == -9, (crashed.returncode, crashed.stderr[-2000:])
+    time.sleep(0.5)
+    c = counters(segments)
+    assert c["uploads_in_flight_max"] >= 2
+    stored_before = len(c["uploads"])
+    assert 50 < stored_before <= 60
+
+    again = run_cli("once", "--config", str(cfg), timeout=180)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert query(db, "SELECT state FROM packages") == [("done",)]
+    c = counters(segments)
+    assert len(c["uploads"]) == stored_before + 10  # the second batch's assets again
+    assert sorted(c["created_samples"][f"sandbox-user/{dataset}"]) == sorted(names)

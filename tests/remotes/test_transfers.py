@@ -18,6 +18,7 @@ import pytest
 
 from syncd.config import BasicAIConfig, SegmentsConfig
 from syncd.errors import Cancelled, LocalDataError, PermanentError, TransientError
+from syncd.metrics import Metrics
 from syncd.remotes.base import PushFile
 from syncd.remotes.basicai import BasicAIRemote
 from syncd.remotes.segments import SegmentsRemote
@@ -192,6 +193,17 @@ def test_basicai_puts_up_to_transfers_files_at_once(basicai: str) -> None:
     assert [r["filename"] for r in refs] == [f.filename for f in files]  # in order
     assert len({r["path"] for r in refs}) == 130
     assert not transfer_threads()
+
+
+def test_requests_on_transfer_threads_count_in_the_callers_metrics(basicai: str) -> None:
+    m = Metrics()
+    with m.bound():
+        basicai_upload(basicai, push_files(30), transfers=4)
+    api = admin_call(basicai, "GET", "/counters")["api_requests"]
+    sent = m.registry.get_sample_value(
+        "syncd_http_requests_total", {"remote": "b", "status": "200"}
+    )
+    assert sent == api + 30  # the API calls and every PUT
 
 
 def test_basicai_with_one_transfer_puts_one_file_at_a_time(basicai: str) -> None:

@@ -37,6 +37,7 @@ step, keyed by the file's path in the unit and by the top-level name):
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -252,7 +253,7 @@ def _relaying(
     """``send()`` on the ``helper`` thread; meanwhile this thread turns chunks sent by the
     transfer threads (``moved``) into heartbeats, since ``ctx.progress`` beats the stage of
     the thread that calls it. ``send``'s exception is raised here, unchanged."""
-    future = helper.submit(send)
+    future = helper.submit(contextvars.copy_context().run, send)  # the metrics bound here
     while not wait([future], timeout=BEAT_SECONDS).done:
         if moved.is_set():
             moved.clear()
