@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import pytest
 
+from syncd import metrics
 from syncd.errors import Cancelled
 from syncd.pipeline.context import SyncContext
 from syncd.pipeline.strategies.files import _batches, _relaying
@@ -73,3 +74,14 @@ def test_the_senders_error_reaches_the_caller_unchanged() -> None:
     with ThreadPoolExecutor(1) as helper, pytest.raises(Cancelled) as info:
         _relaying(ctx, helper, threading.Event(), send)
     assert info.value is error
+
+
+def test_the_sender_runs_in_the_callers_context() -> None:
+    """The daemon's metrics are bound in a context variable of the strategy's thread."""
+    ctx: Any = SimpleNamespace(progress=lambda: None)
+    with metrics.Metrics().bound() as m, ThreadPoolExecutor(1) as helper:
+        _relaying(ctx, helper, threading.Event(), lambda: metrics.http_request("r", 200))
+    assert (
+        m.registry.get_sample_value("syncd_http_requests_total", {"remote": "r", "status": "200"})
+        == 1
+    )
