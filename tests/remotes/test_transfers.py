@@ -195,6 +195,13 @@ def test_basicai_puts_up_to_transfers_files_at_once(basicai: str) -> None:
     assert not transfer_threads()
 
 
+def test_more_transfers_than_the_default_connections(basicai: str) -> None:
+    """The store client has a connection for each transfer (more than the API client's 8)."""
+    slow_store(basicai, 0.5)
+    basicai_upload(basicai, push_files(36), transfers=12)
+    assert 8 < admin_call(basicai, "GET", "/counters")["uploads_in_flight_max"] <= 12
+
+
 def test_requests_on_transfer_threads_count_in_the_callers_metrics(basicai: str) -> None:
     m = Metrics()
     with m.bound():
