@@ -82,7 +82,7 @@ class Transfers(Generic[T]):
     def submit(self, job: Callable[[], T]) -> None:
         """Run ``job`` (one file's store) when a slot is free; raises a failure seen so far."""
         if self._pool is None:
-            self._inline.append(job())
+            self._inline.append(self._run(job))
             return
         if self._error is not None:
             raise self._error

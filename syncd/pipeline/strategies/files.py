@@ -110,7 +110,7 @@ def _update(
 
 
 class FilesStrategy:
-    """Each data item's files, then registration (see module docstring)."""
+    """Batches of whole data items' files, then registration (see module docstring)."""
 
     name = "files"
 
