@@ -9,6 +9,8 @@ event marks:
 * ``upload.sent``: the archive was stored, ``uploaded`` is not yet recorded;
 * ``upload.opening`` / ``upload.session_opened``: a resumable upload session
   is about to be opened / was opened, its ref is not yet recorded;
+* ``upload.file_stored``: one file of a per-file push was stored (on a transfer
+  thread, other files may be in flight), its ref is not yet recorded;
 * ``submit.sent``: the platform accepted ``/data/upload``, the serial number
   is not yet recorded (the dangerous one: the import runs on the platform).
 

@@ -49,7 +49,7 @@ from syncd_sandbox.basicai_state import (
     ItemRow,
 )
 from syncd_sandbox.faults import FaultMiddleware, FaultRules
-from syncd_sandbox.objectstore import ObjectStore
+from syncd_sandbox.objectstore import ObjectStore, UploadGauge
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_IDS = 100
@@ -401,6 +401,7 @@ class BasicAIApp:
                     "add_calls": list(st.add_calls),
                     "items_per_dataset": per_ds,
                     "bytes_received": self.store.bytes_received,
+                    "uploads_in_flight_max": self.store.uploads.most,
                 }
             )
 
@@ -517,7 +518,10 @@ def create_app(token: str, data_dir: Path) -> Starlette:
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(FaultMiddleware, rules=x.faults)],
+        middleware=[
+            Middleware(UploadGauge, store=x.store),  # outermost: counts fault delays too
+            Middleware(FaultMiddleware, rules=x.faults),
+        ],
         exception_handlers={HTTPException: http_error},
     )
     app.state.sandbox = x

@@ -5,6 +5,11 @@ expiry are checked, errors are S3 XML, a PUT needs ``Content-Length`` (no
 chunked uploads), a presigned request must not carry a second credential
 (``Authorization`` header → 400, as real S3 answers), and a body cut short
 is never stored. Bodies stream to disk in large blocks, never into memory.
+
+:class:`UploadGauge` counts the uploads (PUT/POST under ``/s3/``) in flight,
+from the moment a request arrives (before any fault delays it) until its reply
+is sent, and keeps the most seen at once: tests prove a client's concurrency
+by this count, never by wall time.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +32,7 @@ from urllib.parse import quote, urlencode
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 WRITE_BLOCK = 4 * 1024 * 1024
 # Hashes and writes received blocks while the event loop reads the next ones.
@@ -47,6 +55,45 @@ def s3_error(status: int, code: str, message: str, resource: str = "") -> Respon
     return Response(body, status_code=status, media_type="application/xml")
 
 
+class InFlight:
+    """Requests being served now and the most at once; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    @contextmanager
+    def one(self) -> Iterator[None]:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.now -= 1
+
+
+class UploadGauge:
+    """ASGI middleware: counts the object store's uploads (PUT or POST under ``/s3/``)
+    in ``store.uploads``. Listed first, it sees a request before a fault delays it."""
+
+    def __init__(self, app: ASGIApp, store: ObjectStore) -> None:
+        self.app, self.store = app, store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in ("PUT", "POST")
+            and scope["path"].startswith("/s3/")
+        ):
+            with self.store.uploads.one():
+                await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class ObjectStore:
     """Objects under ``root/<bucket>/<key>``; presigned URLs signed with a private secret."""
 
@@ -57,6 +104,7 @@ class ObjectStore:
         self._lock = threading.Lock()
         self.objects: dict[str, StoredObject] = {}
         self.bytes_received = 0
+        self.uploads = InFlight()  # counted by UploadGauge
         self.clock = time.time  # tests may replace it to expire URLs
 
     def path(self, bucket: str, key: str) -> Path:

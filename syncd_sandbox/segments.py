@@ -61,7 +61,7 @@ from starlette.routing import Route
 
 from syncd_sandbox.admin import admin_routes, update_config
 from syncd_sandbox.faults import FaultMiddleware, FaultRules
-from syncd_sandbox.objectstore import ObjectStore, StoredObject, s3_error
+from syncd_sandbox.objectstore import ObjectStore, StoredObject, UploadGauge, s3_error
 from syncd_sandbox.segments_state import (
     BUCKET,
     GROUND_TRUTH,
@@ -625,6 +625,7 @@ class SegmentsApp:
                     "created_samples": {k: list(v) for k, v in st.created_samples.items()},
                     "samples_per_dataset": per_ds,
                     "bytes_received": self.store.bytes_received,
+                    "uploads_in_flight_max": self.store.uploads.most,
                 }
             )
 
@@ -721,7 +722,10 @@ def create_app(token: str, data_dir: Path) -> Starlette:
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(FaultMiddleware, rules=x.faults)],
+        middleware=[
+            Middleware(UploadGauge, store=x.store),  # outermost: counts fault delays too
+            Middleware(FaultMiddleware, rules=x.faults),
+        ],
         exception_handlers={HTTPException: http_error},
     )
     # Exact paths: a missing slash is a 404, never a redirect (requests turns a

@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import httpx
@@ -47,11 +49,15 @@ from syncd.remotes.http import describe, platform_clients, status_error
 from syncd.remotes.objectstore import ObjectStore
 from syncd.remotes.shapes import check_reply, seen
 from syncd.remotes.shapes.basicai import ENDPOINTS, FLAT_MARK, RESULTS, neutral_type
+from syncd.remotes.transfers import Transfers
 from syncd.remotes.xtreme1_objects import remote_object
 
 PLATFORM = "basicai"
 LIMIT = 100  # lastId/limit and pageSize maximum (the guide)
 ID_BATCH = 100  # ids per query parameter (the guide)
+# Files per batchGeneratePreSignedUploadUrl call: the guide names no limit of its
+# own; 100 is its bound for every list it takes or gives (ids, pages).
+PRESIGN_BATCH = ID_BATCH
 # The guide's four windows per API key, as (requests, seconds); the config's
 # default (config.BasicAIConfig.default_rate_limits) says the same.
 RATE_WINDOWS: list[tuple[int, float]] = [
@@ -309,6 +315,11 @@ class BasicAIRemote:
     # --- upload ---------------------------------------------------------------------------
 
     def upload_files(self, dataset_id: str, files: Sequence[PushFile]) -> list[dict[str, Any]]:
+        """Presign in batches (this thread), PUT up to ``transfers`` files at once (a pool).
+
+        The next batch is presigned while the previous one's PUTs run; a URL
+        that expires while its file waits for a slot is renewed (``_put_one``).
+        """
         for f in files:
             if f.size > MAX_PRESIGN_BYTES:
                 raise PermanentError(
@@ -316,20 +327,21 @@ class BasicAIRemote:
                     "uploads (larger files need temporary access tokens, not yet offered)",
                     platform=PLATFORM,
                 )
-        refs: list[dict[str, Any]] = []
-        for start in range(0, len(files), ID_BATCH):
-            chunk = list(files[start : start + ID_BATCH])
-            urls = self._post(
-                "/storage/batchGeneratePreSignedUploadUrl", [presign_entry(f) for f in chunk]
-            )
-            if not isinstance(urls, list) or len(urls) != len(chunk):
-                raise TransientError(
-                    "storage/batchGeneratePreSignedUploadUrl: the reply does not hold one URL per file",
-                    platform=PLATFORM,
+        with Transfers[dict[str, Any]](self.cfg.transfers, PLATFORM) as pool:
+            for start in range(0, len(files), PRESIGN_BATCH):
+                chunk = list(files[start : start + PRESIGN_BATCH])
+                urls = self._post(
+                    "/storage/batchGeneratePreSignedUploadUrl", [presign_entry(f) for f in chunk]
                 )
-            for f, presigned in zip(chunk, urls, strict=True):
-                refs.append(self._put_one(f, presigned))
-        return refs
+                if not isinstance(urls, list) or len(urls) != len(chunk):
+                    raise TransientError(
+                        "storage/batchGeneratePreSignedUploadUrl: the reply does not hold one URL per file",
+                        platform=PLATFORM,
+                    )
+                for f, presigned in zip(chunk, urls, strict=True):
+                    guarded = replace(f, body=pool.body(f.body))
+                    pool.submit(partial(self._put_one, guarded, presigned))
+            return pool.results()
 
     def _put_one(self, f: PushFile, presigned: dict[str, Any]) -> dict[str, Any]:
         def presign() -> dict[str, Any]:

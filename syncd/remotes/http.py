@@ -73,10 +73,13 @@ def make_client(
     base_url: str = "",
     verify: ssl.SSLContext | None = None,
     remote: str | None = None,
+    connections: int = 8,
 ) -> httpx.Client:
     """The httpx client every backend uses. Uploads pass their own longer timeouts.
 
     With ``remote``, every response is counted in ``syncd_http_requests`` by status.
+    ``connections`` bounds the connections open at once (each kept alive up to half
+    of them, at least 4).
     """
     hooks: dict[str, list[Callable[[httpx.Response], None]]] = {}
     if remote is not None:
@@ -86,7 +89,9 @@ def make_client(
         verify=verify if verify is not None else tls_context(None),
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
-        limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
+        limits=httpx.Limits(
+            max_connections=connections, max_keepalive_connections=max(4, connections // 2)
+        ),
         headers={"User-Agent": _agent, "Accept": "application/json"},
         follow_redirects=False,
     )
@@ -141,7 +146,11 @@ def platform_clients(
         limiter_key=f"{name}:{cfg.url}",
         remote=name,
     )
-    return http, make_client(timeout=max(cfg.timeout, 300.0), verify=verify, remote=name)
+    # The store client carries a per-file push: ``transfers`` files of each package in flight.
+    stores = max(8, cfg.transfers * cfg.upload_concurrency)
+    return http, make_client(
+        timeout=max(cfg.timeout, 300.0), verify=verify, remote=name, connections=stores
+    )
 
 
 def reachability_of(remote: object) -> Reachability | None:

@@ -62,8 +62,9 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -93,6 +94,7 @@ from syncd.remotes.http import describe, platform_clients, status_error
 from syncd.remotes.objectstore import ObjectStore
 from syncd.remotes.shapes import check_reply
 from syncd.remotes.shapes.segments import ENDPOINTS
+from syncd.remotes.transfers import Transfers
 
 PLATFORM = wire.PLATFORM
 GROUND_TRUTH = "ground-truth"
@@ -428,30 +430,32 @@ class SegmentsRemote:
     # --- upload ---------------------------------------------------------------------------
 
     def upload_files(self, dataset_id: str, files: Sequence[PushFile]) -> list[dict[str, Any]]:
-        refs: list[dict[str, Any]] = []
-        for f in files:
-            if f.device == "result" or f.device == "camera_config":
-                kind = "prelabel" if f.device == "result" else "calibration"
-                data = b"".join(f.body())
-                try:
-                    doc = json.loads(data)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    raise PermanentError(
-                        f"{f.key}: not valid JSON ({exc})", platform=PLATFORM
-                    ) from None
-                refs.append({"kind": kind, "device": f.device, "filename": f.filename, "doc": doc})
-                continue
-            asset = self._asset(f)
-            refs.append(
-                {
-                    "kind": "asset",
-                    "device": f.device,
-                    "filename": f.filename,
-                    "url": asset["url"],
-                    "size": f.size,
-                }
-            )
-        return refs
+        """Each file on a pool, up to ``transfers`` at once: an asset and its POST upload,
+        or (pre-labels, calibration) its JSON read into the ref."""
+        with Transfers[dict[str, Any]](self.cfg.transfers, PLATFORM) as pool:
+            for f in files:
+                pool.submit(partial(self._store_one, replace(f, body=pool.body(f.body))))
+            return pool.results()
+
+    def _store_one(self, f: PushFile) -> dict[str, Any]:
+        if f.device == "result" or f.device == "camera_config":
+            kind = "prelabel" if f.device == "result" else "calibration"
+            data = b"".join(f.body())
+            try:
+                doc = json.loads(data)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise PermanentError(
+                    f"{f.key}: not valid JSON ({exc})", platform=PLATFORM
+                ) from None
+            return {"kind": kind, "device": f.device, "filename": f.filename, "doc": doc}
+        asset = self._asset(f)
+        return {
+            "kind": "asset",
+            "device": f.device,
+            "filename": f.filename,
+            "url": asset["url"],
+            "size": f.size,
+        }
 
     def _asset(self, f: PushFile) -> dict[str, Any]:
         """An asset for the file (``POST /assets/``), then its presigned POST form."""

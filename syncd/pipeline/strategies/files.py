@@ -9,13 +9,19 @@ archives.
 Contract (the package's :class:`~syncd.store.FilesProgress` records every
 step, keyed by the file's path in the unit and by the top-level name):
 
-* ``packed → uploading`` is committed before the first byte. Then, one data
-  item (a top-level name: a frame, an image or a whole ``scene_*``) at a time,
-  the item's files not yet recorded are checked against what was packed,
-  stored on the platform in one batch, checked again, and their refs
-  committed in one transaction (``files``). A crash re-uploads only the
-  files of the item in flight (storing an object twice is harmless: nothing
-  points at the first copy). When every file is stored: ``uploaded``.
+* ``packed → uploading`` is committed before the first byte. Then the files
+  not yet recorded go in batches of whole data items (a top-level name: a
+  frame, an image or a whole ``scene_*``), items added until the batch holds
+  at least :data:`BATCH_FILES` files, so the remote's ``transfers`` slots
+  never wait for a small item. Each batch is checked against what was packed,
+  handed to one ``upload_files`` call (which stores up to ``transfers`` files
+  at once), checked again, and its refs committed in one transaction
+  (``files``), in this thread: every store write stays here. The crash point
+  ``upload.item_sent`` is reached once per item of the batch, after that
+  commit. A crash re-uploads only the files of the batch in flight, the
+  files whose refs were not committed (storing an object twice is harmless:
+  nothing points at the first copy). ``stop`` is honoured between batches,
+  ``cancel`` between chunks. When every file is stored: ``uploaded``.
 * ``uploaded → submitted`` is committed, then each item is registered once:
   its name is committed as ``registering`` before the request and its ids as
   ``registered`` right after. After a crash in between, the platform is asked
@@ -31,11 +37,14 @@ step, keyed by the file's path in the unit and by the top-level name):
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from functools import partial
 from pathlib import PurePosixPath
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from syncd import failpoints
 from syncd.errors import Cancelled, LocalDataError
@@ -46,8 +55,16 @@ from syncd.remotes.base import FilePushRemote, PushData, PushFile
 from syncd.safeopen import stream_packaged
 from syncd.store import FilesProgress, Package, PackageFile
 
+T = TypeVar("T")
+
 READ_CHUNK = 1024 * 1024
 REGISTER_BATCH = 100
+# Files per upload_files call (whole items, so a batch may hold more): enough
+# to keep every transfer slot busy and to fill a presign request (BasicAI takes
+# 100 at once); few enough that a crash re-sends little.
+BATCH_FILES = 100
+# How often the strategy's thread relays the transfer threads' progress.
+BEAT_SECONDS = 1.0
 
 
 def _remote(ctx: SyncContext) -> FilePushRemote:
@@ -93,7 +110,7 @@ def _update(
 
 
 class FilesStrategy:
-    """Each data item's files, then registration (see module docstring)."""
+    """Batches of whole data items' files, then registration (see module docstring)."""
 
     name = "files"
 
@@ -119,23 +136,31 @@ class FilesStrategy:
                     )
                 pkg = fresh
         started = time.monotonic()
-        for files in items_of(package_files(ctx, pkg)).values():
-            done = FilesProgress.parse(pkg.upload_ref).files
-            todo = [f for f in files if f.rel_path not in done]
-            if not todo:
-                continue
-            try:
-                verify_files(folder, todo)
-                refs = _remote(ctx).upload_files(dataset_id, [_push_file(ctx, f) for f in todo])
-                verify_files(folder, todo)
-            except LocalDataError as exc:
-                repack(ctx, pkg, str(exc))
-                return None
-            stored = {f.rel_path: r for f, r in zip(todo, refs, strict=True)}
-            pkg = _update(ctx, pkg, ("uploading",), partial(_stored, refs=stored))
-            failpoints.reached("upload.item_sent")
-            if ctx.stop.is_set():
-                return None
+        done = FilesProgress.parse(pkg.upload_ref).files
+        todo_items = [
+            [f for f in files if f.rel_path not in done]
+            for files in items_of(package_files(ctx, pkg)).values()
+        ]
+        moved = threading.Event()  # a chunk went out, on some transfer thread
+        with ThreadPoolExecutor(1, thread_name_prefix="syncd-files") as helper:
+            for batch in _batches([t for t in todo_items if t], BATCH_FILES):
+                todo = [f for files in batch for f in files]
+                try:
+                    verify_files(folder, todo)
+                    push = [_push_file(ctx, f, moved) for f in todo]
+                    refs = _relaying(
+                        ctx, helper, moved, partial(_remote(ctx).upload_files, dataset_id, push)
+                    )
+                    verify_files(folder, todo)
+                except LocalDataError as exc:
+                    repack(ctx, pkg, str(exc))
+                    return None
+                stored = {f.rel_path: r for f, r in zip(todo, refs, strict=True)}
+                pkg = _update(ctx, pkg, ("uploading",), partial(_stored, refs=stored))
+                for _ in batch:
+                    failpoints.reached("upload.item_sent")
+                if ctx.stop.is_set():
+                    return None
         seconds = time.monotonic() - started
         with ctx.store.package_step(pkg.id, expect=("uploading",)) as step:
             fresh = step.pkg
@@ -208,7 +233,36 @@ def _registered(progress: FilesProgress, ids: dict[str, str]) -> None:
     progress.registering = []
 
 
-def _push_file(ctx: SyncContext, f: PackageFile) -> PushFile:
+def _batches(items: list[list[PackageFile]], least: int) -> Iterator[list[list[PackageFile]]]:
+    """Whole items, in order, grouped until a group holds at least ``least`` files."""
+    batch: list[list[PackageFile]] = []
+    count = 0
+    for files in items:
+        batch.append(files)
+        count += len(files)
+        if count >= least:
+            yield batch
+            batch, count = [], 0
+    if batch:
+        yield batch
+
+
+def _relaying(
+    ctx: SyncContext, helper: ThreadPoolExecutor, moved: threading.Event, send: Callable[[], T]
+) -> T:
+    """``send()`` on the ``helper`` thread; meanwhile this thread turns chunks sent by the
+    transfer threads (``moved``) into heartbeats, since ``ctx.progress`` beats the stage of
+    the thread that calls it. ``send``'s exception is raised here, unchanged."""
+    future = helper.submit(contextvars.copy_context().run, send)  # the metrics bound here
+    while not wait([future], timeout=BEAT_SECONDS).done:
+        if moved.is_set():
+            moved.clear()
+            ctx.progress()
+    ctx.progress()
+    return future.result()
+
+
+def _push_file(ctx: SyncContext, f: PackageFile, moved: threading.Event) -> PushFile:
     assert ctx.cfg.folder is not None
     folder = ctx.cfg.folder
 
@@ -216,7 +270,7 @@ def _push_file(ctx: SyncContext, f: PackageFile) -> PushFile:
         try:
             # opened without following links, checked on the descriptor (safeopen)
             for chunk in stream_packaged(folder, f, READ_CHUNK):
-                ctx.progress()
+                moved.set()  # relayed as a heartbeat by the strategy's thread (_relaying)
                 if ctx.cancel.is_set():
                     raise Cancelled(f"{f.unit}: upload stopped by the drain deadline")
                 yield chunk
