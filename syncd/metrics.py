@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -132,6 +133,12 @@ class Metrics:
             ["remote"],
             registry=registry,
         )
+        self.transfers_in_flight = Gauge(
+            "syncd_transfers_in_flight",
+            "Files a per-file push is storing now (at most the remote's transfers per package)",
+            ["remote"],
+            registry=registry,
+        )
         self._last_pull_ok: dict[str, float] = {}
         self._last_pull_lock = threading.Lock()
         self._state_collector: Collector | None = None
@@ -198,6 +205,20 @@ def http_request(remote: str, status: int | str) -> None:
     m = _BOUND.get()
     if m is not None:
         m.http_requests.labels(remote, str(status)).inc()
+
+
+@contextmanager
+def transfer_running(remote: str) -> Iterator[None]:
+    """One file transfer of a per-file push runs in the block (``syncd_transfers_in_flight``)."""
+    m = _BOUND.get()
+    gauge = m.transfers_in_flight.labels(remote) if m is not None else None
+    if gauge is not None:
+        gauge.inc()
+    try:
+        yield
+    finally:
+        if gauge is not None:
+            gauge.dec()
 
 
 def http_retry(remote: str) -> None:

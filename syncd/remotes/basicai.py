@@ -327,7 +327,7 @@ class BasicAIRemote:
                     "uploads (larger files need temporary access tokens, not yet offered)",
                     platform=PLATFORM,
                 )
-        with Transfers[dict[str, Any]](self.cfg.transfers, PLATFORM) as pool:
+        with Transfers[dict[str, Any]](self.cfg.transfers, PLATFORM, remote=self.name) as pool:
             for start in range(0, len(files), PRESIGN_BATCH):
                 chunk = list(files[start : start + PRESIGN_BATCH])
                 urls = self._post(

@@ -432,7 +432,7 @@ class SegmentsRemote:
     def upload_files(self, dataset_id: str, files: Sequence[PushFile]) -> list[dict[str, Any]]:
         """Each file on a pool, up to ``transfers`` at once: an asset and its POST upload,
         or (pre-labels, calibration) its JSON read into the ref."""
-        with Transfers[dict[str, Any]](self.cfg.transfers, PLATFORM) as pool:
+        with Transfers[dict[str, Any]](self.cfg.transfers, PLATFORM, remote=self.name) as pool:
             for f in files:
                 pool.submit(partial(self._store_one, replace(f, body=pool.body(f.body))))
             return pool.results()

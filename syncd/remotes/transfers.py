@@ -29,6 +29,8 @@ Contract of :class:`Transfers` (one per ``upload_files`` call, used as a
   the call.
 * The crash point ``upload.file_stored`` (:mod:`syncd.failpoints`) is reached
   after each job that succeeded, on the thread that ran it.
+* While a job runs, the daemon's gauge ``syncd_transfers_in_flight{remote}``
+  counts it (:func:`syncd.metrics.transfer_running`).
 * Memory: a queued job holds its file's body *function*, not its bytes; a
   running one holds the chunk being sent. A push holds about ``size`` chunks.
 """
@@ -42,7 +44,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Generic, TypeVar
 
-from syncd import failpoints
+from syncd import failpoints, metrics
 from syncd.errors import Cancelled
 from syncd.remotes.base import ByteSource
 
@@ -52,9 +54,10 @@ T = TypeVar("T")
 class Transfers(Generic[T]):
     """Up to ``size`` store jobs at once; the first failure stops the rest (module docstring)."""
 
-    def __init__(self, size: int, platform: str) -> None:
+    def __init__(self, size: int, platform: str, *, remote: str | None = None) -> None:
         self.size = size
         self.platform = platform
+        self.remote = remote or platform  # the metrics' label
         self._pool = (
             ThreadPoolExecutor(size, thread_name_prefix=f"syncd-{platform}-transfer")
             if size > 1
@@ -113,7 +116,8 @@ class Transfers(Generic[T]):
         if self._stop.is_set():
             raise Cancelled(f"{self.platform}: not started: another file of the batch failed")
         try:
-            result = job()
+            with metrics.transfer_running(self.remote):
+                result = job()
         except BaseException as exc:
             with self._lock:
                 if self._error is None and not self._stop.is_set():

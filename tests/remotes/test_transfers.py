@@ -8,6 +8,7 @@ the first failure raised with its type, no thread left behind.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -42,6 +43,31 @@ def test_results_come_in_submission_order() -> None:
             pool.submit(lambda i=i: (time.sleep(0.001 * (20 - i)), i)[1])
         assert pool.results() == list(range(20))
     assert not transfer_threads()
+
+
+def test_the_transfers_in_flight_are_a_gauge_of_the_daemons_metrics() -> None:
+    m = Metrics()
+    gate = threading.Event()
+    three = threading.Barrier(4)
+    started = itertools.count(1)
+
+    def held() -> int:
+        if next(started) <= 3:
+            three.wait(10)
+        assert gate.wait(10)
+        return 1
+
+    def gauge() -> float | None:
+        return m.registry.get_sample_value("syncd_transfers_in_flight", {"remote": "lab"})
+
+    with m.bound(), Transfers[int](3, "p", remote="lab") as pool:
+        for _ in range(5):
+            pool.submit(held)
+        three.wait(10)  # three jobs run, two wait for a slot
+        assert gauge() == 3
+        gate.set()
+        assert pool.results() == [1] * 5
+    assert gauge() == 0
 
 
 def test_one_transfer_runs_each_job_at_once_in_the_calling_thread() -> None:
