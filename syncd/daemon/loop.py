@@ -106,8 +106,11 @@ def push_cycle(
                         sweeps[ctx.name] = sweep
             if d.guard(stage, partial(detect.run_once, ctx, d.tracker, units)) is None:
                 _give_back(d, ctx.name, units)
+        dispatch = partial(d.guard, f"upload:{ctx.name}", partial(d.uploads.dispatch, ctx))
         if not _down(ctx):
-            d.guard(f"pack:{ctx.name}", partial(pack.run_once, ctx))
+            # each package goes to an upload worker as soon as it is packed: the first
+            # upload does not wait for the last unit of a batch to be packed
+            d.guard(f"pack:{ctx.name}", partial(pack.run_once, ctx, on_packed=dispatch))
         d.guard(f"upload:{ctx.name}", partial(d.uploads.dispatch, ctx, block=wait))
         sweep = sweeps.get(ctx.name) if sweeps is not None else None
         if sweep is not None and not d.stop.is_set():

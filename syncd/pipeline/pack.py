@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from functools import partial
 from pathlib import Path
@@ -52,8 +52,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:60] or "unit"
 
 
-def run_once(ctx: SyncContext) -> int:
-    """Pack every due settled package of this sync; returns the number packed."""
+def run_once(ctx: SyncContext, on_packed: Callable[[], object] | None = None) -> int:
+    """Pack every due settled package of this sync; returns the number packed.
+
+    ``on_packed`` is called after each package is packed (the daemon hands it to
+    an upload worker at once, while the next one is packed)."""
     if not ctx.cfg.push:
         return 0
     with ctx.store.read() as s:
@@ -87,6 +90,8 @@ def run_once(ctx: SyncContext) -> int:
             fail(ctx, pkg, str(exc))
         finally:
             ctx.store.coord.release(pkg.id)
+        if on_packed is not None:
+            on_packed()
     return done
 
 

@@ -45,6 +45,7 @@ from syncd.remotes.base import (
     RemoteItem,
     RemoteLabel,
 )
+from syncd.remotes.fanout import fan_out
 from syncd.remotes.http import describe, platform_clients, status_error
 from syncd.remotes.objectstore import ObjectStore
 from syncd.remotes.shapes import check_reply, seen
@@ -299,11 +300,21 @@ class BasicAIRemote:
         wanted = {n.lower(): n for n in names}
         found: dict[str, str] = {}
         if len(wanted) <= 20:
-            for lower, original in wanted.items():
-                for rows in self._pages(f"/dataset/listItem/{dataset_id}", name=original):
-                    for r in rows:
-                        if str(r.get("name", "")).lower() == lower:
-                            found[original] = str(r["id"])
+
+            def ids(name: tuple[str, str]) -> list[str]:
+                lower, original = name
+                return [
+                    str(r["id"])
+                    for rows in self._pages(f"/dataset/listItem/{dataset_id}", name=original)
+                    for r in rows
+                    if str(r.get("name", "")).lower() == lower
+                ]
+
+            # one round trip for the lot, not one per name (a WAN costs 20-150 ms each)
+            lookups = list(wanted.items())
+            for (_, original), hits in zip(lookups, fan_out(ids, lookups), strict=True):
+                if hits:
+                    found[original] = hits[-1]
             return found
         for rows in self._pages(f"/dataset/listItem/{dataset_id}"):
             for r in rows:

@@ -90,6 +90,7 @@ from syncd.remotes.base import (
     RemoteLabel,
     RemoteObject,
 )
+from syncd.remotes.fanout import fan_out
 from syncd.remotes.http import describe, platform_clients, status_error
 from syncd.remotes.objectstore import ObjectStore
 from syncd.remotes.shapes import check_reply
@@ -492,9 +493,15 @@ class SegmentsRemote:
         out: dict[str, str] = {}
         for start in range(0, len(bodies), BULK):
             out.update(self._create_samples(dataset_id, bodies[start : start + BULK]))
-        for name, label in labels.items():
+
+        def put_label(item: tuple[str, dict[str, Any]]) -> None:
+            name, label = item
             body = {"label_status": "PRELABELED", "attributes": label}
             self._call("PUT", f"/labels/{out[name]}/{self.prelabel_labelset}/", json=body)
+
+        # One PUT per sample and no bulk form: several at once (idempotent, so a batch cut
+        # short is simply sent again), as many as the remote's transfers.
+        fan_out(put_label, list(labels.items()), self.cfg.transfers)
         return out
 
     def _create_samples(self, dataset_id: str, bodies: list[dict[str, Any]]) -> dict[str, str]:

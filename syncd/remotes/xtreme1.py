@@ -36,6 +36,7 @@ from syncd.remotes.base import (
     RemoteLabel,
     Upload,
 )
+from syncd.remotes.fanout import fan_out
 from syncd.remotes.http import describe, platform_clients, status_error
 from syncd.remotes.objectstore import ObjectStore
 from syncd.remotes.shapes import check_reply
@@ -326,13 +327,17 @@ class Xtreme1Remote:
         wanted = {n.lower(): n for n in names}
         found: set[str] = set()
         if len(wanted) <= 20:
-            for lower, original in wanted.items():
+
+            def exists(name: tuple[str, str]) -> bool:
+                lower, original = name
                 page = self._get(
                     "/data/findByPage", datasetId=dataset_id, pageNo=1, pageSize=100, name=original
                 )
-                if any(str(r.get("name", "")).lower() == lower for r in page.get("list") or []):
-                    found.add(original)
-            return found
+                return any(str(r.get("name", "")).lower() == lower for r in page.get("list") or [])
+
+            # one round trip for the lot, not one per name (a WAN costs 20-150 ms each)
+            lookups = list(wanted.items())
+            return {o for (_, o), hit in zip(lookups, fan_out(exists, lookups), strict=True) if hit}
         for rows in self._top_level_pages(dataset_id):
             for r in rows:
                 hit = wanted.get(str(r.get("name", "")).lower())
