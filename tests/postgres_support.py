@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -75,30 +76,68 @@ class Cluster:
         pwfile.unlink()
         for _ in range(5):
             self.port = _free_port()
-            opts = (
-                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=200"
-            )
-            proc = self._run(
+            if self._start(check=False).returncode == 0:
+                return
+        log = (self.root / "server.log").read_text(errors="replace")[-2000:]
+        self.stop()
+        raise RuntimeError(f"PostgreSQL did not start: {log}")
+
+    def _options(self) -> str:
+        return (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=200"
+        )
+
+    def _start(self, *, check: bool) -> subprocess.CompletedProcess[str]:
+        # -w: return once the server accepts connections
+        return self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            self._options(),
+            "-w",
+            "-t",
+            "60",
+            "start",
+            check=check,
+        )
+
+    def restart(self, mode: str = "fast", *, down: float = 0.0) -> None:
+        """Restart the server on the same port, as an operator or a crash would.
+
+        ``fast``: ``pg_ctl restart -m fast`` (sessions are told "terminating
+        connection due to administrator command", the server shuts down cleanly
+        and comes back). ``immediate``: ``pg_ctl stop -m immediate`` (every
+        process killed at once, like a crash: crash recovery at the next start),
+        ``down`` seconds with no server, then ``pg_ctl start``. Returns once the
+        server accepts connections again.
+        """
+        if mode == "fast" and not down:
+            self._run(
                 "pg_ctl",
                 "-D",
                 str(self.data),
                 "-l",
                 str(self.root / "server.log"),
                 "-o",
-                opts,
+                self._options(),
+                "-m",
+                "fast",
                 "-w",
                 "-t",
                 "60",
-                "start",
-                check=False,
+                "restart",
             )
-            if proc.returncode == 0:
-                return
-        log = (self.root / "server.log").read_text(errors="replace")[-2000:]
-        self.stop()
-        raise RuntimeError(f"PostgreSQL did not start: {log}")
+            return
+        if mode not in ("fast", "immediate"):
+            raise ValueError(f"restart mode {mode!r}: fast or immediate")
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        time.sleep(down)
+        self._start(check=True)
 
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bindir / tool), *args]
