@@ -20,8 +20,11 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 USER = "syncd"
 PASSWORD = "fleet-test-pw"
@@ -171,3 +174,14 @@ class Cluster:
         if self.data.exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop", check=False)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def own_cluster() -> Iterator[Cluster]:
+    """A server of the test's own, for a fixture of a test that restarts it (restarting
+    the session's ``pg_cluster`` would cut every other test's connections)."""
+    bindir = pg_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    cluster = Cluster(bindir)
+    yield cluster
+    cluster.stop()

@@ -28,10 +28,16 @@ import pytest
 from syncd.daemon.loop import RESCAN_SECONDS
 from syncd.sampledata import write_fusion_unit
 from tests.conftest import SandboxProcess, query, run_cli, wait_until, write_config
-from tests.postgres_support import Cluster, pg_bindir
+from tests.postgres_support import Cluster, own_cluster
 from tests.reliability.invariants import assert_exactly_once
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    yield from own_cluster()
+
 
 DATASET = "restart"
 # From the server's return to the last unit done: a few loop passes plus an
@@ -40,16 +46,6 @@ DATASET = "restart"
 # that a unit dropped by a failed step would have waited for.
 BACK_WITHIN = 60.0
 assert BACK_WITHIN < RESCAN_SECONDS
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    bindir = pg_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
-    c = Cluster(bindir)
-    yield c
-    c.stop()
 
 
 def start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
