@@ -50,8 +50,13 @@ def _free_port() -> int:
 class Cluster:
     """One running server; :meth:`stop` stops it and removes every file it wrote."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, durable_commits: bool = False) -> None:
+        """``durable_commits``: ``synchronous_commit = on``, for a server that will be
+        killed (``restart("immediate")``): a commit is acknowledged only once its WAL
+        record is written, as on any real server. Off (the default, faster), a crash of
+        the server may lose the last commits the client was told were done."""
         self.bindir = bindir
+        self.durable_commits = durable_commits
         self.root = Path(tempfile.mkdtemp(prefix="syncd-pg-"))
         self.data = self.root / "data"
         self.port = 0
@@ -88,8 +93,9 @@ class Cluster:
     def _options(self) -> str:
         return (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
+            # fsync off: the server is killed in the tests, the machine is not
+            "-c fsync=off -c full_page_writes=off -c max_connections=200 "
+            f"-c synchronous_commit={'on' if self.durable_commits else 'off'}"
         )
 
     def _start(self, *, check: bool) -> subprocess.CompletedProcess[str]:
@@ -115,7 +121,8 @@ class Cluster:
         ``fast``: ``pg_ctl restart -m fast`` (sessions are told "terminating
         connection due to administrator command", the server shuts down cleanly
         and comes back). ``immediate``: ``pg_ctl stop -m immediate`` (every
-        process killed at once, like a crash: crash recovery at the next start),
+        process killed at once, like a crash: crash recovery at the next start;
+        create the cluster with ``durable_commits``),
         ``down`` seconds with no server, then ``pg_ctl start``. Returns once the
         server accepts connections again.
         """
@@ -136,10 +143,18 @@ class Cluster:
                 "restart",
             )
             return
-        if mode not in ("fast", "immediate"):
-            raise ValueError(f"restart mode {mode!r}: fast or immediate")
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        self.shut_down(mode)
         time.sleep(down)
+        self.start()
+
+    def shut_down(self, mode: str = "immediate") -> None:
+        """``pg_ctl stop -m <mode>``: the server is gone (its files stay) until :meth:`start`."""
+        if mode not in ("fast", "immediate"):
+            raise ValueError(f"shutdown mode {mode!r}: fast or immediate")
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def start(self) -> None:
+        """Start the server again on its port; returns once it accepts connections."""
         self._start(check=True)
 
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -182,6 +197,6 @@ def own_cluster() -> Iterator[Cluster]:
     bindir = pg_bindir()
     if bindir is None:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
-    cluster = Cluster(bindir)
+    cluster = Cluster(bindir, durable_commits=True)
     yield cluster
     cluster.stop()

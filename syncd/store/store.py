@@ -454,6 +454,13 @@ class Store:
                 )
         except StoreError:
             self.availability.resume(outage)  # gone again: the same outage goes on
+            return
+        try:
+            self.coord.rejoin()  # a restart ended this daemon's presence: take it back now
+        except StoreError as exc:
+            # unreachable again (noticed by the next statement), or the host taken by
+            # another daemon meanwhile: the next claim says so as the stage's error
+            get_logger().warning("store.presence_lost", host=self.host, error=str(exc))
 
     @contextmanager
     def tx(self) -> Iterator[Tx]:
