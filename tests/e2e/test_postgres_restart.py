@@ -27,9 +27,12 @@ import pytest
 
 from syncd.daemon.loop import RESCAN_SECONDS
 from syncd.sampledata import write_fusion_unit
+from syncd.store.pg_coordinator import HOST, PRESENCE
 from tests.conftest import SandboxProcess, query, run_cli, wait_until, write_config
+from tests.e2e.test_fleet import BOX, lease_host
+from tests.e2e.test_fleet import _assert_exactly_once as fleet_exactly_once
 from tests.postgres_support import Cluster, own_cluster
-from tests.reliability.invariants import assert_exactly_once
+from tests.reliability.invariants import assert_exactly_once, assert_mirror_matches, dataset_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -40,6 +43,7 @@ def cluster() -> Iterator[Cluster]:
 
 
 DATASET = "restart"
+FLEET_DATASET = "fleet"  # what test_fleet's checks look at
 # From the server's return to the last unit done: a few loop passes plus an
 # upload and the sandbox's processing take a few seconds; 60 s leaves room on a
 # loaded machine and is still far below the full rescan (RESCAN_SECONDS, 300 s)
@@ -160,3 +164,111 @@ def test_units_around_a_database_restart_are_done_once(
     # the outage is not every stage's error
     assert not log_events(log, "daemon.stage_error"), log_events(log, "daemon.stage_error")
     print(f"{mode}: {figures}; every unit done {took:.1f} s after the server was back; {up}")
+
+
+def locks_held(cluster: Cluster, namespace: int) -> int:
+    return int(
+        cluster.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            f"AND classid = {namespace} AND objsubid = 2"
+        )[0][0]
+    )
+
+
+def test_two_daemons_keep_their_guarantees_through_a_restart(
+    tmp_path: Path, cluster: Cluster, sandbox_proc: SandboxProcess
+) -> None:
+    """Two machines on one store: the restart ends both presences at once (every claim
+    and lease free for a moment). Afterwards each holds its host again, one holds the
+    pull lease, every unit of each machine is done once, and the mirror keeps up."""
+    db = cluster.database()
+    hosts = ("rig-a", "rig-b")
+    folders = {h: tmp_path / h / "in" for h in hosts}
+    configs, logs = {}, {}
+    expected = 0
+    for n, h in enumerate(hosts):
+        folders[h].mkdir(parents=True)
+        expected += unit(folders[h], 10 * n)
+        configs[h] = write_config(
+            tmp_path / h / "syncd.toml",
+            sandbox_proc.url,
+            [
+                {
+                    "name": "fleet",
+                    "dataset": FLEET_DATASET,
+                    "dataset_type": "LIDAR_BASIC",
+                    "folder": folders[h],
+                    "pull_interval": 1,
+                }
+            ],
+            database_url=db,
+            host=h,
+        )
+        logs[h] = tmp_path / h / "daemon.log"
+    daemons = {h: start(configs[h], logs[h]) for h in hosts}
+    try:
+        wait_until(
+            lambda: len(query(db, "SELECT 1 FROM packages WHERE state = 'done'")) == 2,
+            120,
+            "the first unit of each machine",
+        )
+        wait_until(lambda: lease_host(db), 30, "a pull lease holder")
+        ds = dataset_id(sandbox_proc.url, FLEET_DATASET)
+        for item in sandbox_proc.admin("GET", f"/datasets/{ds}/items")["items"]:
+            sandbox_proc.admin(
+                "POST", "/annotate", json={"dataId": item["id"], "objects": [BOX], "submit": True}
+            )
+        cluster.shut_down("immediate")
+        for n, h in enumerate(hosts):  # arriving while the server is away
+            expected += unit(folders[h], 10 * n + 1)
+        time.sleep(3)
+        cluster.start()
+        for n, h in enumerate(hosts):
+            expected += unit(folders[h], 10 * n + 2)
+
+        wait_until(
+            lambda: (
+                query(db, "SELECT COUNT(*) FROM packages WHERE state NOT IN ('done', 'failed')")
+                == [(0,)]
+                and len(query(db, "SELECT 1 FROM packages WHERE state = 'done'")) == 6
+            ),
+            BACK_WITHIN,
+            "every unit of both machines after the restart",
+        )
+        # each daemon is present and holds its host again; one pulls
+        wait_until(lambda: locks_held(cluster, HOST) == 2, 30, "both host locks taken back")
+        assert locks_held(cluster, PRESENCE) == 2
+        holder = wait_until(lambda: lease_host(db), 30, "a pull lease holder after the restart")
+        assert holder in hosts
+        items = sandbox_proc.admin("GET", f"/datasets/{ds}/items")["items"]
+        for item in items:  # labelled after the restart: pulled by the holder now
+            sandbox_proc.admin(
+                "POST", "/annotate", json={"dataId": item["id"], "objects": [BOX], "submit": True}
+            )
+        wait_until(
+            lambda: (
+                query(
+                    db,
+                    "SELECT COUNT(DISTINCT remote_item_id) FROM labels "
+                    "WHERE deleted_at IS NULL AND object_count > 0",
+                )
+                == [(len(items),)]
+            ),
+            BACK_WITHIN,
+            "every label in the mirror",
+        )
+        assert all(p.poll() is None for p in daemons.values()), "a daemon exited"
+    finally:
+        for p in daemons.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        codes = {h: p.wait(timeout=60) for h, p in daemons.items()}
+    assert codes == {h: 0 for h in hosts}
+    fleet_exactly_once(db, sandbox_proc, folders, expected)
+    assert_mirror_matches(db, sandbox_proc.url, FLEET_DATASET)
+    assert query(db, "SELECT COUNT(*) FROM packages WHERE claimed_by IS NOT NULL") == [(0,)]
+    for h in hosts:
+        text = logs[h].read_text(errors="replace")
+        assert "Traceback" not in text, h
+        assert len(log_events(logs[h], "store.unavailable")) == 1, h
+        assert len(log_events(logs[h], "store.available")) == 1, h
