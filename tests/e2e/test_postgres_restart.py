@@ -120,7 +120,13 @@ def test_units_around_a_database_restart_are_done_once(
             cluster.restart("fast")
         else:
             # down long enough for every part of the daemon (push loop, pulls) to notice
-            cluster.restart("immediate", down=3.0)
+            cluster.shut_down("immediate")
+            gone = time.monotonic()
+            # waiting for the database is no stall: the container stays healthy
+            health = run_cli("health", "--config", str(cfg))
+            assert health.returncode == 0, health.stdout + health.stderr
+            time.sleep(max(0.0, 3.0 - (time.monotonic() - gone)))
+            cluster.start()
         back = time.monotonic()
         arriving.set()
         writer.join()
