@@ -9,7 +9,7 @@ platform, the items cursor never backwards. What differs is each round:
 * a kill while the server restarts (``pg_ctl restart -m fast``, or ``pg_ctl
   stop -m immediate``, some time down, ``pg_ctl start``): the daemon dies
   with its transactions cut by the server, or while it waits for it;
-* a restart the daemon lives through, then a kill later;
+* a restart the daemon (up and running) lives through, then a kill later;
 * a plain kill.
 
 The server has to be back before the next start (a daemon that cannot reach
@@ -33,10 +33,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SandboxProcess
+from tests.conftest import SandboxProcess, wait_until
 from tests.postgres_support import Cluster, own_cluster
 from tests.reliability.test_chaos import (
     Annotator,
+    _started,
     chaos_config,
     make_unit,
     observe,
@@ -94,6 +95,7 @@ def test_chaos_sigkill_during_database_restarts(
     try:
         with ThreadPoolExecutor(1) as pool:
             while kills < kills_wanted:
+                started = _started(url)
                 daemon = start(cfg, log)
                 time.sleep(rng.uniform(0.5, 3.0))
                 luck = rng.random()
@@ -104,6 +106,9 @@ def test_chaos_sigkill_during_database_restarts(
                     restarting.result(timeout=120)
                     rounds[f"kill during restart ({mode})"] += 1
                 elif luck < 0.8:  # lives through a restart, killed later
+                    # up and running first: one that is still starting exits 1 when it
+                    # cannot reach its store (its supervisor starts it again)
+                    wait_until(lambda n=started: _started(url) > n, 60, "the daemon to start")
                     mode, restarting = restart_in(pool, cluster, rng)
                     restarting.result(timeout=120)
                     time.sleep(rng.uniform(0.2, 3.0))
