@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,11 @@ def restart_in(
     mode = rng.choice(["fast", "immediate"])
     down = rng.uniform(0, 2) if mode == "immediate" else 0.0
     return mode, pool.submit(cluster.restart, mode, down=down)
+
+
+def up_since(url: str, started: int) -> bool:
+    """A daemon started since ``started`` daemon.started events were counted."""
+    return _started(url) > started
 
 
 def kill(daemon: subprocess.Popen[bytes]) -> None:
@@ -108,7 +114,7 @@ def test_chaos_sigkill_during_database_restarts(
                 elif luck < 0.8:  # lives through a restart, killed later
                     # up and running first: one that is still starting exits 1 when it
                     # cannot reach its store (its supervisor starts it again)
-                    wait_until(lambda n=started: _started(url) > n, 60, "the daemon to start")
+                    wait_until(partial(up_since, url, started), 60, "the daemon to start")
                     mode, restarting = restart_in(pool, cluster, rng)
                     restarting.result(timeout=120)
                     time.sleep(rng.uniform(0.2, 3.0))
