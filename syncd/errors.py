@@ -42,7 +42,12 @@ class StoreUnavailable(StoreError):
 
     A wait, not a fault of the step: the daemon reports the outage once
     (``store.unavailable`` / ``store.available``) and runs the step again.
+    ``counted``: the store has counted this failure in the outage already.
     """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.counted = False
 
 
 class LocalDataError(SyncdError):

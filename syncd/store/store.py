@@ -427,7 +427,12 @@ class Store:
         return store_error(self.path, exc)
 
     def unavailable(self, err: StoreUnavailable) -> None:
-        """The server cannot be reached: the first failure of an outage logs it at once."""
+        """The server cannot be reached: the first failure of an outage logs it at once.
+
+        Each error counts once, whoever reports it (the store, then the daemon's guard)."""
+        if err.counted:
+            return
+        err.counted = True
         if self.availability.failed(str(err)):
             get_logger().warning("store.unavailable", error=str(err), db=self.location)
 
