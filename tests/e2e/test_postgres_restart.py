@@ -6,7 +6,9 @@ the next start) followed by ``pg_ctl start``. The daemon never exits; every
 unit is done exactly once (the platform's own counters, ``invariants``),
 within seconds of the server's return rather than at the next full rescan;
 the outage is one ``store.unavailable`` and one ``store.available``, not a
-``daemon.stage_error`` per stage; ``syncd health`` says healthy afterwards.
+``daemon.stage_error`` per stage; ``syncd health`` says healthy while the
+server is away and afterwards. Two daemons on one store take their hosts and
+presences back, one of them the pull lease, and keep every unit once.
 
 Each test has a server of its own: restarting the session's would cut the
 connections of other tests.
@@ -16,8 +18,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +29,7 @@ from syncd.daemon.loop import RESCAN_SECONDS
 from syncd.sampledata import write_fusion_unit
 from syncd.store.pg_coordinator import HOST, PRESENCE
 from tests.conftest import SandboxProcess, query, run_cli, wait_until, write_config
-from tests.e2e.test_fleet import BOX, lease_host
+from tests.e2e.test_fleet import BOX, lease_host, start
 from tests.e2e.test_fleet import _assert_exactly_once as fleet_exactly_once
 from tests.postgres_support import Cluster, own_cluster
 from tests.reliability.invariants import assert_exactly_once, assert_mirror_matches, dataset_id
@@ -50,13 +50,6 @@ FLEET_DATASET = "fleet"  # what test_fleet's checks look at
 # that a unit dropped by a failed step would have waited for.
 BACK_WITHIN = 60.0
 assert BACK_WITHIN < RESCAN_SECONDS
-
-
-def start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "syncd", "run", "--config", str(cfg)], stdout=out, stderr=out
-        )
 
 
 def unit(folder: Path, k: int) -> int:
