@@ -145,11 +145,7 @@ def test_a_server_stopped_and_started_again(tmp_path: Path, cluster: Cluster) ->
         ]
         assert rows[0][2] < rows[1][2]
         assert json.loads(rows[0][3])["error"] == down[0]["error"]
-        held = cluster.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            f"AND classid = {HOST} AND objsubid = 2"
-        )
-        assert held == [(1,)], "the host lock was not taken back"
+        assert _host_locks(cluster) == 1, "the host lock was not taken back"
     finally:
         store.close()
 
@@ -163,3 +159,36 @@ def test_not_an_outage_stays_a_store_error(tmp_path: Path, cluster: Cluster) -> 
         assert not store.availability.down
     finally:
         store.close()
+
+
+def test_a_restart_between_two_statements_is_noticed_by_the_presence(
+    tmp_path: Path, cluster: Cluster
+) -> None:
+    """No statement fails (the pool reconnects before handing a connection out), so no
+    outage is reported; but the restart ended the daemon's session, and the next
+    statement takes its presence and host lock back."""
+    store = Store(tmp_path / "state", database_url=cluster.database(), host="m1")
+    try:
+        store.coord.hold_host(wait=0)
+        key_before = store.coord.key  # type: ignore[attr-defined]
+        with store.tx() as tx:
+            tx.event("daemon.started", pid=1)
+        cluster.restart("fast")
+        assert _host_locks(cluster) == 0
+        with capture_logs() as logs, store.read() as s:
+            s.execute(text("SELECT 1"))
+        assert [e["event"] for e in logs] == ["store.presence_lost"]
+        assert store.coord.key != key_before  # type: ignore[attr-defined]
+        assert _host_locks(cluster) == 1
+        assert not store.availability.down
+    finally:
+        store.close()
+
+
+def _host_locks(cluster: Cluster) -> int:
+    return int(
+        cluster.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            f"AND classid = {HOST} AND objsubid = 2"
+        )[0][0]
+    )

@@ -27,7 +27,10 @@ Contract:
   outage logs ``store.unavailable`` at once, and the first statement that
   works again writes it to ``events`` (with the time it happened) together
   with ``store.available`` (``outage_seconds``). The pool checks a connection
-  before using it (``pool_pre_ping``), so nothing is needed to reconnect.
+  before using it (``pool_pre_ping``), so nothing is needed to reconnect. After
+  an outage, or connections the pool found dead (a restart between two
+  statements), the coordinator takes the daemon's presence back
+  (:meth:`~syncd.store.coordination.Coordinator.rejoin`).
 """
 
 from __future__ import annotations
@@ -341,6 +344,7 @@ class Store:
         self.coord: Coordinator
         self._listeners: tuple[CommitListener, ...] = ()
         self.availability = Availability()
+        self._reconnected = False  # the pool dropped its connections: check the presence
         # On every store: the heartbeat file (syncd health) lives here too.
         try:
             if not self.dir.exists():
@@ -383,6 +387,14 @@ class Store:
         self._keeper = None
         self.location = masked_url(url)
         self._write = self._read = postgres.pg_engine(url, self.host)
+
+        # A restart between two statements fails none of them (the pool tests a
+        # connection before handing it out and reconnects), but it ended this
+        # daemon's session, so its presence: noticed here, taken back at once.
+        @event.listens_for(self._write, "invalidate")
+        def _on_invalidate(*_: Any) -> None:
+            self._reconnected = True
+
         coord: PostgresCoordinator | None = None
         try:
             postgres.check_schema(self._write, url, LATEST_VERSION)
@@ -437,9 +449,14 @@ class Store:
             get_logger().warning("store.unavailable", error=str(err), db=self.location)
 
     def _answered(self) -> None:
-        """A statement worked: if that ends an outage, write its two events now."""
+        """A statement worked: if that ends an outage, write its two events now; after
+        lost connections (an outage, or a restart the pool saw only by reconnecting)
+        take this daemon's presence back."""
         outage = self.availability.ended()
         if outage is None:
+            if self._reconnected:
+                self._reconnected = False
+                self._rejoin()
             return
         try:
             with self.tx() as tx:
@@ -460,6 +477,10 @@ class Store:
         except StoreError:
             self.availability.resume(outage)  # gone again: the same outage goes on
             return
+        self._reconnected = False
+        self._rejoin()
+
+    def _rejoin(self) -> None:
         try:
             self.coord.rejoin()  # a restart ended this daemon's presence: take it back now
         except StoreError as exc:
