@@ -8,7 +8,9 @@ compared with the folder and the mirror (see ``invariants``), and the
 cursor is checked never to have moved backwards.
 
 It runs on both engines: the SQLite file, and a PostgreSQL store (a
-throwaway cluster; fewer kills there, the same checks).
+throwaway cluster; fewer kills there, the same checks). ``test_chaos_pg_restart``
+runs the same workload and checks (``chaos_config``, ``observe``,
+``run_to_the_end``) with kills during restarts of the PostgreSQL server.
 
 Replay a failure with ``SYNCD_CHAOS_SEED=<the printed seed>``; change the
 number of kills with ``SYNCD_CHAOS_KILLS``.
