@@ -3,7 +3,9 @@
 :class:`Cluster` runs ``initdb`` and ``pg_ctl`` from ``/usr/lib/postgresql/<newest>/bin``
 in a fresh temporary folder, on a free loopback port, with password
 authentication over TCP; :meth:`Cluster.database` makes one empty database per
-test. PostgreSQL refuses to run as root, so as root the cluster runs as the
+test, and :meth:`Cluster.restart` restarts it on the same port (``fast``, or
+``immediate`` and a start) for the tests of database restarts, each on a
+server of its own (:func:`own_cluster`). PostgreSQL refuses to run as root, so as root the cluster runs as the
 unprivileged ``nobody`` (through ``runuser``), owning only its own folder.
 ``.ci/run`` installs the package when it is missing; without it the
 PostgreSQL tests are skipped and the SQLite ones run as always.
@@ -122,9 +124,9 @@ class Cluster:
         connection due to administrator command", the server shuts down cleanly
         and comes back). ``immediate``: ``pg_ctl stop -m immediate`` (every
         process killed at once, like a crash: crash recovery at the next start;
-        create the cluster with ``durable_commits``),
-        ``down`` seconds with no server, then ``pg_ctl start``. Returns once the
-        server accepts connections again.
+        create the cluster with ``durable_commits``). With ``down``, that many
+        seconds with no server before ``pg_ctl start``. Returns once the server
+        accepts connections again.
         """
         if mode == "fast" and not down:
             self._run(
