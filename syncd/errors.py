@@ -6,6 +6,7 @@ what happened and what to do next::
     SyncdError
     ├── ConfigError            bad configuration or usage (exit code 2)
     ├── StoreError             the state database cannot be opened or written
+    │   └── StoreUnavailable   the database server cannot be reached now (restarting, down)
     ├── LocalDataError         a unit's files vanished, changed or cannot be read
     └── RemoteError            anything the platform (or the way to it) said
         ├── TransientError     worth retrying: network, timeouts, 429, 5xx
@@ -34,6 +35,19 @@ class ConfigError(SyncdError):
 
 class StoreError(SyncdError):
     """The state database could not be opened, migrated or written."""
+
+
+class StoreUnavailable(StoreError):
+    """The database server cannot be reached now (restarting, down, connection cut).
+
+    A wait, not a fault of the step: the daemon reports the outage once
+    (``store.unavailable`` / ``store.available``) and runs the step again.
+    ``counted``: the store has counted this failure in the outage already.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.counted = False
 
 
 class LocalDataError(SyncdError):

@@ -90,6 +90,8 @@ EVENTS = frozenset(
         "pull.skipped",
         "lease.acquired",
         "store.presence_lost",
+        "store.unavailable",
+        "store.available",
         "library.log",
         "unit.skipped",
         "remote.plain_http",

@@ -3,7 +3,9 @@
 :class:`Cluster` runs ``initdb`` and ``pg_ctl`` from ``/usr/lib/postgresql/<newest>/bin``
 in a fresh temporary folder, on a free loopback port, with password
 authentication over TCP; :meth:`Cluster.database` makes one empty database per
-test. PostgreSQL refuses to run as root, so as root the cluster runs as the
+test, and :meth:`Cluster.restart` restarts it on the same port (``fast``, or
+``immediate`` and a start) for the tests of database restarts, each on a
+server of its own (:func:`own_cluster`). PostgreSQL refuses to run as root, so as root the cluster runs as the
 unprivileged ``nobody`` (through ``runuser``), owning only its own folder.
 ``.ci/run`` installs the package when it is missing; without it the
 PostgreSQL tests are skipped and the SQLite ones run as always.
@@ -18,9 +20,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 USER = "syncd"
 PASSWORD = "fleet-test-pw"
@@ -46,8 +52,13 @@ def _free_port() -> int:
 class Cluster:
     """One running server; :meth:`stop` stops it and removes every file it wrote."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, durable_commits: bool = False) -> None:
+        """``durable_commits``: ``synchronous_commit = on``, for a server that will be
+        killed (``restart("immediate")``): a commit is acknowledged only once its WAL
+        record is written, as on any real server. Off (the default, faster), a crash of
+        the server may lose the last commits the client was told were done."""
         self.bindir = bindir
+        self.durable_commits = durable_commits
         self.root = Path(tempfile.mkdtemp(prefix="syncd-pg-"))
         self.data = self.root / "data"
         self.port = 0
@@ -75,30 +86,78 @@ class Cluster:
         pwfile.unlink()
         for _ in range(5):
             self.port = _free_port()
-            opts = (
-                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=200"
-            )
-            proc = self._run(
+            if self._start(check=False).returncode == 0:
+                return
+        log = (self.root / "server.log").read_text(errors="replace")[-2000:]
+        self.stop()
+        raise RuntimeError(f"PostgreSQL did not start: {log}")
+
+    def _options(self) -> str:
+        return (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            # fsync off: the server is killed in the tests, the machine is not
+            "-c fsync=off -c full_page_writes=off -c max_connections=200 "
+            f"-c synchronous_commit={'on' if self.durable_commits else 'off'}"
+        )
+
+    def _start(self, *, check: bool) -> subprocess.CompletedProcess[str]:
+        # -w: return once the server accepts connections
+        return self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            self._options(),
+            "-w",
+            "-t",
+            "60",
+            "start",
+            check=check,
+        )
+
+    def restart(self, mode: str = "fast", *, down: float = 0.0) -> None:
+        """Restart the server on the same port, as an operator or a crash would.
+
+        ``fast``: ``pg_ctl restart -m fast`` (sessions are told "terminating
+        connection due to administrator command", the server shuts down cleanly
+        and comes back). ``immediate``: ``pg_ctl stop -m immediate`` (every
+        process killed at once, like a crash: crash recovery at the next start;
+        create the cluster with ``durable_commits``). With ``down``, that many
+        seconds with no server before ``pg_ctl start``. Returns once the server
+        accepts connections again.
+        """
+        if mode == "fast" and not down:
+            self._run(
                 "pg_ctl",
                 "-D",
                 str(self.data),
                 "-l",
                 str(self.root / "server.log"),
                 "-o",
-                opts,
+                self._options(),
+                "-m",
+                "fast",
                 "-w",
                 "-t",
                 "60",
-                "start",
-                check=False,
+                "restart",
             )
-            if proc.returncode == 0:
-                return
-        log = (self.root / "server.log").read_text(errors="replace")[-2000:]
-        self.stop()
-        raise RuntimeError(f"PostgreSQL did not start: {log}")
+            return
+        self.shut_down(mode)
+        time.sleep(down)
+        self.start()
+
+    def shut_down(self, mode: str = "immediate") -> None:
+        """``pg_ctl stop -m <mode>``: the server is gone (its files stay) until :meth:`start`."""
+        if mode not in ("fast", "immediate"):
+            raise ValueError(f"shutdown mode {mode!r}: fast or immediate")
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def start(self) -> None:
+        """Start the server again on its port; returns once it accepts connections."""
+        self._start(check=True)
 
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bindir / tool), *args]
@@ -132,3 +191,14 @@ class Cluster:
         if self.data.exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop", check=False)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def own_cluster() -> Iterator[Cluster]:
+    """A server of the test's own, for a fixture of a test that restarts it (restarting
+    the session's ``pg_cluster`` would cut every other test's connections)."""
+    bindir = pg_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    cluster = Cluster(bindir, durable_commits=True)
+    yield cluster
+    cluster.stop()

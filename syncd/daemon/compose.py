@@ -15,6 +15,8 @@ Contract:
   reported as ``daemon.stage_error`` at most every ``QUIET_SECONDS`` per stage
   (same error shape), with ``consecutive_errors``, and once
   ``daemon.stage_recovered`` (``after_errors``) when the stage works again.
+  The database server being unreachable is no stage's error: the store
+  reports that outage once (``store.unavailable`` / ``store.available``).
 * The drivers live next door: :mod:`.loop` (``syncd run``, the push cycle,
   signals), :mod:`.once` (``syncd once``), :mod:`.reload` (SIGHUP); the
   :class:`~syncd.daemon.Daemon` of :mod:`syncd.daemon.daemon` joins them.
@@ -32,7 +34,7 @@ from typing import Any, TypeVar
 from syncd.config import Config, PlatformConfig, SyncConfig
 from syncd.daemon import outage
 from syncd.daemon.uploads import UploadWorkers
-from syncd.errors import ConfigError, SyncdError
+from syncd.errors import ConfigError, StoreUnavailable, SyncdError
 from syncd.health import Heartbeats
 from syncd.log import get_logger
 from syncd.metrics import Metrics, StateCollector
@@ -140,6 +142,12 @@ class DaemonCore:
             with self.metrics.bound():
                 result = fn()
             self.heartbeats.progress()
+        except StoreUnavailable as exc:
+            # The database server is restarting or down: one outage, reported once by
+            # the store (store.unavailable / store.available), not once per stage.
+            self.store.unavailable(exc)
+            self.failed_in_run = True
+            return None
         except SyncdError as exc:
             self._report(stage, str(exc))
             return None

@@ -15,6 +15,8 @@ Contract (the same interface on both engines):
   a dataset, choosing names on the platform).
 * :meth:`hold_host` (``syncd run``/``once``): one running daemon per host
   name, since a host's daemon detects the units of its folders.
+* :meth:`rejoin` after the database was unreachable: take this daemon's
+  presence (and host) back at once, rather than at its next claim or lease.
 
 On SQLite (:class:`LocalCoordinator`) one daemon owns the file: everything is
 granted, and ``exclusive`` only serialises threads.
@@ -28,6 +30,14 @@ session of a killed process at once (its socket closes) and of a vanished
 machine within about 25 s (TCP keepalives), so a dead holder's work passes to
 the others without a timeout to tune, and a live one never loses it to a
 slow step.
+
+A restart of the server ends every session, so every daemon's presence too:
+for a moment nobody is alive and every claim and lease is free. Each daemon
+takes a new key (and its host lock) when it next reaches the server, and
+takes back its own claims (their old key is dead); a lease goes to whichever
+daemon asks first, and a daemon whose lease passed meanwhile learns it from
+:meth:`check_lease` before committing a pull's page. Packages never change
+hands across machines (they belong to their host), so none is worked twice.
 """
 
 from __future__ import annotations
@@ -73,6 +83,7 @@ class Coordinator(Protocol):
     def check_lease(self, tx: Transaction, lease: str) -> None: ...
     def exclusive(self, key: str) -> Any: ...
     def hold_host(self, wait: float) -> None: ...
+    def rejoin(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -118,6 +129,9 @@ class LocalCoordinator:
             yield
 
     def hold_host(self, wait: float) -> None:
+        return None
+
+    def rejoin(self) -> None:
         return None
 
     def close(self) -> None:

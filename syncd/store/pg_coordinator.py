@@ -93,6 +93,11 @@ class PostgresCoordinator:
             self._conn, self.key = conn, key
             return key
 
+    def rejoin(self) -> None:
+        """After an outage: presence and the host lock again now (a new key if the
+        server restarted; a StoreError if another daemon took the host meanwhile)."""
+        self._present()
+
     def _try_host(self, conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
         got = conn.execute(
             "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (HOST, self.host)

@@ -10,7 +10,10 @@ Contract:
   :mod:`syncd.store.coordination`.
 * :func:`database_error` turns a driver error into a one-line
   :class:`~syncd.errors.StoreError` naming ``state.database_url`` (password
-  masked): unreachable server, refused credentials, missing database.
+  masked): unreachable server, refused credentials, missing database. An
+  error that means the server cannot be reached now (:func:`unavailable`: a
+  connection refused, cut or closed, the server shutting down or starting up)
+  is a :class:`~syncd.errors.StoreUnavailable`: a running daemon waits it out.
 * :func:`check_schema` refuses a database written by a newer syncd.
 """
 
@@ -22,7 +25,7 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 
 from syncd.config import masked_url
-from syncd.errors import ConfigError, StoreError
+from syncd.errors import ConfigError, StoreError, StoreUnavailable
 from syncd.extras import missing
 from syncd.protect import is_loopback
 
@@ -99,8 +102,33 @@ def connect(url: str, host: str) -> psycopg.Connection[tuple[object, ...]]:
         raise database_error(url, exc) from exc
 
 
+# SQLSTATEs of a server going away or not there yet: admin_shutdown (pg_ctl stop
+# -m fast/smart, pg_terminate_backend), crash_shutdown (another backend crashed,
+# or -m immediate), cannot_connect_now ("the database system is starting up" /
+# "is shutting down"); class 08 is "connection exception".
+_GOING_AWAY = frozenset({"57P01", "57P02", "57P03"})
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the server cannot be reached now, rather than a refused statement.
+
+    A connection that failed or broke client-side (refused, reset, closed) has
+    no SQLSTATE; SQLAlchemy marks the errors after which it dropped the
+    connection (``connection_invalidated``).
+    """
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    if not isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _GOING_AWAY
+
+
 def database_error(url: str, exc: BaseException) -> StoreError:
-    """A StoreError naming ``state.database_url`` that says what to do about the usual causes."""
+    """A StoreError naming ``state.database_url`` that says what to do about the usual causes
+    (a :class:`StoreUnavailable` when the server cannot be reached now)."""
     orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     lines = [ln.strip() for ln in str(orig).strip().splitlines() if ln.strip()]
     reason = lines[0] if lines else type(orig).__name__
@@ -114,14 +142,16 @@ def database_error(url: str, exc: BaseException) -> StoreError:
         hint = "create the database first (createdb), or fix its name"
     elif "refused" in low or "timeout" in low or "timed out" in low or "could not" in low:
         hint = (
-            "is PostgreSQL running and reachable from here? syncd exits; its supervisor restarts it"
+            "is PostgreSQL running and reachable from here? At start syncd exits (its supervisor "
+            "restarts it); a running syncd waits for it"
         )
     elif "permission denied" in low:
         hint = "grant the user CREATE on the database's public schema"
     else:
         hint = ""
     where = f"state.database_url: {masked_url(url)!r}"
-    return StoreError(f"{where}: {reason}" + (f" ({hint})" if hint else ""))
+    kind = StoreUnavailable if unavailable(exc) else StoreError
+    return kind(f"{where}: {reason}" + (f" ({hint})" if hint else ""))
 
 
 def check_schema(engine: Engine, url: str, latest: int) -> None:

@@ -21,6 +21,16 @@ Contract:
   PostgreSQL database shared by a fleet of daemons (:mod:`syncd.store.postgres`),
   whose work they divide through ``store.coord``
   (:mod:`syncd.store.coordination`). Every event records ``host``.
+* PostgreSQL outages (:mod:`syncd.store.availability`): a transaction or
+  read that fails because the server cannot be reached raises
+  :class:`~syncd.errors.StoreUnavailable`; the first such failure of an
+  outage logs ``store.unavailable`` at once, and the first statement that
+  works again writes it to ``events`` (with the time it happened) together
+  with ``store.available`` (``outage_seconds``). The pool checks a connection
+  before using it (``pool_pre_ping``), so nothing is needed to reconnect. After
+  an outage, or connections the pool found dead (a restart between two
+  statements), the coordinator takes the daemon's presence back
+  (:meth:`~syncd.store.coordination.Coordinator.rejoin`).
 """
 
 from __future__ import annotations
@@ -41,9 +51,10 @@ from sqlmodel import Session, select
 
 from syncd import failpoints
 from syncd.config import masked_url
-from syncd.errors import ConfigError, StoreError
+from syncd.errors import ConfigError, StoreError, StoreUnavailable
 from syncd.log import get_logger, redact
 from syncd.protect import tighten_state
+from syncd.store.availability import Availability
 from syncd.store.coordination import Coordinator, LocalCoordinator, owned_packages
 from syncd.store.lifecycle import LIVE_STATES, REOPEN, InvalidTransition, check_transition
 from syncd.store.migrations import LATEST_VERSION, migrate
@@ -125,9 +136,41 @@ class Tx:
         """Record one event row in this transaction; it is logged once the commit succeeds."""
         clean = redact({k: v for k, v in fields.items() if v is not None})
         msg = redact(message) if message else None
+        self._row(name, level, clean, sync, package_id, unit, from_state, to_state, msg)
+        head = {
+            "sync": sync,
+            "package_id": package_id,
+            "unit": unit,
+            "from_state": from_state,
+            "to_state": to_state,
+            "message": msg,
+        }
+        self._logs.append(
+            (name, level, {**{k: v for k, v in head.items() if v is not None}, **clean})
+        )
+
+    def late_event(self, name: str, ts: str, *, level: str = "info", **fields: Any) -> None:
+        """The row of an event logged earlier, when it could not be written (the
+        database was unreachable): with the time it happened, and not logged again."""
+        clean = redact({k: v for k, v in fields.items() if v is not None})
+        self._row(name, level, clean, ts=ts)
+
+    def _row(
+        self,
+        name: str,
+        level: str,
+        clean: dict[str, Any],
+        sync: str | None = None,
+        package_id: int | None = None,
+        unit: str | None = None,
+        from_state: str | None = None,
+        to_state: str | None = None,
+        msg: str | None = None,
+        ts: str | None = None,
+    ) -> None:
         self.session.add(
             Event(
-                ts=utcnow(),
+                ts=ts or utcnow(),
                 event=name,
                 level=level,
                 sync=sync,
@@ -139,17 +182,6 @@ class Tx:
                 fields=json.dumps(clean, default=str, sort_keys=True),
                 host=self.host,
             )
-        )
-        head = {
-            "sync": sync,
-            "package_id": package_id,
-            "unit": unit,
-            "from_state": from_state,
-            "to_state": to_state,
-            "message": msg,
-        }
-        self._logs.append(
-            (name, level, {**{k: v for k, v in head.items() if v is not None}, **clean})
         )
 
     def note(self, name: str, pkg: Package, *, level: str = "warning", **fields: Any) -> None:
@@ -311,6 +343,8 @@ class Store:
         self.host = host or socket.gethostname()
         self.coord: Coordinator
         self._listeners: tuple[CommitListener, ...] = ()
+        self.availability = Availability()
+        self._reconnected = False  # the pool dropped its connections: check the presence
         # On every store: the heartbeat file (syncd health) lives here too.
         try:
             if not self.dir.exists():
@@ -353,6 +387,14 @@ class Store:
         self._keeper = None
         self.location = masked_url(url)
         self._write = self._read = postgres.pg_engine(url, self.host)
+
+        # A restart between two statements fails none of them (the pool tests a
+        # connection before handing it out and reconnects), but it ended this
+        # daemon's session, so its presence: noticed here, taken back at once.
+        @event.listens_for(self._write, "invalidate")
+        def _on_invalidate(*_: Any) -> None:
+            self._reconnected = True
+
         coord: PostgresCoordinator | None = None
         try:
             postgres.check_schema(self._write, url, LATEST_VERSION)
@@ -380,13 +422,71 @@ class Store:
         """The engine write transactions use (for the coordinator's own statements)."""
         return self._write
 
-    def _error(self, exc: DBAPIError) -> StoreError:
+    def _error(self, exc: DBAPIError) -> StoreError | None:
+        """Our error for a driver error, or None when it is not the database's doing
+        (a constraint violated: a bug, left to surface as it is)."""
         if self.url is not None:
             from syncd.store import postgres
 
-            return postgres.database_error(self.url, exc)
-        assert isinstance(exc, OperationalError)
+            if not isinstance(exc, OperationalError) and not postgres.unavailable(exc):
+                return None
+            err = postgres.database_error(self.url, exc)
+            if isinstance(err, StoreUnavailable):
+                self.unavailable(err)
+            return err
+        if not isinstance(exc, OperationalError):
+            return None
         return store_error(self.path, exc)
+
+    def unavailable(self, err: StoreUnavailable) -> None:
+        """The server cannot be reached: the first failure of an outage logs it at once.
+
+        Each error counts once, whoever reports it (the store, then the daemon's guard)."""
+        if err.counted:
+            return
+        err.counted = True
+        if self.availability.failed(str(err)):
+            get_logger().warning("store.unavailable", error=str(err), db=self.location)
+
+    def _answered(self) -> None:
+        """A statement worked: if that ends an outage, write its two events now; after
+        lost connections (an outage, or a restart the pool saw only by reconnecting)
+        take this daemon's presence back."""
+        outage = self.availability.ended()
+        if outage is None:
+            if self._reconnected:
+                self._reconnected = False
+                self._rejoin()
+            return
+        try:
+            with self.tx() as tx:
+                tx.late_event(
+                    "store.unavailable",
+                    outage.started_at,
+                    level="warning",
+                    error=outage.error,
+                    db=self.location,
+                )
+                tx.event(
+                    "store.available",
+                    db=self.location,
+                    outage_seconds=outage.seconds(),
+                    failures=outage.failures,
+                    error=outage.error,
+                )
+        except StoreError:
+            self.availability.resume(outage)  # gone again: the same outage goes on
+            return
+        self._reconnected = False
+        self._rejoin()
+
+    def _rejoin(self) -> None:
+        try:
+            self.coord.rejoin()  # a restart ended this daemon's presence: take it back now
+        except StoreError as exc:
+            # unreachable again (noticed by the next statement), or the host taken by
+            # another daemon meanwhile: the next claim says so as the stage's error
+            get_logger().warning("store.presence_lost", host=self.host, error=str(exc))
 
     @contextmanager
     def tx(self) -> Iterator[Tx]:
@@ -396,11 +496,15 @@ class Store:
         try:
             with session.begin():
                 yield tx
-        except OperationalError as exc:
-            raise self._error(exc) from exc
+        except DBAPIError as exc:
+            err = self._error(exc)
+            if err is None:
+                raise
+            raise err from exc
         finally:
             session.close()
         tx.emit_logs()
+        self._answered()
 
     @contextmanager
     def package_step(
@@ -428,10 +532,14 @@ class Store:
         try:
             with session.begin():
                 yield session
-        except OperationalError as exc:
-            raise self._error(exc) from exc
+        except DBAPIError as exc:
+            err = self._error(exc)
+            if err is None:
+                raise
+            raise err from exc
         finally:
             session.close()
+        self._answered()
 
     def package_counts(self) -> list[tuple[str, str, int]]:
         """(sync, state, packages) of this machine's packages, on either engine; [] on error.

@@ -10,7 +10,9 @@ compared with the folder and the mirror (see ``invariants``), and the
 cursor is checked never to have moved backwards.
 
 It runs on both engines: the SQLite file, and a PostgreSQL store (a
-throwaway cluster; fewer kills there, the same checks).
+throwaway cluster; fewer kills there, the same checks). ``test_chaos_pg_restart``
+runs the same workload and checks (``chaos_config``, ``observe``,
+``run_to_the_end``) with kills during restarts of the PostgreSQL server.
 
 Replay a failure with ``SYNCD_CHAOS_SEED=<the printed seed>``; change the
 number of kills with ``SYNCD_CHAOS_KILLS``.
@@ -125,24 +127,7 @@ def test_chaos_sigkill(
     rng = random.Random(seed)
     folder = tmp_path / "in"
     folder.mkdir()
-    cfg = write_config(
-        tmp_path / "syncd.toml",
-        sandbox_proc.url,
-        [
-            {
-                "name": "chaos",
-                "dataset": DATASET,
-                "dataset_type": "LIDAR_BASIC",
-                "folder": folder,
-                "pull_interval": 1,
-                "full_sweep_interval": 5,
-                "processing_timeout": 60,
-                "submit_uncertain_wait": 60,
-            }
-        ],
-        database_url=url,
-        remote_extra="upload_concurrency = 4",
-    )
+    cfg = chaos_config(tmp_path, sandbox_proc.url, folder, url)
     db: Path | str = url or tmp_path / "state" / "syncd.db"
     log = tmp_path / "daemon.log"
     expected = sum(make_unit(folder, k, rng) for k in range(8))
@@ -163,22 +148,126 @@ def test_chaos_sigkill(
             if units < 22 and rng.random() < 0.6:
                 expected += make_unit(folder, units, rng)
                 units += 1
-            if _has_schema(db):
-                caught.update(
-                    s
-                    for (s,) in query(
-                        db,
-                        "SELECT DISTINCT state FROM packages WHERE state NOT IN ('done', 'failed')",
-                    )
-                )
-                cursors += [
-                    int(v.split(":")[0])  # Xtreme1: "<highest top-level id>:<listing total>"
-                    for (v,) in query(db, "SELECT value FROM cursors WHERE name = 'items'")
-                ]
+            observe(db, caught, cursors)
         while units < 22:
             expected += make_unit(folder, units, rng)
             units += 1
 
+        figures = run_to_the_end(
+            cfg, db, log, folder, sandbox_proc, annotator, units, expected, cursors
+        )
+    finally:
+        annotator.halt.set()
+    print(f"chaos seed {seed}: {kills} kills survived, {units} units, {figures}, duplicates 0")
+    print(f"kills that interrupted packages in each state: {dict(caught)}")
+
+
+def max_uploads_at_once(db: Path | str) -> int:
+    """The most packages between ``package.uploading`` and ``package.uploaded`` at one moment,
+    from the events (event ids are commit order, so the count needs no clock)."""
+    rows = query(
+        db,
+        "SELECT event, package_id FROM events "
+        "WHERE event IN ('package.uploading', 'package.uploaded', 'daemon.started') ORDER BY id",
+    )
+    open_now: set[int] = set()
+    most = 0
+    for event, package in rows:
+        if event == "daemon.started":
+            open_now.clear()  # a kill cut the uploads in flight
+        elif event == "package.uploading":
+            open_now.add(package)
+        else:
+            open_now.discard(package)
+        most = max(most, len(open_now))
+    return most
+
+
+def _labelled(db: Path | str) -> int:
+    return int(
+        query(
+            db,
+            "SELECT COUNT(DISTINCT remote_item_id) FROM labels WHERE deleted_at IS NULL "
+            "AND source = 'Ground Truth' AND object_count > 0",
+        )[0][0]
+    )
+
+
+def _labelled_on_platform(sandbox: SandboxProcess, ds: int) -> int:
+    items = sandbox.admin("GET", f"/datasets/{ds}/items")["items"]
+    return sum(1 for i in items if not i["deleted"] and i["sources"].get("Ground Truth"))
+
+
+def _has_schema(db: Path | str) -> bool:
+    """A kill can land before the first migration has committed: no tables yet."""
+    if isinstance(db, str):
+        return bool(query(db, "SELECT to_regclass('cursors') IS NOT NULL")[0][0])
+    if not db.exists():
+        return False
+    try:
+        return bool(query(db, "SELECT 1 FROM sqlite_master WHERE name = 'cursors'"))
+    except sqlite3.DatabaseError:
+        return False
+
+
+def _started(db: Path | str) -> int:
+    if not _has_schema(db):
+        return 0
+    return int(query(db, "SELECT COUNT(*) FROM events WHERE event = 'daemon.started'")[0][0])
+
+
+def chaos_config(tmp_path: Path, sandbox_url: str, folder: Path, database_url: str | None) -> Path:
+    """The chaos workload's config: one sync pushing ``folder`` and pulling every second."""
+    return write_config(
+        tmp_path / "syncd.toml",
+        sandbox_url,
+        [
+            {
+                "name": "chaos",
+                "dataset": DATASET,
+                "dataset_type": "LIDAR_BASIC",
+                "folder": folder,
+                "pull_interval": 1,
+                "full_sweep_interval": 5,
+                "processing_timeout": 60,
+                "submit_uncertain_wait": 60,
+            }
+        ],
+        database_url=database_url,
+        remote_extra="upload_concurrency = 4",
+    )
+
+
+def observe(db: Path | str, caught: Counter[str], cursors: list[int]) -> None:
+    """After a kill: the package states it interrupted, and the items cursor (never backwards)."""
+    if _has_schema(db):
+        caught.update(
+            s
+            for (s,) in query(
+                db,
+                "SELECT DISTINCT state FROM packages WHERE state NOT IN ('done', 'failed')",
+            )
+        )
+        cursors += [
+            int(v.split(":")[0])  # Xtreme1: "<highest top-level id>:<listing total>"
+            for (v,) in query(db, "SELECT value FROM cursors WHERE name = 'items'")
+        ]
+
+
+def run_to_the_end(
+    cfg: Path,
+    db: Path | str,
+    log: Path,
+    folder: Path,
+    sandbox_proc: SandboxProcess,
+    annotator: Annotator,
+    units: int,
+    expected: int,
+    cursors: list[int],
+) -> dict[str, object]:
+    """Start the daemon a last time, let it finish every unit and catch the mirror up,
+    stop it, then check every invariant; returns the figures of ``assert_exactly_once``."""
+    try:
         started = _started(db)
         daemon = start(cfg, log)
         try:
@@ -245,59 +334,4 @@ def test_chaos_sigkill(
     assert_no_secrets(
         {"daemon log": log.read_text(errors="replace"), "database": database_text(db)}
     )
-    print(f"chaos seed {seed}: {kills} kills survived, {units} units, {figures}, duplicates 0")
-    print(f"kills that interrupted packages in each state: {dict(caught)}")
-
-
-def max_uploads_at_once(db: Path | str) -> int:
-    """The most packages between ``package.uploading`` and ``package.uploaded`` at one moment,
-    from the events (event ids are commit order, so the count needs no clock)."""
-    rows = query(
-        db,
-        "SELECT event, package_id FROM events "
-        "WHERE event IN ('package.uploading', 'package.uploaded', 'daemon.started') ORDER BY id",
-    )
-    open_now: set[int] = set()
-    most = 0
-    for event, package in rows:
-        if event == "daemon.started":
-            open_now.clear()  # a kill cut the uploads in flight
-        elif event == "package.uploading":
-            open_now.add(package)
-        else:
-            open_now.discard(package)
-        most = max(most, len(open_now))
-    return most
-
-
-def _labelled(db: Path | str) -> int:
-    return int(
-        query(
-            db,
-            "SELECT COUNT(DISTINCT remote_item_id) FROM labels WHERE deleted_at IS NULL "
-            "AND source = 'Ground Truth' AND object_count > 0",
-        )[0][0]
-    )
-
-
-def _labelled_on_platform(sandbox: SandboxProcess, ds: int) -> int:
-    items = sandbox.admin("GET", f"/datasets/{ds}/items")["items"]
-    return sum(1 for i in items if not i["deleted"] and i["sources"].get("Ground Truth"))
-
-
-def _has_schema(db: Path | str) -> bool:
-    """A kill can land before the first migration has committed: no tables yet."""
-    if isinstance(db, str):
-        return bool(query(db, "SELECT to_regclass('cursors') IS NOT NULL")[0][0])
-    if not db.exists():
-        return False
-    try:
-        return bool(query(db, "SELECT 1 FROM sqlite_master WHERE name = 'cursors'"))
-    except sqlite3.DatabaseError:
-        return False
-
-
-def _started(db: Path | str) -> int:
-    if not _has_schema(db):
-        return 0
-    return int(query(db, "SELECT COUNT(*) FROM events WHERE event = 'daemon.started'")[0][0])
+    return figures
