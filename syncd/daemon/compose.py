@@ -129,6 +129,7 @@ class DaemonCore:
         return {r: (busy.get(r, 0), self.upload_limit(r)) for r in self.cfg.remotes}
 
     def close(self) -> None:
+        self.stop.set()  # the threads still about (an outage's probe) end with the daemon
         self.uploads.join()
         for r in [*self.remotes.values(), *self.retired]:
             r.close()

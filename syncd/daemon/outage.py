@@ -103,7 +103,10 @@ class Prober:
             rc = self.core.cfg.remotes.get(self.name)
             if rc is None:
                 return  # the remote was removed by a reload
-            self.http.probe(rc.url)
+            try:
+                self.http.probe(rc.url)
+            except Exception:  # the remote was closed (the daemon ends): nothing to ask
+                return
 
 
 def changed(core: Core, name: str, change: Change) -> None:
