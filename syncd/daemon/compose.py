@@ -113,6 +113,7 @@ class DaemonCore:
             store=self.store,
             stop=self.stop,
             poll_interval=self.cfg.remotes[s.remote].poll_interval,
+            transfers=self.cfg.remotes[s.remote].transfers,
             progress=self.heartbeats.progress,
         )
 

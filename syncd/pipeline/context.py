@@ -36,6 +36,7 @@ class SyncContext:
     stop: threading.Event = field(default_factory=threading.Event)
     cancel: threading.Event = field(default_factory=threading.Event)
     poll_interval: float = 3.0
+    transfers: int = 8  # the remote's: files a per-file push stores at once
     progress: Callable[[], None] = _nothing
     _dataset_id: str | None = None
     # pack (the push loop), pulls (the scheduler) and upload workers share the context

@@ -98,11 +98,11 @@ def test_one_transfer_stores_one_file_at_a_time(tmp_path: Path, basicai: str) ->
 
 
 def test_a_crash_with_files_in_flight_loses_nothing(tmp_path: Path, basicai: str) -> None:
-    # 30 frames of 4 files: a batch of 25 items (100 files), then one of 5 (20 files)
-    cfg, names, dataset = setup(tmp_path, basicai, frames=30, transfers=4)
+    # 40 frames of 4 files, 4 transfers: a batch of 32 items (128 files), then one of 8 (32)
+    cfg, names, dataset = setup(tmp_path, basicai, frames=40, transfers=4)
     db = tmp_path / "state" / "syncd.db"
     crashed = run_cli(
-        "once", "--config", str(cfg), env={"SYNCD_CRASH_AT": "upload.file_stored@110"}, timeout=120
+        "once", "--config", str(cfg), env={"SYNCD_CRASH_AT": "upload.file_stored@140"}, timeout=120
     )
     assert crashed.returncode == -9, (crashed.returncode, crashed.stderr[-2000:])
     time.sleep(0.5)  # a request the sandbox had read in full is stored a moment later
@@ -110,41 +110,41 @@ def test_a_crash_with_files_in_flight_loses_nothing(tmp_path: Path, basicai: str
     assert c["uploads_in_flight_max"] >= 2  # killed with several files in flight
     assert not c["add_calls"]
     stored_before = len(c["puts"])
-    assert 110 <= stored_before <= 110 + 4  # the ones in flight may have arrived
+    assert 140 <= stored_before <= 140 + 4  # the ones in flight may have arrived
 
     again = run_cli("once", "--config", str(cfg), timeout=180)
     assert again.returncode == 0, again.stderr[-3000:]
     assert query(db, "SELECT state FROM packages") == [("done",)]
     c = counters(basicai)
     # the first batch's refs were committed: only the second batch is stored again
-    assert len(c["puts"]) == stored_before + 20
+    assert len(c["puts"]) == stored_before + 32
     # every name registered once; registration checks that each ref's object exists
     assert sorted(n for call in c["add_calls"] for n in call["names"]) == sorted(names)
     (ds,) = query(db, "SELECT remote_id FROM datasets WHERE name = ?", dataset)[0]
     items = admin_call(basicai, "GET", f"/datasets/{ds}/items")["items"]
-    assert len(items) == 30
+    assert len(items) == 40
 
 
 def test_segments_a_crash_with_files_in_flight_creates_every_sample_once(
     tmp_path: Path, segments: str
 ) -> None:
-    # 30 frames: a batch of 25 items (100 files, 50 of them assets), then one of 5 (10 assets);
-    # calibration and pre-labels are read locally but pass the same pool
-    cfg, names, dataset = setup(tmp_path, segments, frames=30, transfers=4, platform="segments")
+    # 40 frames, 4 transfers: a batch of 32 items (128 files, 64 of them assets), then one
+    # of 8 (16 assets); calibration and pre-labels are read locally but pass the same pool
+    cfg, names, dataset = setup(tmp_path, segments, frames=40, transfers=4, platform="segments")
     db = tmp_path / "state" / "syncd.db"
     crashed = run_cli(
-        "once", "--config", str(cfg), env={"SYNCD_CRASH_AT": "upload.file_stored@110"}, timeout=120
+        "once", "--config", str(cfg), env={"SYNCD_CRASH_AT": "upload.file_stored@140"}, timeout=120
     )
     assert crashed.returncode == -9, (crashed.returncode, crashed.stderr[-2000:])
     time.sleep(0.5)
     c = counters(segments)
     assert c["uploads_in_flight_max"] >= 2
     stored_before = len(c["uploads"])
-    assert 50 < stored_before <= 60
+    assert 64 < stored_before <= 80
 
     again = run_cli("once", "--config", str(cfg), timeout=180)
     assert again.returncode == 0, again.stderr[-3000:]
     assert query(db, "SELECT state FROM packages") == [("done",)]
     c = counters(segments)
-    assert len(c["uploads"]) == stored_before + 10  # the second batch's assets again
+    assert len(c["uploads"]) == stored_before + 16  # the second batch's assets again
     assert sorted(c["created_samples"][f"sandbox-user/{dataset}"]) == sorted(names)

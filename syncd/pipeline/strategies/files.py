@@ -12,8 +12,9 @@ step, keyed by the file's path in the unit and by the top-level name):
 * ``packed → uploading`` is committed before the first byte. Then the files
   not yet recorded go in batches of whole data items (a top-level name: a
   frame, an image or a whole ``scene_*``), items added until the batch holds
-  at least :data:`BATCH_FILES` files, so the remote's ``transfers`` slots
-  never wait for a small item. Each batch is checked against what was packed,
+  at least :func:`batch_files` files (100, or 32 per transfer slot), so the
+  remote's ``transfers`` slots never wait for a small item and a batch's
+  tail, where slots empty, is rare. Each batch is checked against what was packed,
   handed to one ``upload_files`` call (which stores up to ``transfers`` files
   at once), checked again, and its refs committed in one transaction
   (``files``), in this thread: every store write stays here. The crash point
@@ -63,6 +64,17 @@ REGISTER_BATCH = 100
 # to keep every transfer slot busy and to fill a presign request (BasicAI takes
 # 100 at once); few enough that a crash re-sends little.
 BATCH_FILES = 100
+# Per transfer slot: a batch ends with slots idling while its last files finish,
+# so batches hold many rounds of transfers (8 slots: 256 files, three tails per
+# thousand files instead of ten). A crash sends at most one batch again.
+BATCH_ROUNDS = 32
+
+
+def batch_files(transfers: int) -> int:
+    """The fewest files a batch holds (see the module docstring)."""
+    return max(BATCH_FILES, BATCH_ROUNDS * transfers)
+
+
 # How often the strategy's thread relays the transfer threads' progress.
 BEAT_SECONDS = 1.0
 
@@ -143,7 +155,8 @@ class FilesStrategy:
         ]
         moved = threading.Event()  # a chunk went out, on some transfer thread
         with ThreadPoolExecutor(1, thread_name_prefix="syncd-files") as helper:
-            for batch in _batches([t for t in todo_items if t], BATCH_FILES):
+            least = batch_files(ctx.transfers)
+            for batch in _batches([t for t in todo_items if t], least):
                 todo = [f for files in batch for f in files]
                 try:
                     verify_files(folder, todo)
