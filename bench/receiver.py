@@ -16,8 +16,9 @@ Contract:
   with neither has no body. Any method and path is accepted; the reply is
   ``200`` with an ``ETag`` and no body, as S3/MinIO answer a presigned PUT.
 * ``GET /__receiver/stats`` answers JSON ``{"requests": n, "bytes": b,
-  "last": size}``: bodies completed, their bytes and the last body's size
-  (the benchmark checks that the whole archive arrived).
+  "last": size, "connections": c}``: bodies completed, their bytes, the last
+  body's size (the benchmark checks that the whole archive arrived) and the
+  connections accepted (a client's keep-alive pool is counted by them).
 * It checks nothing (no signature, no content): it only measures how fast a
   client sends.
 """
@@ -49,6 +50,7 @@ class _Stats:
         self.requests = 0
         self.bytes = 0
         self.last = 0
+        self.connections = 0
 
     def add(self, size: int) -> None:
         with self.lock:
@@ -59,7 +61,12 @@ class _Stats:
     def json(self) -> bytes:
         with self.lock:
             return json.dumps(
-                {"requests": self.requests, "bytes": self.bytes, "last": self.last}
+                {
+                    "requests": self.requests,
+                    "bytes": self.bytes,
+                    "last": self.last,
+                    "connections": self.connections,
+                }
             ).encode()
 
 
@@ -188,6 +195,8 @@ def serve(listener: socket.socket) -> None:
     stats = _Stats()
     while True:
         sock, _ = listener.accept()
+        with stats.lock:
+            stats.connections += 1
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER)
         threading.Thread(target=_serve_conn, args=(sock, stats), daemon=True).start()
 
