@@ -101,6 +101,10 @@ def make_client(
         verify=verify if verify is not None else tls_context(None),
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+        # Every connection is kept: besides the handshakes saved, a sync pool that closes
+        # surplus keep-alive connections can close one already handed to a waiting thread
+        # (https://github.com/encode/httpcore/issues/1110; seen here with 8/4 and 24
+        # threads as a spurious "Bad file descriptor" ReadError).
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         headers={"User-Agent": _agent, "Accept": "application/json"},
         follow_redirects=False,
