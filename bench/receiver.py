@@ -36,7 +36,9 @@ from types import TracebackType
 
 import httpx
 
-BUFFER = 4 * 1024 * 1024  # one recv_into takes whatever the kernel holds, up to this
+# One recv_into takes whatever the kernel holds, up to this. The socket's own buffer is
+# left to the kernel's autotuning (SO_RCVBUF would cap it at net.core.rmem_max).
+BUFFER = 4 * 1024 * 1024
 HEAD_MAX = 64 * 1024
 
 
@@ -197,7 +199,7 @@ def serve(listener: socket.socket) -> None:
         sock, _ = listener.accept()
         with stats.lock:
             stats.connections += 1
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER)
+        pass  # autotuned
         threading.Thread(target=_serve_conn, args=(sock, stats), daemon=True).start()
 
 
