@@ -199,7 +199,6 @@ def serve(listener: socket.socket) -> None:
         sock, _ = listener.accept()
         with stats.lock:
             stats.connections += 1
-        pass  # autotuned
         threading.Thread(target=_serve_conn, args=(sock, stats), daemon=True).start()
 
 
