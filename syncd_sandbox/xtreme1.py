@@ -377,10 +377,11 @@ class Xtreme1App:
         key = f"{USER_ID}/{dataset_id}/{uuid.uuid4().hex}/{file_name}"
         host = request.headers.get("host", "localhost")
         proto = request.headers.get("x-forwarded-proto", request.url.scheme)
+        put_base = self.state.config.get("presign_put_base") or f"{proto}://{host}/minio"
         return ok(
             {
                 "accessUrl": self.store.presign("GET", INTERNAL, BUCKET, key),
-                "presignedUrl": self.store.presign("PUT", f"{proto}://{host}/minio", BUCKET, key),
+                "presignedUrl": self.store.presign("PUT", put_base, BUCKET, key),
             }
         )
 

@@ -157,6 +157,9 @@ class Xtreme1State:
             "parse_frame_delay": 0.0,
             "max_concurrent_processing": 2,
             "stall_processing": False,
+            # The scheme://host[/prefix] of presigned PUT URLs (None: this sandbox's own
+            # /minio). A benchmark points it at a faster receiver than this Starlette app.
+            "presign_put_base": None,
             # [[requests, seconds], ...]: windows enforced with 429 (self-hosted
             # Xtreme1 has none; tests switch them on to prove the client's limiter)
             "rate_limits": None,

@@ -13,7 +13,11 @@ Contract of :class:`FolderWatcher`:
 * when the kernel's event queue overflows (watchdog logs it and rebuilds its
   watches, but the events are gone), every natively watched sync is asked
   for a full rescan;
-* it only marks units dirty and wakes the daemon; it never changes state.
+* it only marks units dirty and wakes the daemon; it never changes state;
+* only changes are watched (:data:`CHANGES`): a file opened and closed
+  without writing changes nothing, and syncd reads every file of a unit
+  while it uploads it (with those events, a 4 GiB unit woke the detector
+  and rescanned itself about 1 600 times while its bytes were being sent).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from watchdog import events as wd
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
@@ -32,6 +37,22 @@ from watchdog.observers.polling import PollingObserver
 from syncd.pipeline.scan import unit_of
 
 LIMIT_ERRNOS = (errno.EMFILE, errno.ENOSPC, errno.ENFILE)
+# Every event that can change what a unit holds: all but FileOpenedEvent and
+# FileClosedNoWriteEvent (inotify's IN_OPEN / IN_CLOSE_NOWRITE are then not even asked for).
+CHANGES: list[type[FileSystemEvent]] = [
+    wd.FileCreatedEvent,
+    wd.FileModifiedEvent,
+    wd.FileAttribEvent,
+    wd.FileDeletedEvent,
+    wd.FileMovedEvent,
+    wd.FileClosedEvent,
+    wd.DirCreatedEvent,
+    wd.DirModifiedEvent,
+    wd.DirAttribEvent,
+    wd.DirDeletedEvent,
+    wd.DirMovedEvent,
+    wd.EventsLostEvent,
+]
 _WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
 
 
@@ -148,7 +169,9 @@ class FolderWatcher:
         w.using = "poll"
 
     def _observe(self, observer: BaseObserver, sync: str, w: _Watch) -> BaseObserver:
-        observer.schedule(_Handler(self, sync, w.folder), str(w.folder), recursive=True)
+        observer.schedule(
+            _Handler(self, sync, w.folder), str(w.folder), recursive=True, event_filter=CHANGES
+        )
         try:
             observer.start()
         except BaseException:

@@ -4,6 +4,11 @@ Contract:
 
 * :func:`make_client` builds the httpx client every backend uses (timeouts,
   connection limits, a User-Agent; auth headers are added by the backend).
+  Its pool keeps every connection it may open alive for reuse (HTTP/1.1
+  keep-alive): :func:`platform_clients` sizes both of a remote's pools to
+  :func:`pool_size`, the requests its settings allow in flight, so no
+  request waits for a connection and none pays a new TCP/TLS handshake
+  while the pool is warm.
 * :meth:`Http.request` sends one logical request: it waits for the rate
   limiter (every window of the remote's ``rate_limits``, shared by all of
   that remote's API calls from every thread), retries :class:`~syncd.errors.TransientError` with exponential
@@ -67,19 +72,30 @@ def tls_context(ca_bundle: str | os.PathLike[str] | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=os.fspath(ca_bundle))
 
 
+# The smallest pool: the preflight check, the push loop and a few pull threads.
+MIN_CONNECTIONS = 8
+
+
+def pool_size(cfg: RemoteConfig) -> int:
+    """Connections a remote's client may hold: one per request its settings allow in
+    flight (``transfers`` files of each of ``upload_concurrency`` packages), at least
+    :data:`MIN_CONNECTIONS`. They are opened on demand: the bound decides only whether
+    a request waits for a free connection and whether a finished one is kept."""
+    return max(MIN_CONNECTIONS, cfg.transfers * cfg.upload_concurrency)
+
+
 def make_client(
     *,
     timeout: float,
     base_url: str = "",
     verify: ssl.SSLContext | None = None,
     remote: str | None = None,
-    connections: int = 8,
+    connections: int = MIN_CONNECTIONS,
 ) -> httpx.Client:
     """The httpx client every backend uses. Uploads pass their own longer timeouts.
 
+    At most ``connections`` at once, every one kept alive between requests.
     With ``remote``, every response is counted in ``syncd_http_requests`` by status.
-    ``connections`` bounds the connections open at once (each kept alive up to half
-    of them, at least 4).
     """
     hooks: dict[str, list[Callable[[httpx.Response], None]]] = {}
     if remote is not None:
@@ -89,9 +105,11 @@ def make_client(
         verify=verify if verify is not None else tls_context(None),
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
-        limits=httpx.Limits(
-            max_connections=connections, max_keepalive_connections=max(4, connections // 2)
-        ),
+        # Every connection is kept: besides the handshakes saved, a sync pool that closes
+        # surplus keep-alive connections can close one already handed to a waiting thread
+        # (https://github.com/encode/httpcore/issues/1110; seen here with 8/4 and 24
+        # threads as a spurious "Bad file descriptor" ReadError).
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         headers={"User-Agent": _agent, "Accept": "application/json"},
         follow_redirects=False,
     )
@@ -136,7 +154,8 @@ def platform_clients(
     upload-session URLs, which carry their own signature and must never see the token.
     """
     verify = tls_context(cfg.ca_bundle)
-    client = make_client(timeout=cfg.timeout, verify=verify, remote=name)
+    pool = pool_size(cfg)
+    client = make_client(timeout=cfg.timeout, verify=verify, remote=name, connections=pool)
     client.headers["Authorization"] = auth
     http = Http(
         client,
@@ -146,11 +165,10 @@ def platform_clients(
         limiter_key=f"{name}:{cfg.url}",
         remote=name,
     )
-    # The store client carries a per-file push: ``transfers`` files of each package in flight.
-    stores = max(8, cfg.transfers * cfg.upload_concurrency)
-    return http, make_client(
-        timeout=max(cfg.timeout, 300.0), verify=verify, remote=name, connections=stores
+    store = make_client(
+        timeout=max(cfg.timeout, 300.0), verify=verify, remote=name, connections=pool
     )
+    return http, store
 
 
 def reachability_of(remote: object) -> Reachability | None:

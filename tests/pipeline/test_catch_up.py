@@ -345,3 +345,31 @@ def test_a_failed_full_scan_is_started_again_on_the_next_pass(
         assert d.watcher.take("s") is None  # None: scan the whole folder on the next pass
     finally:
         d.close()
+
+
+def test_reading_a_units_files_does_not_mark_it_dirty(tmp_path: Path) -> None:
+    """An upload reads every file of its unit: that is no change to detect. inotify
+    delivers a folder's events in order, so once a later write is seen, an event
+    for the earlier read would have been seen too."""
+    from syncd.pipeline.watcher import FolderWatcher
+
+    for unit in ("read", "written"):
+        (tmp_path / unit).mkdir()
+        (tmp_path / unit / "a.bin").write_bytes(b"x" * 1000)
+    watcher = FolderWatcher(threading.Event())
+    watcher.add("s", tmp_path, "native")
+    watcher.start()
+    try:
+        assert watcher.using("s") == "native"
+        for _ in range(3):
+            (tmp_path / "read" / "a.bin").read_bytes()
+        (tmp_path / "written" / "b.bin").write_bytes(b"y")
+        seen: set[str] = set()
+        for _ in range(500):
+            seen |= watcher.take("s") or set()
+            if "written" in seen:
+                break
+            time.sleep(0.01)
+        assert seen == {"written"}
+    finally:
+        watcher.remove("s")

@@ -140,6 +140,24 @@ def test_presigned_put_is_strict(client: Client) -> None:
     assert client.put(path, content=b"hello").status_code == 200
 
 
+def test_presigned_put_base_can_point_elsewhere(client: Client) -> None:
+    """A benchmark's switch: PUT URLs name another receiver, signed as before."""
+    ds = dataset(client, "elsewhere")
+    r = client.post("/__sandbox/config", json={"presign_put_base": "http://sink:9/minio"})
+    assert r.status_code == 200 and r.json()["presign_put_base"] == "http://sink:9/minio"
+    urls = api(
+        client, "GET", "/data/generatePresignedUrl", params={"fileName": "a.zip", "datasetId": ds}
+    )
+    assert urls["presignedUrl"].startswith("http://sink:9/minio/xtreme1/1/")
+    assert "X-Amz-Signature=" in urls["presignedUrl"]
+    assert urls["accessUrl"].startswith("http://minio:9000/xtreme1/1/")
+    client.post("/__sandbox/config", json={"presign_put_base": None})
+    urls = api(
+        client, "GET", "/data/generatePresignedUrl", params={"fileName": "a.zip", "datasetId": ds}
+    )
+    assert urls["presignedUrl"].startswith(str(client.base_url).rstrip("/") + "/minio/")
+
+
 def test_import_joins_files_by_base_name_and_skips_duplicates(
     client: Client, tmp_path: Path
 ) -> None:
