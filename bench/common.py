@@ -86,6 +86,13 @@ def say(*parts: object) -> None:
 # --------------------------------------------------------------------------- processes
 
 
+def curl_put(path: Path, url: str, content_type: str | None = None) -> list[str]:
+    """The reference's upload of one ready file: ``curl -T`` as a user would type it
+    (no ``Expect: 100-continue`` round trip, the body discarded, a failure is an error)."""
+    typed = ["-H", f"Content-Type: {content_type}"] if content_type else []
+    return ["curl", "-sS", "-f", "-o", "/dev/null", "-H", "Expect:", *typed, "-T", str(path), url]
+
+
 def timed(cmd: Sequence[str], **kw: Any) -> float:
     """Wall seconds of one command; raises if it fails."""
     t0 = time.perf_counter()

@@ -30,6 +30,7 @@ from bench.common import (
     TOKEN,
     Figure,
     admin,
+    curl_put,
     disk_free,
     median,
     run_until_uploaded,
@@ -146,20 +147,7 @@ def run(work: Path, repeat: int, gib: float, notes: list[str]) -> list[Figure]:
             zip_s = timed(["zip", "-0", "-r", "-q", str(archive), "."], cwd=folder)
             shutil.rmtree(folder)
             put_url = _session(sb.url, archive.stat().st_size, f"naive/{rep}")
-            put_s = timed(
-                [
-                    "curl",
-                    "-sS",
-                    "-f",
-                    "-o",
-                    "/dev/null",
-                    "-H",
-                    "Expect:",
-                    "-T",
-                    str(archive),
-                    put_url,
-                ]
-            )
+            put_s = timed(curl_put(archive, put_url))
             archive.unlink()
             times["naive"].append(convert_s + zip_s + put_s)
             (unit / "_READY").touch()

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from bench.common import TOKEN
+from bench.common import TOKEN, curl_put
 from syncd.remotes import basicai as basicai_wire
 from syncd.remotes import segments_wire
 from syncd.remotes.base import PushData, PushFile
@@ -257,21 +257,7 @@ def push_xtreme1(url: str, dataset_id: str, archives: Sequence[Path]) -> tuple[f
             r.raise_for_status()
             urls = r.json()["data"]
             subprocess.run(
-                [
-                    "curl",
-                    "-sS",
-                    "-f",
-                    "-o",
-                    "/dev/null",
-                    "-H",
-                    "Expect:",
-                    "-H",
-                    "Content-Type: application/zip",
-                    "-T",
-                    str(archive),
-                    str(urls["presignedUrl"]),
-                ],
-                check=True,
+                curl_put(archive, str(urls["presignedUrl"]), "application/zip"), check=True
             )
             body = {
                 "fileUrl": urls["accessUrl"],

@@ -36,6 +36,7 @@ from bench.common import (
     TOKEN,
     Figure,
     admin,
+    curl_put,
     disk_free,
     median,
     run_until_uploaded,
@@ -77,22 +78,7 @@ def _dataset(url: str, name: str) -> int:
 
 
 def _curl_put(path: Path, presigned: str) -> float:
-    return timed(
-        [
-            "curl",
-            "-sS",
-            "-f",
-            "-o",
-            "/dev/null",
-            "-H",
-            "Expect:",
-            "-H",
-            "Content-Type: application/zip",
-            "-T",
-            str(path),
-            presigned,
-        ]
-    )
+    return timed(curl_put(path, presigned, "application/zip"))
 
 
 def _files(unit: Path) -> list[str]:
