@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -215,11 +216,11 @@ def test_a_hung_push_step_stops_the_pings_until_it_returns(
     armed, release, entered = threading.Event(), threading.Event(), threading.Event()
     real = pack.run_once
 
-    def hanging(ctx: SyncContext) -> object:
+    def hanging(ctx: SyncContext, **kw: Any) -> object:
         if armed.is_set():
             entered.set()
             release.wait(60)
-        return real(ctx)
+        return real(ctx, **kw)
 
     monkeypatch.setattr(pack, "run_once", hanging)
     daemon = Daemon(load_config(cfg_path), config_file=cfg_path)
@@ -257,3 +258,66 @@ def test_a_hung_push_step_stops_the_pings_until_it_returns(
         daemon.close()
     assert ns.times("STOPPING=1")
     wait_until(lambda: not thread.is_alive(), 5, "daemon thread ends")
+
+
+def test_a_hung_upload_worker_stops_the_pings_while_the_loop_goes_on(
+    tmp_path: Path,
+    sandbox_url: str,
+    notify_socket: NotifySocket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Uploads run beside the push loop, so the loop keeps beating while one hangs: the
+    worker's own stage (``upload:SYNC#ID``) goes stale and the watchdog pings stop."""
+    from syncd.pipeline import upload
+    from syncd.sampledata import write_fusion_unit
+
+    ns = notify_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", ns.address)
+    monkeypatch.setenv("WATCHDOG_USEC", str(PING_USEC))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cfg_path = write_config(
+        tmp_path / "syncd.toml",
+        sandbox_url,
+        [{"name": "p", "dataset": f"push-{uuid.uuid4().hex[:8]}", "folder": folder, "pull": False}],
+    )
+    cfg_path.write_text('[daemon]\nstall_timeout = "2s"\n' + cfg_path.read_text())
+    release, entered = threading.Event(), threading.Event()
+    real = upload.advance
+
+    def hanging(ctx: SyncContext, pkg: Any, strategy: Any = None) -> None:
+        entered.set()
+        release.wait(60)
+        real(ctx, pkg, strategy)
+
+    monkeypatch.setattr(upload, "advance", hanging)
+    daemon = Daemon(load_config(cfg_path), config_file=cfg_path)
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    try:
+        ns.wait_for(lambda: ns.times("READY=1"), 30, "READY=1")
+        write_fusion_unit(folder / "u", frames=1, cameras=0, with_result=False)
+        assert entered.wait(30)
+        hung_at = time.monotonic()
+        ns.wait_for(
+            lambda: [
+                line
+                for t, line in ns.lines()
+                if t > hung_at and line.startswith("STATUS=STALLED: upload:p#")
+            ],
+            20,
+            "STALLED: upload:p#…",
+        )
+        stalled = [ln for t, ln in ns.lines() if ln.startswith("STATUS=STALLED")]
+        assert all("push" not in ln.split("|")[0] for ln in stalled)  # the loop kept beating
+        time.sleep(1.0)
+        last = max(ns.times("WATCHDOG=1"))
+        assert not pings_after(ns, last), "no ping while the upload hangs"
+        release.set()
+        ns.wait_for(lambda: pings_after(ns, last), 20, "pings after the upload returns")
+    finally:
+        release.set()
+        daemon.stop.set()
+        daemon.wake.set()
+        thread.join(60)
+        daemon.close()
