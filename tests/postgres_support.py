@@ -102,6 +102,10 @@ class Cluster:
 
     def _start(self, *, check: bool) -> subprocess.CompletedProcess[str]:
         # -w: return once the server accepts connections
+        return self._pg_ctl("start", check=check)
+
+    def _pg_ctl(self, *action: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``pg_ctl`` on this cluster with its log and options, waiting (``-w``) up to 60 s."""
         return self._run(
             "pg_ctl",
             "-D",
@@ -113,7 +117,7 @@ class Cluster:
             "-w",
             "-t",
             "60",
-            "start",
+            *action,
             check=check,
         )
 
@@ -129,21 +133,7 @@ class Cluster:
         accepts connections again.
         """
         if mode == "fast" and not down:
-            self._run(
-                "pg_ctl",
-                "-D",
-                str(self.data),
-                "-l",
-                str(self.root / "server.log"),
-                "-o",
-                self._options(),
-                "-m",
-                "fast",
-                "-w",
-                "-t",
-                "60",
-                "restart",
-            )
+            self._pg_ctl("-m", "fast", "restart")
             return
         self.shut_down(mode)
         time.sleep(down)

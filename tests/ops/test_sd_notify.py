@@ -195,14 +195,11 @@ def test_a_pull_hung_on_the_platform_stops_the_watchdog_pings(
     )
 
 
-def test_a_hung_push_step_stops_the_pings_until_it_returns(
-    tmp_path: Path,
-    sandbox_url: str,
-    notify_socket: NotifySocket,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """In process: the packing step blocks (as on a hung NFS mount) while the test holds it."""
-    ns = notify_socket
+def push_only(
+    tmp_path: Path, sandbox_url: str, ns: NotifySocket, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, Path]:
+    """A push-only sync (folder "in") with a 2 s stall timeout, notifying ``ns`` with the
+    watchdog on: (the folder, the config file)."""
     monkeypatch.setenv("NOTIFY_SOCKET", ns.address)
     monkeypatch.setenv("WATCHDOG_USEC", str(PING_USEC))
     folder = tmp_path / "in"
@@ -213,6 +210,18 @@ def test_a_hung_push_step_stops_the_pings_until_it_returns(
         [{"name": "p", "dataset": f"push-{uuid.uuid4().hex[:8]}", "folder": folder, "pull": False}],
     )
     cfg_path.write_text('[daemon]\nstall_timeout = "2s"\n' + cfg_path.read_text())
+    return folder, cfg_path
+
+
+def test_a_hung_push_step_stops_the_pings_until_it_returns(
+    tmp_path: Path,
+    sandbox_url: str,
+    notify_socket: NotifySocket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In process: the packing step blocks (as on a hung NFS mount) while the test holds it."""
+    ns = notify_socket
+    _, cfg_path = push_only(tmp_path, sandbox_url, ns, monkeypatch)
     armed, release, entered = threading.Event(), threading.Event(), threading.Event()
     real = pack.run_once
 
@@ -272,16 +281,7 @@ def test_a_hung_upload_worker_stops_the_pings_while_the_loop_goes_on(
     from syncd.sampledata import write_fusion_unit
 
     ns = notify_socket
-    monkeypatch.setenv("NOTIFY_SOCKET", ns.address)
-    monkeypatch.setenv("WATCHDOG_USEC", str(PING_USEC))
-    folder = tmp_path / "in"
-    folder.mkdir()
-    cfg_path = write_config(
-        tmp_path / "syncd.toml",
-        sandbox_url,
-        [{"name": "p", "dataset": f"push-{uuid.uuid4().hex[:8]}", "folder": folder, "pull": False}],
-    )
-    cfg_path.write_text('[daemon]\nstall_timeout = "2s"\n' + cfg_path.read_text())
+    folder, cfg_path = push_only(tmp_path, sandbox_url, ns, monkeypatch)
     release, entered = threading.Event(), threading.Event()
     real = upload.advance
 
